@@ -1,0 +1,40 @@
+"""export: checkpoint -> deployable artifacts (one exporter per format, chosen from the format table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modnet_edge.core import get_format, resolve
+from modnet_edge.errors import BackendUnavailableError, ConfigError
+
+
+def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32", output: str | Path | None = None,
+           **options: Any) -> Path:
+    """Export a checkpoint (path, :class:`Checkpoint`, or None for the built-in default network) to
+    ``format`` at ``precision``; returns the artifact path (its manifest is written beside it)."""
+    from modnet_edge.train.checkpoint import Checkpoint, random_checkpoint, read_checkpoint
+
+    fmt = get_format(format)
+    if fmt.exporter is None:
+        raise ConfigError(f"format {format!r} is not an export target")
+    if precision not in fmt.precisions:
+        raise ConfigError(f"format {format!r} supports precisions {list(fmt.precisions)}, not {precision!r}")
+    if not fmt.can_export():
+        raise BackendUnavailableError(f"exporting {format} needs {list(fmt.export_requires)}; "
+                                      f"install with: {fmt.install_hint()}")
+    if isinstance(checkpoint, Checkpoint):
+        ckpt = checkpoint
+    elif checkpoint is None:
+        ckpt = random_checkpoint()
+    else:
+        ckpt = read_checkpoint(checkpoint)
+    if output is None:
+        stem = ckpt.path.stem if ckpt.path else "modnet"
+        output = Path(f"{stem}.{precision}{fmt.suffixes[0]}")
+    return resolve(fmt.exporter)(ckpt, Path(output), precision=precision, **options)
+
+
+from modnet_edge.core import make_module_callable  # noqa: E402
+
+make_module_callable(__name__, export)

@@ -1,0 +1,116 @@
+"""PyTorch checkpoint -> ONNX (opset >= 17), FP32 or FP16, dynamic or static shape, with metadata inside.
+
+Uses PyTorch's TorchScript-based exporter: for this convolutional network it produces a plain, fully
+static-op graph (Conv/Resize/InstanceNormalization...) that ONNX Runtime, TensorRT and the mobile
+converters all accept, and it needs no extra dependency.  FP16 is exported by tracing the network in
+half precision, so the graph computes what ``model.half()`` computes; ``keep_io_types`` adds casts so
+callers still pass and receive float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modnet_edge.core import ArtifactMetadata, METADATA_KEY, atomic_output, tool_versions, write_manifest
+from modnet_edge.errors import ConfigError
+from modnet_edge.train.checkpoint import Checkpoint, build_from_checkpoint
+
+DYNAMIC_AXES = {"input": {0: "batch", 2: "height", 3: "width"}, "matte": {0: "batch", 2: "height", 3: "width"}}
+
+
+class _ExportWrapper(torch.nn.Module):
+    """Matte-only forward; optionally float32 in/out around a half-precision network."""
+
+    def __init__(self, net: torch.nn.Module, cast_io: bool) -> None:
+        super().__init__()
+        self.net, self.cast_io = net, cast_io
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cast_io:
+            return self.net(x.half(), inference=True).float()
+        return self.net(x, inference=True)
+
+
+def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp32", *, opset: int = 17,
+                static_shape: tuple[int, int] | None = None, batch: int | None = None, simplify: bool = True,
+                keep_io_types: bool = False, **unknown: Any) -> Path:
+    """Export ``checkpoint`` to ``output``; returns the path.  Writes ``output`` + ``.manifest.json``.
+
+    ``static_shape``: (H, W) multiples of 32 for a fixed-shape model (batch 1 unless ``batch``), else
+    batch/height/width are dynamic.  ``keep_io_types``: fp16 model with float32 input/output.
+    """
+    if unknown:
+        raise ConfigError(f"unknown ONNX export option(s): {sorted(unknown)}")
+    if precision not in ("fp32", "fp16"):
+        raise ConfigError(f"ONNX export precision must be fp32 or fp16 (int8 comes from calibration), "
+                          f"not {precision!r}")
+    if opset < 17:
+        raise ConfigError(f"opset must be >= 17 (InstanceNormalization/Resize semantics we rely on), got {opset}")
+    spec = checkpoint.preprocessing.with_fixed_size(static_shape)  # validates multiples of 32
+    output = Path(output)
+    net = build_from_checkpoint(checkpoint)
+    if precision == "fp16":
+        net = net.half()
+    in_dtype = torch.float32 if (precision == "fp32" or keep_io_types) else torch.float16
+    h, w = static_shape or (64, 64)
+    dummy = torch.zeros(batch or 1, 3, h, w, dtype=in_dtype)
+    wrapper = _ExportWrapper(net, cast_io=precision == "fp16" and keep_io_types).eval()
+
+    with atomic_output(output) as tmp:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # legacy-exporter deprecation and instance_norm train-mode notes
+            torch.onnx.export(wrapper, (dummy,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["input"], output_names=["matte"], do_constant_folding=True,
+                              dynamic_axes=None if static_shape else _dynamic_axes(batch))
+        import onnx
+
+        model = onnx.load(str(tmp))
+        if simplify:
+            model = _simplify(model)
+        input_shape: list[int | str] = ([batch or 1, 3, h, w] if static_shape
+                                        else [batch or "batch", 3, "height", "width"])
+        meta = ArtifactMetadata(
+            format="onnx", precision=precision, preprocessing=spec, model=checkpoint.model_config.to_dict(),
+            input_shape=input_shape, source=checkpoint.source_info(),
+            tools=tool_versions("torch", "onnx", "onnxslim"),
+            extra={"opset": opset, "io_dtype": "float32" if in_dtype == torch.float32 else "float16"})
+        embed_metadata(model, meta)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+    write_manifest(output, meta)
+    return output
+
+
+def _dynamic_axes(batch: int | None) -> dict[str, dict[int, str]]:
+    if batch is None:
+        return DYNAMIC_AXES
+    return {k: {a: n for a, n in v.items() if a != 0} for k, v in DYNAMIC_AXES.items()}
+
+
+def _simplify(model: Any) -> Any:
+    """Fold constants and drop redundant nodes with onnxslim (skipped, with a warning, when absent)."""
+    try:
+        import onnxslim
+    except ImportError:
+        warnings.warn("onnxslim is not installed; exporting an unsimplified graph", stacklevel=3)
+        return model
+    with contextlib.redirect_stdout(io.StringIO()):
+        return onnxslim.slim(model)
+
+
+def embed_metadata(model: Any, meta: ArtifactMetadata) -> None:
+    """Store the metadata JSON in the ONNX ``metadata_props`` (replacing any previous entry)."""
+    for prop in list(model.metadata_props):
+        if prop.key == METADATA_KEY:
+            model.metadata_props.remove(prop)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, meta.to_json()
+    model.producer_name = "modnet-edge"
+    model.doc_string = (f"MODNet portrait matting, {meta.precision}; input 'input' (N,3,H,W) RGB in [-1,1], "
+                        "H and W multiples of 32; output 'matte' (N,1,H,W) alpha in [0,1]")

@@ -1,0 +1,46 @@
+"""modnet-edge: MODNet portrait matting from PyTorch training to phones, edge boxes and GPUs.
+
+Public API (the contract the CLI mirrors one to one)::
+
+    load_network(checkpoint)                     -> torch.nn.Module (matte-only, inference mode)
+    export(checkpoint, format, precision, output, **options) -> Path
+    load(path, **options)                        -> MattingPredictor  (predictor.predict(image) -> alpha)
+    open_backend(model_file, **options)          -> Backend (.inputs, .outputs, .run(feed))
+    parity(artifacts, images, ...)               -> ParityReport
+
+Stage packages are imported lazily so ``import modnet_edge`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .core import FORMATS, VERSION, ArtifactMetadata, PreprocessSpec
+from .errors import (ArtifactError, BackendUnavailableError, CheckpointError, ConfigError, DataError, FeedError,
+                     InputImageError, MetadataError, ModnetEdgeError)
+
+__version__ = VERSION
+
+_LAZY = {
+    "load_network": ("modnet_edge.train.checkpoint", "load_network"),
+    "load": ("modnet_edge.runtimes.loader", "load"),
+    "open_backend": ("modnet_edge.runtimes.loader", "open_backend"),
+    "parity": ("modnet_edge.parity_tests.parity", "run_parity"),
+}
+_SUBPACKAGES = ("train", "export", "runtimes", "calibration", "parity_tests", "benchmarks")
+
+__all__ = ["FORMATS", "ArtifactMetadata", "PreprocessSpec", "ModnetEdgeError", "InputImageError",
+           "CheckpointError", "ArtifactError", "MetadataError", "BackendUnavailableError", "ConfigError",
+           "DataError", "FeedError", "export", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"modnet_edge.{name}")
+    raise AttributeError(f"module 'modnet_edge' has no attribute {name!r}")

@@ -1,0 +1,395 @@
+"""What every stage shares: the preprocessing spec, artifact metadata and the one table of formats.
+
+Data flows one way through the toolkit (train -> export -> runtimes -> parity/benchmarks); this module
+sits underneath all of them and imports none of them.  Stages are referred to by dotted *names* in the
+format table and imported lazily, so the table can say which formats exist without importing torch,
+onnxruntime or any converter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, MetadataError
+
+VERSION = "0.1.0"
+METADATA_KEY = "modnet_edge"  # key of the JSON metadata entry embedded in every artifact
+METADATA_SCHEMA = 1
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+# --------------------------------------------------------------------------------------------------
+# Preprocessing spec
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an RGB image becomes the network input and how the output becomes an alpha matte.
+
+    The default is the rule of the official MODNet inference code: with ``ref_size`` 512, rescale so
+    the short side is 512 when the long side is < 512 or the short side is > 512, then floor each side
+    to a multiple of 32; 'area' resampling in and out; normalise [0, 255] -> [-1, 1].  An artifact with
+    a static input shape sets ``fixed_size`` and is fed exactly that (H, W).
+    """
+
+    ref_size: int = 512
+    multiple: int = 32
+    fixed_size: tuple[int, int] | None = None
+    resample: str = "area"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # on the [0, 1] scale
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    layout: str = "NCHW"
+
+    def __post_init__(self) -> None:
+        if self.ref_size < self.multiple or self.multiple < 1:
+            raise ConfigError(f"invalid preprocessing: ref_size={self.ref_size}, multiple={self.multiple}")
+        if self.resample != "area":
+            raise ConfigError(f"invalid preprocessing: unknown resample {self.resample!r}")
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ConfigError(f"invalid preprocessing: layout must be NCHW or NHWC, not {self.layout!r}")
+        if self.fixed_size is not None:
+            h, w = self.fixed_size
+            if h % self.multiple or w % self.multiple or h <= 0 or w <= 0:
+                raise ConfigError(f"invalid preprocessing: fixed_size {self.fixed_size} is not a positive "
+                                  f"multiple of {self.multiple}")
+
+    def target_size(self, height: int, width: int) -> tuple[int, int]:
+        """Network input (H, W) for an image of ``height`` x ``width``."""
+        if self.fixed_size is not None:
+            return tuple(self.fixed_size)  # type: ignore[return-value]
+        ref = self.ref_size
+        if max(height, width) < ref or min(height, width) > ref:
+            if width >= height:
+                rh, rw = ref, int(width / height * ref)
+            else:
+                rh, rw = int(height / width * ref), ref
+        else:
+            rh, rw = height, width
+        rh, rw = rh - rh % self.multiple, rw - rw % self.multiple
+        return max(rh, self.multiple), max(rw, self.multiple)
+
+    def with_fixed_size(self, size: tuple[int, int] | None) -> PreprocessSpec:
+        return dataclasses.replace(self, fixed_size=None if size is None else (int(size[0]), int(size[1])))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["fixed_size"] = list(self.fixed_size) if self.fixed_size else None
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise MetadataError(f"preprocessing has unknown keys {sorted(unknown)}")
+        d = dict(data)
+        if d.get("fixed_size") is not None:
+            d["fixed_size"] = tuple(int(v) for v in d["fixed_size"])
+        for key in ("mean", "std"):
+            if key in d:
+                d[key] = tuple(float(v) for v in d[key])
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as exc:
+            raise MetadataError(f"invalid preprocessing {data}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# Artifact metadata
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ArtifactMetadata:
+    """The facts a predictor needs about an artifact, embedded in the artifact and in its manifest.
+
+    A predictor reads these back from the file itself (never from the caller's memory), so an artifact
+    copied to a phone or a CI box carries its own preprocessing, layout and provenance.
+    """
+
+    format: str
+    precision: str
+    preprocessing: PreprocessSpec
+    model: dict[str, Any]
+    input_name: str = "input"
+    output_name: str = "matte"
+    input_shape: list[int | str] = field(default_factory=lambda: ["batch", 3, "height", "width"])
+    source: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    toolkit_version: str = VERSION
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    schema: int = METADATA_SCHEMA
+
+    REQUIRED = ("format", "precision", "preprocessing", "model")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["preprocessing"] = self.preprocessing.to_dict()
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str | Path = "metadata") -> ArtifactMetadata:
+        if not isinstance(data, dict):
+            raise MetadataError(f"metadata is not a JSON object ({type(data).__name__})", where)
+        missing = [k for k in cls.REQUIRED if k not in data]
+        if missing:
+            raise MetadataError(f"metadata lacks required fields {missing}", where)
+        if data.get("schema", 1) > METADATA_SCHEMA:
+            raise MetadataError(f"metadata schema {data['schema']} is newer than this toolkit "
+                                f"understands ({METADATA_SCHEMA}); upgrade modnet-edge", where)
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in data.items() if k in known}
+        if d["precision"] not in PRECISIONS and not str(d["precision"]).startswith(("int8", "int16", "palettized")):
+            raise MetadataError(f"metadata has unknown precision {d['precision']!r}", where)
+        try:
+            d["preprocessing"] = PreprocessSpec.from_dict(d["preprocessing"])
+        except MetadataError as exc:
+            raise MetadataError(str(exc), where) from exc
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str | Path = "metadata") -> ArtifactMetadata:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MetadataError(f"metadata is not valid JSON: {exc}", where) from exc
+        return cls.from_dict(data, where)
+
+
+def manifest_path(artifact: str | Path) -> Path:
+    """Where the manifest of ``artifact`` lives: ``model.onnx`` -> ``model.onnx.manifest.json``."""
+    p = Path(artifact)
+    return p.with_name(p.name + ".manifest.json")
+
+
+# Fields that must agree between the embedded metadata and the manifest beside the file.
+_CONSISTENT_FIELDS = ("format", "precision", "preprocessing", "model", "input_name", "output_name", "source")
+
+
+def write_manifest(artifact: str | Path, meta: ArtifactMetadata) -> Path:
+    """Write the manifest beside ``artifact``: the metadata plus the artifact's size and sha256."""
+    artifact = Path(artifact)
+    record = meta.to_dict()
+    record["artifact"] = {"file": artifact.name, "bytes": path_size(artifact), "sha256": sha256_path(artifact)}
+    out = manifest_path(artifact)
+    atomic_write_text(out, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def read_manifest(artifact: str | Path) -> ArtifactMetadata | None:
+    """The manifest's metadata, None when no manifest exists; checks the artifact's sha256 against it."""
+    mpath = manifest_path(artifact)
+    if not mpath.exists():
+        return None
+    meta = ArtifactMetadata.from_json(mpath.read_bytes(), mpath)
+    record = json.loads(mpath.read_bytes())
+    expected = (record.get("artifact") or {}).get("sha256")
+    if expected and expected != sha256_path(artifact):
+        raise MetadataError(f"artifact does not match its manifest {mpath.name} (sha256 differs): "
+                            "it was modified or replaced after export", artifact)
+    return meta
+
+
+def reconcile_metadata(artifact: str | Path, embedded: ArtifactMetadata | None) -> ArtifactMetadata | None:
+    """Combine embedded metadata and manifest; refuse when both exist and disagree."""
+    manifest = read_manifest(artifact)
+    if embedded is None or manifest is None:
+        return embedded or manifest
+    a, b = embedded.to_dict(), manifest.to_dict()
+    diff = [k for k in _CONSISTENT_FIELDS if a.get(k) != b.get(k)]
+    if diff:
+        raise MetadataError(f"embedded metadata and manifest disagree on {diff}", artifact)
+    return embedded
+
+
+# --------------------------------------------------------------------------------------------------
+# The one table of formats
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Format:
+    """One deployable format: how to recognise it, export it and run it.
+
+    ``exporter`` and each backend are ``module:attribute`` names resolved on use, so listing formats
+    never imports a heavy framework.  ``backends`` maps a runtime name to its backend class, the first
+    being the default.  ``export_requires`` / ``runtime_requires`` are importable module names; the
+    format is exportable / runnable (by its default runtime) here when all of them are installed.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    precisions: tuple[str, ...]
+    backends: tuple[tuple[str, str], ...]
+    exporter: str | None
+    export_requires: tuple[str, ...]
+    runtime_requires: tuple[str, ...]
+    extra: str | None  # pip extra that installs it
+    description: str
+    is_dir: bool = False  # the artifact is a directory (e.g. .mlpackage)
+
+    def can_export(self) -> bool:
+        return self.exporter is not None and all(_installed(m) for m in self.export_requires)
+
+    def can_run(self) -> bool:
+        return all(_installed(m) for m in self.runtime_requires)
+
+    def backend(self, runtime: str | None = None) -> str:
+        """The ``module:Class`` of the backend for ``runtime`` (default: the format's first runtime)."""
+        if runtime is None:
+            return self.backends[0][1]
+        for name, target in self.backends:
+            if name == runtime:
+                return target
+        raise ConfigError(f"format {self.name!r} has no runtime {runtime!r}; "
+                          f"choose from {[n for n, _ in self.backends]}")
+
+    def install_hint(self) -> str:
+        extra = f"[{self.extra}]" if self.extra else ""
+        return f'pip install -c constraints.txt "modnet-edge{extra}"'
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("pytorch", (".pt", ".pth", ".ckpt", ".pt2"), ("fp32", "fp16"),
+               (("torch", "modnet_edge.runtimes.torch_backend:TorchBackend"),), None,
+               ("torch",), ("torch",), None,
+               "PyTorch checkpoint (official MODNet or modnet-edge) or torch.export program"),
+        Format("onnx", (".onnx",), ("fp32", "fp16"),
+               (("onnxruntime", "modnet_edge.runtimes.onnxruntime_backend:OnnxRuntimeBackend"),),
+               "modnet_edge.export.onnx_export:export_onnx", ("torch", "onnx"), ("onnxruntime",), None,
+               "ONNX, run by ONNX Runtime (CPU, CUDA, TensorRT or CoreML execution providers)"),
+    )
+}
+
+
+def get_format(name: str) -> Format:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ConfigError(f"unknown format {name!r}; known formats: {', '.join(FORMATS)}") from None
+
+
+def format_of_path(path: str | Path) -> Format | None:
+    """The format whose suffix ``path`` has (None when no format claims it)."""
+    name = Path(path).name.lower()
+    for fmt in FORMATS.values():
+        if any(name.endswith(s) for s in fmt.suffixes):
+            return fmt
+    return None
+
+
+def resolve(dotted: str) -> Any:
+    """Import ``package.module:attribute`` lazily."""
+    module, _, attr = dotted.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------------------------------
+# Small file helpers shared by every writer
+# --------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    An interrupted export or checkpoint write therefore never leaves a half-written file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    tmp_path.unlink()  # writers create it themselves (some refuse to overwrite)
+    try:
+        yield tmp_path
+        if not tmp_path.exists():
+            raise RuntimeError(f"writer produced no file at {tmp_path}")
+        if path.is_dir() and not path.is_symlink():
+            import shutil
+
+            shutil.rmtree(path)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            if tmp_path.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp_path, ignore_errors=True)
+            else:
+                tmp_path.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+
+
+def sha256_path(path: str | Path) -> str:
+    """sha256 of a file, or of a directory's files (names and contents, in sorted order)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def path_size(path: str | Path) -> int:
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def tool_versions(*modules: str) -> dict[str, str]:
+    """Installed versions of the given distributions (for manifests and benchmark records)."""
+    from importlib import metadata
+
+    out = {"modnet-edge": VERSION}
+    for m in modules:
+        try:
+            out[m] = metadata.version(m)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def make_module_callable(module_name: str, func: Any) -> None:
+    """Let ``modnet_edge.export(...)`` / ``modnet_edge.train(...)`` be called although they are packages.
+
+    The public API promises functions with the same names as the stage packages; once a submodule such
+    as ``modnet_edge.export.onnx_export`` is imported, Python binds the *package* to that attribute.
+    Making the package itself callable keeps both spellings working.
+    """
+    import sys
+    import types
+
+    class _CallableModule(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)
+
+    sys.modules[module_name].__class__ = _CallableModule

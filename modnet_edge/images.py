@@ -1,0 +1,137 @@
+"""Reading images into the one form every stage uses: an RGB ``uint8`` array of shape (H, W, 3).
+
+Predictor, datasets and calibration all call :func:`to_rgb_uint8`, so an image means the same thing
+everywhere: EXIF orientation applied, grey/RGBA/16-bit/float converted, size limits enforced, and any
+problem reported as an :class:`InputImageError` naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputImageError
+
+MIN_SIDE = 32
+MAX_SIDE = 16384
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+ImageLike = Union[str, Path, np.ndarray, Image.Image]
+
+# Pillow refuses images above ~179 MP as a decompression-bomb guard; our own MAX_SIDE check is the
+# limit we document, so let Pillow open anything and check the size ourselves before decoding.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputImageError("not a folder", folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file to RGB uint8 (H, W, 3), honouring EXIF orientation."""
+    path = Path(path)
+    if not path.exists():
+        raise InputImageError("file does not exist", path)
+    if path.is_dir():
+        raise InputImageError("is a folder, not an image file", path)
+    if path.stat().st_size == 0:
+        raise InputImageError("file is empty (0 bytes)", path)
+    try:
+        with Image.open(path) as im:
+            _check_size(im.width, im.height, path)
+            im = ImageOps.exif_transpose(im)
+            return pil_to_rgb_uint8(im, path)
+    except UnidentifiedImageError:
+        raise InputImageError("not a readable image (unknown or corrupt format)", path) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputImageError(f"image data is corrupt or truncated ({exc})", path) from None
+
+
+def read_matte(path: str | Path) -> np.ndarray:
+    """Decode a single-channel matte file to float32 (H, W) in [0, 1]."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        raise InputImageError("matte file is missing or empty", path)
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputImageError(f"not a readable matte ({exc})", path) from None
+    if arr.ndim == 3:
+        if arr.shape[2] == 4:  # an RGBA cut-out: the alpha channel is the matte
+            arr = arr[..., 3]
+        elif arr.shape[2] in (1, 3) and (arr.shape[2] == 1 or np.ptp(arr.astype(np.int32), axis=2).max() == 0):
+            arr = arr[..., 0]
+        else:
+            raise InputImageError(f"matte must have one channel, got {arr.shape[2]} differing channels", path)
+    scale = 65535.0 if arr.dtype == np.uint16 else 255.0 if arr.dtype == np.uint8 else 1.0
+    if arr.dtype == bool:
+        scale = 1.0
+    return np.clip(arr.astype(np.float32) / scale, 0.0, 1.0)
+
+
+def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:
+    """Accept a path, a PIL image or an array and return RGB uint8 (H, W, 3)."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        _check_size(image.width, image.height, name)
+        return pil_to_rgb_uint8(image, name)
+    if isinstance(image, np.ndarray):
+        return array_to_rgb_uint8(image, name)
+    raise InputImageError(f"unsupported image type {type(image).__name__}; pass a path, PIL image or "
+                          "numpy array", name)
+
+
+def pil_to_rgb_uint8(im: Image.Image, where: Any = "image") -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale to 8 bit, keep the range
+        arr = np.asarray(im).astype(np.float64)
+        peak = 65535.0 if arr.max() > 255 or im.mode.startswith("I;16") else 255.0
+        grey = np.clip(np.rint(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # grey, palette, CMYK, RGBA (alpha dropped), LA ...
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def array_to_rgb_uint8(arr: np.ndarray, where: Any = "image") -> np.ndarray:
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise InputImageError(f"array must be HxW or HxWxC, got shape {arr.shape}", where)
+    channels = arr.shape[2]
+    if channels not in (1, 3, 4):
+        raise InputImageError(f"image must have 1, 3 or 4 channels, got {channels}", where)
+    _check_size(arr.shape[1], arr.shape[0], where)
+    if arr.dtype == np.uint8:
+        out = arr
+    elif arr.dtype == np.uint16:
+        out = np.rint(arr.astype(np.float32) / 257.0).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InputImageError("float image contains NaN or infinity", where)
+        if arr.min() < 0.0 or arr.max() > 1.0:
+            raise InputImageError("float images must be in [0, 1]", where)
+        out = np.rint(arr * 255.0).astype(np.uint8)
+    else:
+        raise InputImageError(f"unsupported array dtype {arr.dtype}", where)
+    if channels == 1:
+        out = np.repeat(out, 3, axis=2)
+    elif channels == 4:
+        out = out[..., :3]
+    return np.ascontiguousarray(out)
+
+
+def _check_size(width: int, height: int, where: Any) -> None:
+    if min(width, height) < MIN_SIDE:
+        raise InputImageError(f"image is {width}x{height}; the smaller side must be >= {MIN_SIDE} px", where)
+    if max(width, height) > MAX_SIDE:
+        raise InputImageError(f"image is {width}x{height}; the larger side must be <= {MAX_SIDE} px", where)

@@ -1,0 +1,236 @@
+"""Parity: how far an artifact's mattes drift from the PyTorch reference, with a verdict per precision.
+
+The reference is the checkpoint the artifact was exported from (found through the artifact's own
+provenance, sha256-checked), run through the *same* predictor with the *artifact's* preprocessing, so
+the only difference measured is the model itself.  Metrics are over all pixels and, separately, over
+the boundary band (where mattes matter and quantisation hurts most).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modnet_edge.core import ArtifactMetadata, atomic_write_text, sha256_path
+from modnet_edge.errors import CheckpointError, ConfigError
+from modnet_edge.images import list_images, read_image
+
+from .images import synthetic_portraits
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Largest acceptable drift: global alpha MSE and, when set, MSE inside the boundary band."""
+
+    mse: float
+    band_mse: float | None = None
+
+
+# The one table of drift budgets, by artifact precision (prefix match: "int8-weights" -> "int8").
+BUDGETS: dict[str, Budget] = {
+    "fp32": Budget(mse=1e-9),
+    "fp16": Budget(mse=1e-6),
+    "int8": Budget(mse=1e-4, band_mse=1e-3),
+}
+
+BAND_RADIUS = 7  # px: how far the boundary band extends around soft alpha
+
+
+def budget_for(precision: str, budgets: dict[str, Budget] | None = None) -> Budget:
+    table = budgets or BUDGETS
+    if precision in table:
+        return table[precision]
+    for key in sorted(table, key=len, reverse=True):
+        if precision.startswith(key):
+            return table[key]
+    raise ConfigError(f"no drift budget for precision {precision!r}; budgets exist for {sorted(table)}")
+
+
+def boundary_band(reference: np.ndarray, radius: int = BAND_RADIUS) -> np.ndarray:
+    """Pixels whose reference alpha is strictly between 0 and 1 at 8-bit precision, dilated by ``radius``."""
+    soft = (reference > 0.5 / 255.0) & (reference < 1.0 - 0.5 / 255.0)
+    return _dilate(soft, radius)
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    out = mask.copy()
+    for axis in (0, 1):  # a square structuring element is separable: dilate rows, then columns
+        src, acc = out, out.copy()
+        for shift in range(1, radius + 1):
+            fwd = [slice(None)] * 2
+            bwd = [slice(None)] * 2
+            fwd[axis], bwd[axis] = slice(shift, None), slice(None, -shift)
+            acc[tuple(fwd)] |= src[tuple(bwd)]
+            acc[tuple(bwd)] |= src[tuple(fwd)]
+        out = acc
+    return out
+
+
+@dataclass
+class Drift:
+    """Drift of one matte (or of all mattes pooled) against the reference."""
+
+    mse: float
+    mad: float
+    max_abs: float
+    p99_abs: float
+    band_mse: float
+    band_pixels: int
+    pixels: int
+
+    @classmethod
+    def measure(cls, reference: np.ndarray, candidate: np.ndarray, radius: int = BAND_RADIUS) -> Drift:
+        if reference.shape != candidate.shape:
+            raise ValueError(f"matte shapes differ: {reference.shape} vs {candidate.shape}")
+        err = candidate.astype(np.float64) - reference.astype(np.float64)
+        sq, ab = err * err, np.abs(err)
+        band = boundary_band(reference, radius)
+        return cls(mse=float(sq.mean()), mad=float(ab.mean()), max_abs=float(ab.max()),
+                   p99_abs=float(np.percentile(ab, 99)),
+                   band_mse=float(sq[band].mean()) if band.any() else 0.0,
+                   band_pixels=int(band.sum()), pixels=int(err.size))
+
+    @classmethod
+    def pool(cls, items: Sequence[Drift]) -> Drift:
+        """Pixel-weighted pooling (so MSE is over all pixels of all images); p99 is the worst image's."""
+        n = sum(d.pixels for d in items)
+        nb = sum(d.band_pixels for d in items)
+        return cls(mse=sum(d.mse * d.pixels for d in items) / n, mad=sum(d.mad * d.pixels for d in items) / n,
+                   max_abs=max(d.max_abs for d in items), p99_abs=max(d.p99_abs for d in items),
+                   band_mse=sum(d.band_mse * d.band_pixels for d in items) / nb if nb else 0.0,
+                   band_pixels=nb, pixels=n)
+
+
+@dataclass
+class ArtifactParity:
+    artifact: str
+    format: str
+    precision: str
+    budget: Budget
+    drift: Drift
+    per_image: dict[str, Drift] = field(default_factory=dict)
+    reference: str = ""
+
+    @property
+    def passed(self) -> bool:
+        ok = self.drift.mse <= self.budget.mse
+        if self.budget.band_mse is not None:
+            ok = ok and self.drift.band_mse <= self.budget.band_mse
+        return ok and math.isfinite(self.drift.mse)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": self.artifact, "format": self.format, "precision": self.precision,
+                "reference": self.reference, "budget": asdict(self.budget), "pass": self.passed,
+                "drift": asdict(self.drift), "per_image": {k: asdict(v) for k, v in self.per_image.items()}}
+
+
+@dataclass
+class ParityReport:
+    """Truthy when every artifact is within its budget."""
+
+    results: list[ArtifactParity]
+    images: list[str]
+    image_source: str  # "folder <path>" or "generated (synthetic)"
+
+    def __bool__(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pass": bool(self), "image_source": self.image_source, "images": self.images,
+                "artifacts": [r.to_dict() for r in self.results]}
+
+    def write_json(self, path: str | Path) -> Path:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return Path(path)
+
+    def table(self) -> str:
+        head = f"{'artifact':<34} {'prec':<6} {'MSE':>9} {'budget':>8} {'band MSE':>9} {'MAD':>9} {'max':>8} {'p99':>8}  verdict"
+        lines = [f"images: {len(self.images)} from {self.image_source}", head, "-" * len(head)]
+        for r in self.results:
+            d = r.drift
+            budget = f"{r.budget.mse:.0e}" + (f"/{r.budget.band_mse:.0e}" if r.budget.band_mse else "")
+            lines.append(f"{Path(r.artifact).name[:34]:<34} {r.precision:<6} {d.mse:9.2e} {budget:>8} "
+                         f"{d.band_mse:9.2e} {d.mad:9.2e} {d.max_abs:8.1e} {d.p99_abs:8.1e}  "
+                         f"{'PASS' if r.passed else 'FAIL'}")
+        return "\n".join(lines)
+
+
+def load_images(images: str | Path | Sequence[str | Path] | None, limit: int | None = None,
+                synthetic_count: int = 4, seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
+    """Images for a parity run: a folder, a list of files, or (None) generated synthetic portraits."""
+    if images is None:
+        gen = synthetic_portraits(synthetic_count, seed=seed)
+        return gen, f"generated synthetic portraits (seed {seed}; no real images given)"
+    if isinstance(images, (str, Path)) and Path(images).is_dir():
+        files = list_images(images)
+        if not files:
+            raise ConfigError(f"no images found in {images}")
+        source = f"folder {images}"
+    else:
+        files = [Path(p) for p in ([images] if isinstance(images, (str, Path)) else images)]
+        source = "files"
+    files = files[:limit] if limit else files
+    return {f.name: read_image(f) for f in files}, source
+
+
+def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path | None = None):
+    """The checkpoint an artifact came from, verified by sha256 (or rebuilt, for a seeded random net)."""
+    from modnet_edge.train.checkpoint import random_checkpoint, read_checkpoint, weights_sha256
+
+    src = meta.source or {}
+    if reference is None and src.get("kind") == "random-init":
+        ckpt = random_checkpoint(int(src.get("seed", 0)))
+        if src.get("weights_sha256") not in (None, weights_sha256(ckpt.state_dict)):
+            raise CheckpointError("cannot rebuild the random-init reference (weights hash differs)", artifact)
+        return ckpt
+    candidates = [Path(reference)] if reference else [
+        Path(p) for p in (src.get("checkpoint_path"), artifact.parent / str(src.get("checkpoint", ""))) if p]
+    for cand in candidates:
+        if cand.is_file():
+            if reference is None and src.get("checkpoint_sha256") not in (None, sha256_path(cand)):
+                continue
+            return read_checkpoint(cand)
+    raise CheckpointError(f"cannot find the reference checkpoint {src.get('checkpoint')!r} (looked at "
+                          f"{[str(c) for c in candidates]}); pass reference=/--reference", artifact)
+
+
+def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: str | Path | None = None,
+               budgets: dict[str, Budget] | None = None, limit: int | None = None, progress: bool = True,
+               keep_mattes: bool = False, **backend_options: Any) -> ParityReport:
+    """Compare each artifact with its PyTorch reference on ``images``; returns a :class:`ParityReport`."""
+    from tqdm import tqdm
+
+    from modnet_edge.runtimes.loader import load
+    from modnet_edge.runtimes.predictor import MattingPredictor
+    from modnet_edge.runtimes.torch_backend import TorchBackend
+
+    pictures, source = load_images(images, limit)
+    results: list[ArtifactParity] = []
+    ref_cache: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for artifact in [Path(a) for a in artifacts]:
+        with load(artifact, **backend_options) as predictor:
+            meta = predictor.metadata
+            ckpt = find_reference(meta, artifact, reference)
+            key = (ckpt.source_info()["weights_sha256"], json.dumps(predictor.spec.to_dict(), sort_keys=True))
+            if key not in ref_cache:
+                ref_backend = TorchBackend.from_checkpoint(ckpt)
+                ref_meta = ArtifactMetadata(format="pytorch", precision="fp32", preprocessing=predictor.spec,
+                                            model=meta.model)
+                with MattingPredictor(ref_backend, ref_meta) as ref:
+                    ref_cache[key] = {n: ref.predict(im) for n, im in
+                                      tqdm(pictures.items(), desc="reference (pytorch fp32)", disable=not progress,
+                                           leave=False)}
+            refs = ref_cache[key]
+            per_image = {}
+            for name, im in tqdm(pictures.items(), desc=f"parity {artifact.name}", disable=not progress, leave=False):
+                per_image[name] = Drift.measure(refs[name], predictor.predict(im))
+            results.append(ArtifactParity(str(artifact), meta.format, meta.precision,
+                                          budget_for(meta.precision, budgets), Drift.pool(list(per_image.values())),
+                                          per_image, reference=str(ckpt.path or ckpt.kind)))
+    return ParityReport(results, list(pictures), source)

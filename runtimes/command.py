@@ -1,0 +1,80 @@
+"""``modnet-edge predict``: images or folders -> alpha PNGs and composites (mirrors :func:`modnet_edge.load`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "predict alpha mattes for images or folders of images with any artifact or checkpoint"
+
+
+def _color(text: str) -> tuple[int, int, int]:
+    try:
+        r, g, b = (int(v) for v in text.split(","))
+        assert all(0 <= v <= 255 for v in (r, g, b))
+    except (ValueError, AssertionError):
+        raise argparse.ArgumentTypeError(f"expected R,G,B with values 0-255, got {text!r}") from None
+    return r, g, b
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("artifact", help="artifact (.onnx, ...) or checkpoint")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    parser.add_argument("--color", type=_color, default=(0, 177, 64), help="composite background R,G,B")
+    parser.add_argument("--no-composite", action="store_true", help="write only the alpha PNGs")
+    parser.add_argument("--runtime", help="runtime to use when the format has several")
+    parser.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, ...)")
+    parser.add_argument("--device", help="PyTorch device (cpu, cuda)")
+    parser.add_argument("--threads", type=int, help="inference threads")
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    from modnet_edge.errors import InputImageError
+    from modnet_edge.images import list_images
+
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = list_images(p)
+            if not found:
+                raise InputImageError("folder contains no images", p)
+            files += found
+        else:
+            files.append(p)
+    stems = [f.stem for f in files]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise InputImageError(f"several inputs share the name(s) {dupes}; outputs would overwrite each other")
+    return files
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    opts = {}
+    if getattr(args, "provider", None):
+        opts["providers"] = args.provider
+    if getattr(args, "device", None):
+        opts["device"] = args.device
+    if getattr(args, "threads", None):
+        opts["threads"] = args.threads
+    return opts
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from modnet_edge.images import read_image
+    from modnet_edge.runtimes.loader import load
+    from modnet_edge.runtimes.outputs import alpha_to_uint8, composite, save_png
+
+    files = collect_inputs(args.inputs)
+    with load(args.artifact, runtime=args.runtime, **backend_options(args)) as predictor:
+        for f in tqdm(files, desc="predict", unit="img"):
+            rgb = read_image(f)
+            alpha = predictor.predict(rgb)
+            save_png(alpha_to_uint8(alpha), args.output / f"{f.stem}.alpha.png")
+            if not args.no_composite:
+                save_png(composite(rgb, alpha, args.color), args.output / f"{f.stem}.composite.png")
+    print(f"wrote {len(files)} matte(s) to {args.output}")
+    return 0

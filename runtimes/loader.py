@@ -1,0 +1,92 @@
+"""Open any model file: choose the format (metadata first, then file suffix) through the one format table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from modnet_edge.core import (FORMATS, ArtifactMetadata, Format, PreprocessSpec, format_of_path, get_format,
+                              manifest_path, reconcile_metadata, resolve)
+from modnet_edge.errors import ArtifactError, BackendUnavailableError, MetadataError
+
+from .base import Backend
+from .predictor import MattingPredictor
+
+
+def detect_format(path: str | Path) -> Format:
+    """The format of ``path``: its manifest's ``format`` field first, then its suffix."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError("model file does not exist", path)
+    mpath = manifest_path(path)
+    if mpath.exists():
+        try:
+            name = json.loads(mpath.read_text()).get("format")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+            raise MetadataError(f"manifest is not valid JSON: {exc}", mpath) from None
+        if name in FORMATS:
+            return FORMATS[name]
+        raise MetadataError(f"manifest names unknown format {name!r}", mpath)
+    fmt = format_of_path(path)
+    if fmt is None:
+        known = sorted({s for f in FORMATS.values() for s in f.suffixes})
+        raise ArtifactError(f"cannot tell the model format from the file name; known suffixes: {known}", path)
+    return fmt
+
+
+def open_backend(model_file: str | Path, runtime: str | None = None, format: str | None = None,
+                 **options: Any) -> Backend:
+    """A backend for any model file of a supported format (not only MODNet).
+
+    ``runtime`` picks among a format's runtimes (default: its first); other keyword options go to the
+    backend (``providers=``, ``threads=``, ``device=`` ...).
+    """
+    fmt = get_format(format) if format else detect_format(model_file)
+    target = fmt.backend(runtime)
+    try:
+        cls = resolve(target)
+    except ImportError as exc:
+        raise BackendUnavailableError(f"the {fmt.name} runtime is not installed ({exc.name}); "
+                                      f"install it with: {fmt.install_hint()}") from None
+    return cls(model_file, **options)
+
+
+def load(path: str | Path, runtime: str | None = None, preprocessing: PreprocessSpec | str | None = None,
+         **options: Any) -> MattingPredictor:
+    """A matting predictor for any artifact (a checkpoint included).
+
+    Preprocessing is read from the artifact's embedded metadata and manifest (which must agree).  A
+    model that carries none (not exported by modnet-edge) is refused unless ``preprocessing`` states
+    it explicitly: ``"modnet-reference"`` or a :class:`PreprocessSpec`.
+    """
+    backend = open_backend(path, runtime=runtime, **options)
+    try:
+        meta = reconcile_metadata(path, backend.embedded_metadata)
+        if meta is None:
+            meta = _foreign_metadata(backend, preprocessing)
+        return MattingPredictor(backend, meta)
+    except Exception:
+        backend.close()
+        raise
+
+
+def _foreign_metadata(backend: Backend, preprocessing: PreprocessSpec | str | None) -> ArtifactMetadata:
+    if preprocessing is None:
+        raise MetadataError("model carries no modnet-edge metadata (embedded or manifest), so its "
+                            "preprocessing is unknown; pass preprocessing='modnet-reference' to state "
+                            "it, or use open_backend() for raw inference", backend.path)
+    if isinstance(preprocessing, str):
+        if preprocessing != "modnet-reference":
+            raise MetadataError(f"unknown preprocessing preset {preprocessing!r}", backend.path)
+        preprocessing = PreprocessSpec()
+    if len(backend.inputs) != 1:
+        raise MetadataError(f"a matting model needs one image input, this one has "
+                            f"{[i.name for i in backend.inputs]}", backend.path)
+    layout = backend.inputs[0].layout or preprocessing.layout
+    from dataclasses import replace
+
+    return ArtifactMetadata(format=backend.format, precision="unknown", model={"arch": "unknown"},
+                            preprocessing=replace(preprocessing, layout=layout),
+                            input_name=backend.inputs[0].name, output_name=backend.outputs[0].name,
+                            source={"kind": "foreign"})

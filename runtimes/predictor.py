@@ -1,0 +1,95 @@
+"""The matting predictor: RGB image(s) in, alpha matte(s) out, over any backend.
+
+Pre- and post-processing come from the artifact's own metadata (never from the caller), and are the
+shared NumPy functions in :mod:`modnet_edge.preprocess`, so every format is fed identically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from modnet_edge.core import ArtifactMetadata, PreprocessSpec
+from modnet_edge.errors import MetadataError
+from modnet_edge.images import ImageLike, to_rgb_uint8
+from modnet_edge.preprocess import postprocess, preprocess
+
+from .base import Backend
+
+
+class MattingPredictor:
+    """``predict(image) -> alpha`` (H, W) float32 in [0, 1] at the input's size.
+
+    ``image``: a path, a PIL image or an (H, W[, C]) array (grey, RGB, RGBA, uint8/uint16/float).
+    Static-shape artifacts are fed their fixed size; dynamic ones the reference resize rule.
+    """
+
+    def __init__(self, backend: Backend, metadata: ArtifactMetadata) -> None:
+        self.backend = backend
+        self.metadata = metadata
+        self.input_name, self.output_name = self._resolve_io(backend, metadata)
+        in_info = next(i for i in backend.inputs if i.name == self.input_name)
+        spec = metadata.preprocessing
+        if in_info.layout and in_info.layout != spec.layout:
+            raise MetadataError(f"metadata says layout {spec.layout} but the model input is "
+                                f"{in_info.layout} {list(in_info.shape)}", backend.path)
+        static = in_info.shape[1:3] if spec.layout == "NHWC" else in_info.shape[2:4]
+        if all(isinstance(d, int) and d > 0 for d in static) and spec.fixed_size != tuple(static):
+            spec = spec.with_fixed_size(tuple(static))  # the model's own static shape wins
+        self.spec: PreprocessSpec = spec
+        self.last_timings_s: dict[str, float] = {}
+
+    @staticmethod
+    def _resolve_io(backend: Backend, meta: ArtifactMetadata) -> tuple[str, str]:
+        ins, outs = [i.name for i in backend.inputs], [o.name for o in backend.outputs]
+        if meta.input_name not in ins:
+            if len(ins) != 1:
+                raise MetadataError(f"metadata names input '{meta.input_name}' but the model has {ins}", backend.path)
+            meta_in = ins[0]
+        else:
+            meta_in = meta.input_name
+        if meta.output_name in outs:
+            return meta_in, meta.output_name
+        if len(outs) == 1:
+            return meta_in, outs[0]
+        raise MetadataError(f"metadata names output '{meta.output_name}' but the model has {outs}", backend.path)
+
+    def predict(self, image: ImageLike) -> np.ndarray:
+        t0 = time.perf_counter()
+        rgb = to_rgb_uint8(image, getattr(image, "filename", None) or (image if isinstance(image, str) else "image"))
+        x = self.backend.prepare_input(self.input_name, preprocess(rgb, self.spec))
+        t1 = time.perf_counter()
+        out = self.backend.run({self.input_name: x})[self.output_name]
+        t2 = time.perf_counter()
+        out = self._dequantize(out)
+        alpha = postprocess(out, rgb.shape[0], rgb.shape[1], self.spec.layout)
+        t3 = time.perf_counter()
+        self.last_timings_s = {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": t3 - t2, "total": t3 - t0}
+        return alpha
+
+    __call__ = predict
+
+    def predict_batch(self, images: Iterable[ImageLike]) -> list[np.ndarray]:
+        """Predict several images; returns one alpha per image in order."""
+        return [self.predict(im) for im in images]
+
+    def _dequantize(self, out: np.ndarray) -> np.ndarray:
+        dequant = getattr(self.backend, "dequantize_output", None)
+        if dequant is not None:
+            return dequant(self.output_name, out)
+        return out.astype(np.float32, copy=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.backend.describe(), "metadata": self.metadata.to_dict()}
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> MattingPredictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
