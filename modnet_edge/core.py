@@ -239,6 +239,7 @@ class Format:
     extra: str | None  # pip extra that installs it
     description: str
     is_dir: bool = False  # the artifact is a directory (e.g. .mlpackage)
+    pipeline_precisions: tuple[str, ...] = ()  # what `modnet-edge pipeline` exports by default
 
     def can_export(self) -> bool:
         return self.exporter is not None and all(_installed(m) for m in self.export_requires)
@@ -271,7 +272,8 @@ FORMATS: dict[str, Format] = {
         Format("onnx", (".onnx",), ("fp32", "fp16"),
                (("onnxruntime", "modnet_edge.runtimes.onnxruntime_backend:OnnxRuntimeBackend"),),
                "modnet_edge.export.onnx_export:export_onnx", ("torch", "onnx"), ("onnxruntime",), None,
-               "ONNX, run by ONNX Runtime (CPU, CUDA, TensorRT or CoreML execution providers)"),
+               "ONNX, run by ONNX Runtime (CPU, CUDA, TensorRT or CoreML execution providers)",
+               pipeline_precisions=("fp32", "fp16")),
     )
 }
 
