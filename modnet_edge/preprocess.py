@@ -44,9 +44,8 @@ def preprocess(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     h, w = rgb.shape[:2]
     th, tw = spec.target_size(h, w)
     x = rgb.astype(np.float32) if (th, tw) == (h, w) else area_resize(rgb, th, tw)
-    scale = np.asarray([1.0 / (255.0 * s) for s in spec.std], dtype=np.float32)
-    shift = np.asarray([m / s for m, s in zip(spec.mean, spec.std)], dtype=np.float32)
-    x = x * scale - shift
+    # the order of torchvision's ToTensor + Normalize, so unresized inputs match the official code bit for bit
+    x = (x / np.float32(255.0) - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     if spec.layout == "NCHW":
         x = x.transpose(2, 0, 1)
     return np.ascontiguousarray(x[None], dtype=np.float32)

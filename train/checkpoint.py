@@ -125,9 +125,13 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError("refusing to load: the file contains pickled Python objects or code, not "
-                              "plain weights (only weights_only-loadable checkpoints are accepted). "
-                              f"Detail: {str(exc).splitlines()[0]}", path) from None
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln), None)
+        if detail:
+            raise CheckpointError("refusing to load: the file contains pickled Python objects or code, not "
+                                  f"plain weights (only weights_only-loadable checkpoints are accepted): {detail}",
+                                  path) from None
+        raise CheckpointError(f"not a readable PyTorch checkpoint (corrupt or truncated?): "
+                              f"{str(exc).splitlines()[0]}", path) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"not a readable PyTorch checkpoint (corrupt or truncated?): {exc}", path) from None
     file_sha = sha256_path(path)
@@ -182,7 +186,7 @@ def save_checkpoint(path: str | Path, model: MODNet, *, preprocessing: Preproces
         "weights_sha256": weights_sha256(sd),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "toolkit_version": VERSION,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "host": platform.node(),
         "parameters": count_parameters(_unwrap(model)),
     }
