@@ -274,6 +274,19 @@ FORMATS: dict[str, Format] = {
                "modnet_edge.export.onnx_export:export_onnx", ("torch", "onnx"), ("onnxruntime",), None,
                "ONNX, run by ONNX Runtime (CPU, CUDA, TensorRT or CoreML execution providers)",
                pipeline_precisions=("fp32", "fp16")),
+        Format("tensorrt-onnx", (".trt.onnx",), ("fp32", "fp16", "int8"),
+               (("onnxruntime", "modnet_edge.runtimes.onnxruntime_backend:OnnxRuntimeBackend"),),
+               "modnet_edge.export.tensorrt_onnx:export_tensorrt_onnx", ("torch", "onnx", "onnxruntime"),
+               ("onnxruntime",), None,
+               "TensorRT-ready ONNX (static shape or min/opt/max profile; strongly typed FP16; INT8 Q/DQ), "
+               "verified in ONNX Runtime here, built into an engine where TensorRT is installed",
+               pipeline_precisions=("fp32", "fp16", "int8")),
+        Format("tensorrt", (".engine", ".plan"), ("fp32", "fp16", "int8"),
+               (("tensorrt", "modnet_edge.runtimes.tensorrt_backend:TensorRTBackend"),),
+               "modnet_edge.export.tensorrt_build:export_tensorrt_engine", ("torch", "onnx", "tensorrt"),
+               ("tensorrt",), "tensorrt",
+               "TensorRT engine (tied to the TensorRT version and GPU that built it), from the TensorRT-ready ONNX",
+               pipeline_precisions=("fp16", "int8")),
     )
 }
 
@@ -288,10 +301,8 @@ def get_format(name: str) -> Format:
 def format_of_path(path: str | Path) -> Format | None:
     """The format whose suffix ``path`` has (None when no format claims it)."""
     name = Path(path).name.lower()
-    for fmt in FORMATS.values():
-        if any(name.endswith(s) for s in fmt.suffixes):
-            return fmt
-    return None
+    matches = [(len(s), fmt) for fmt in FORMATS.values() for s in fmt.suffixes if name.endswith(s)]
+    return max(matches, key=lambda m: m[0])[1] if matches else None  # longest suffix: .trt.onnx over .onnx
 
 
 def resolve(dotted: str) -> Any:
