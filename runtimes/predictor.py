@@ -72,9 +72,36 @@ class MattingPredictor:
 
     __call__ = predict
 
-    def predict_batch(self, images: Iterable[ImageLike]) -> list[np.ndarray]:
-        """Predict several images; returns one alpha per image in order."""
-        return [self.predict(im) for im in images]
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 8) -> list[np.ndarray]:
+        """Predict several images; returns one alpha per image, in order.
+
+        Images whose network input size is the same are stacked into one call of up to ``batch_size``
+        when the model's batch dimension is dynamic (the win on GPUs); otherwise one call per image.
+        """
+        rgbs = [to_rgb_uint8(im, im if isinstance(im, str) else f"image {i}") for i, im in enumerate(images)]
+        batch_dim = next(i for i in self.backend.inputs if i.name == self.input_name).shape[0]
+        if isinstance(batch_dim, int) and batch_dim > 0:
+            batch_size = batch_dim if batch_dim > 1 else 1
+        alphas: list[np.ndarray | None] = [None] * len(rgbs)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, rgb in enumerate(rgbs):
+            groups.setdefault(self.spec.target_size(*rgb.shape[:2]), []).append(i)
+        for members in groups.values():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start:start + batch_size]
+                if isinstance(batch_dim, int) and batch_dim > 1 and len(chunk) != batch_dim:
+                    chunk_alphas = [self.predict(rgbs[i]) for i in chunk]  # static batch: no padding tricks
+                else:
+                    chunk_alphas = self._predict_stacked([rgbs[i] for i in chunk])
+                for i, alpha in zip(chunk, chunk_alphas):
+                    alphas[i] = alpha
+        return alphas  # type: ignore[return-value]
+
+    def _predict_stacked(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        x = np.concatenate([preprocess(rgb, self.spec) for rgb in rgbs], axis=0)
+        out = self._dequantize(self.backend.run({self.input_name: self.backend.prepare_input(self.input_name, x)})
+                               [self.output_name])
+        return [postprocess(out[i:i + 1], rgb.shape[0], rgb.shape[1], self.spec.layout) for i, rgb in enumerate(rgbs)]
 
     def _dequantize(self, out: np.ndarray) -> np.ndarray:
         dequant = getattr(self.backend, "dequantize_output", None)

@@ -93,7 +93,10 @@ def test_predictor_inputs_and_sizes(onnx_fp32: Path, tmp_path: Path) -> None:
         assert a.shape == (123, 77) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
         np.testing.assert_array_equal(pred.predict(tmp_path / "a.png"), a)
         np.testing.assert_array_equal(pred.predict(Image.fromarray(rgb)), a)
-        assert [x.shape for x in pred.predict_batch([rgb, rgb[:50]])] == [(123, 77), (50, 77)]
+        batch = pred.predict_batch([rgb, rgb[:50], rgb])
+        assert [x.shape for x in batch] == [(123, 77), (50, 77), (123, 77)]
+        np.testing.assert_allclose(batch[0], a, atol=1e-5)  # stacked with the third image, same answer
+        np.testing.assert_array_equal(batch[0], batch[2])
         assert set(pred.last_timings_s) == {"preprocess", "infer", "postprocess", "total"}
 
 
