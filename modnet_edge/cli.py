@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "export": "modnet_edge.export.command",
     "predict": "modnet_edge.runtimes.command",
     "parity": "modnet_edge.parity_tests.command",
+    "tensorrt-build": "modnet_edge.export.tensorrt_command",
     "info": "modnet_edge.runtimes.info_command",
 }
 
