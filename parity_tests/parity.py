@@ -116,6 +116,9 @@ class ArtifactParity:
     drift: Drift
     per_image: dict[str, Drift] = field(default_factory=dict)
     reference: str = ""
+    # with run_parity(keep_mattes=...): the artifact's and the reference's alpha per kept image (for reports)
+    mattes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    reference_mattes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -137,6 +140,7 @@ class ParityReport:
     results: list[ArtifactParity]
     images: list[str]
     image_source: str  # "folder <path>" or "generated (synthetic)"
+    pictures: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # kept input images (RGB uint8)
 
     def __bool__(self) -> bool:
         return all(r.passed for r in self.results)
@@ -202,8 +206,12 @@ def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path
 
 def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: str | Path | None = None,
                budgets: dict[str, Budget] | None = None, limit: int | None = None, progress: bool = True,
-               keep_mattes: bool = False, **backend_options: Any) -> ParityReport:
-    """Compare each artifact with its PyTorch reference on ``images``; returns a :class:`ParityReport`."""
+               keep_mattes: bool | int = False, **backend_options: Any) -> ParityReport:
+    """Compare each artifact with its PyTorch reference on ``images``; returns a :class:`ParityReport`.
+
+    ``keep_mattes``: True keeps every image's input, reference alpha and artifact alpha on the report
+    (for visual reports); an int N keeps only the first N images, bounding memory on big folders.
+    """
     from tqdm import tqdm
 
     from modnet_edge.runtimes.loader import load
@@ -211,6 +219,8 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
     from modnet_edge.runtimes.torch_backend import TorchBackend
 
     pictures, source = load_images(images, limit)
+    names = list(pictures)
+    kept = set(names if keep_mattes is True else names[:int(keep_mattes)])  # False -> 0 -> none kept
     results: list[ArtifactParity] = []
     ref_cache: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for artifact in [Path(a) for a in artifacts]:
@@ -227,10 +237,14 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
                                       tqdm(pictures.items(), desc="reference (pytorch fp32)", disable=not progress,
                                            leave=False)}
             refs = ref_cache[key]
-            per_image = {}
+            per_image, mattes, ref_mattes = {}, {}, {}
             for name, im in tqdm(pictures.items(), desc=f"parity {artifact.name}", disable=not progress, leave=False):
-                per_image[name] = Drift.measure(refs[name], predictor.predict(im))
+                alpha = predictor.predict(im)
+                per_image[name] = Drift.measure(refs[name], alpha)
+                if name in kept:
+                    mattes[name], ref_mattes[name] = alpha, refs[name]
             results.append(ArtifactParity(str(artifact), meta.format, meta.precision,
                                           budget_for(meta.precision, budgets), Drift.pool(list(per_image.values())),
-                                          per_image, reference=str(ckpt.path or ckpt.kind)))
-    return ParityReport(results, list(pictures), source)
+                                          per_image, reference=str(ckpt.path or ckpt.kind), mattes=mattes,
+                                          reference_mattes=ref_mattes))
+    return ParityReport(results, names, source, pictures={n: pictures[n] for n in names if n in kept})

@@ -1,0 +1,234 @@
+"""The visual report: one self-contained HTML page (no network fetch, no script, no external file).
+
+A person deciding whether an artifact can ship wants three things on one page: the verdicts with their
+numbers, speed against the target, and the mattes themselves, because a drift number cannot show *where*
+an INT8 model frays the hair.  Pictures are PNG data URIs, the chart is inline SVG, the style is inline
+CSS, so the file can be attached to a CI run or mailed and opens anywhere, offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modnet_edge.core import atomic_write_text
+
+from .results import BenchResult
+from .summary import ArtifactEntry, _fmt, drift_verdict, overall_pass, speed_verdict
+from .targets import Verdict
+
+TILE = 200  # px: longest side of each picture on the page
+HEAT_DECADES = (-6.0, -1.0)  # heat map colour scale: |alpha difference| from 1e-6 (black) to 1e-1 (white)
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d232a;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde;padding-bottom:4px}
+.banner{display:inline-block;padding:6px 14px;border-radius:6px;font-weight:700;color:#fff;margin:8px 0}
+.pass{background:#1f8a4c}.fail{background:#c0392b}.muted{color:#667}
+table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #d6d9de;padding:4px 8px;text-align:right}
+th{background:#f1f3f6}td.l,th.l{text-align:left}.ok{color:#1f8a4c;font-weight:600}.bad{color:#c0392b;font-weight:700}
+.tiles{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0 18px}
+figure{margin:0;width:%dpx}figure img{max-width:%dpx;display:block;border:1px solid #ccd;image-rendering:auto}
+figcaption{font-size:12px;color:#445;margin-top:3px;word-break:break-all}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 14px}dt{color:#556}dd{margin:0}
+""" % (TILE, TILE)
+
+
+def png_data_uri(array: np.ndarray) -> str:
+    """A uint8 (H, W) or (H, W, 3) array as a ``data:image/png;base64,...`` URI."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def thumbnail(array: np.ndarray, side: int = TILE) -> np.ndarray:
+    """Downscale for display (box filter); a display copy, never used for any metric."""
+    from PIL import Image
+
+    h, w = array.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return array
+    im = Image.fromarray(array).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+    return np.asarray(im)
+
+
+def matte_image(alpha: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
+
+
+def heat_map(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """|candidate - reference| on a log scale (1e-6 black -> 1e-1 white, 'hot' colours) as RGB uint8.
+
+    Log scale, because FP32 drift lives near 1e-7 and INT8 near 1e-2: on a linear scale one of them is
+    always invisible.  The same scale on every tile makes tiles comparable.
+    """
+    err = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
+    lo, hi = HEAT_DECADES
+    t = np.clip((np.log10(np.maximum(err, 10.0 ** (lo - 1))) - lo) / (hi - lo), 0.0, 1.0)
+    return _hot(t)
+
+
+def _hot(t: np.ndarray) -> np.ndarray:
+    """The 'hot' colour map: black -> red -> yellow -> white for t in [0, 1]."""
+    rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
+    return np.rint(rgb * 255).astype(np.uint8)
+
+
+def _legend_svg() -> str:
+    lo, hi = HEAT_DECADES
+    colours = _hot(np.linspace(0.0, 1.0, 11))
+    stops = "".join(f'<stop offset="{k / 10:.1f}" stop-color="rgb({r},{g},{b})"/>'
+                    for k, (r, g, b) in enumerate(colours.tolist()))
+    return (f'<svg width="320" height="34" role="img" aria-label="heat map scale">'
+            f'<defs><linearGradient id="hm">{stops}</linearGradient></defs>'
+            f'<rect x="0" y="0" width="320" height="14" fill="url(#hm)" stroke="#889"/>'
+            f'<text x="0" y="30" font-size="11">|&#916;&#945;| &#8804; 1e{int(lo)}</text>'
+            f'<text x="320" y="30" font-size="11" text-anchor="end">&#8805; 1e{int(hi)}</text></svg>')
+
+
+def fps_chart_svg(rows: Sequence[tuple[str, float, float | None, bool | None]]) -> str:
+    """Horizontal bars of fps with the target as a tick on each bar: (label, fps, target_fps, meets)."""
+    if not rows:
+        return '<p class="muted">No speed measured.</p>'
+    label_w, bar_w, row_h = 300, 420, 26
+    top = max(max(f for _, f, _, _ in rows), max((t or 0) for _, _, t, _ in rows)) * 1.12 or 1.0
+    height = row_h * len(rows) + 34
+    parts = [f'<svg width="{label_w + bar_w + 90}" height="{height}" '
+             f'role="img" aria-label="frames per second against targets" font-size="12">']
+    for i, (label, fps, target, meets) in enumerate(rows):
+        y = 6 + i * row_h
+        w = max(1.0, bar_w * fps / top)
+        colour = "#1f8a4c" if meets else "#c0392b" if meets is False else "#5b7bb0"
+        parts.append(f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{html.escape(label[:46])}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="16" fill="{colour}"/>')
+        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 15}">{fps:.3g} fps</text>')
+        if target:
+            x = label_w + bar_w * target / top
+            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y}" y2="{y + 22}" stroke="#111" stroke-width="2" '
+                         f'stroke-dasharray="3,2"><title>target {target:.3g} fps</title></line>')
+    axis_y = 6 + len(rows) * row_h + 4
+    parts.append(f'<line x1="{label_w}" x2="{label_w + bar_w}" y1="{axis_y}" y2="{axis_y}" stroke="#889"/>')
+    for k in range(5):
+        v = top * k / 4
+        x = label_w + bar_w * k / 4
+        parts.append(f'<text x="{x:.1f}" y="{axis_y + 14}" text-anchor="middle" fill="#556">{v:.3g}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def chart_rows(results: Sequence[BenchResult], verdicts: Sequence[Verdict]) -> list[tuple[str, float, float | None,
+                                                                                            bool | None]]:
+    rows = []
+    for r in results:
+        if r.mode != "model":
+            continue
+        mine = [v for v in verdicts if v.result is r and v.meets is not None]
+        target = max((v.required_fps for v in mine if v.required_fps), default=None)
+        meets = None if not mine else all(v.meets for v in mine)
+        size = "x".join(map(str, r.input_size)) if r.input_size else ""
+        rows.append((f"{r.artifact.get('name')} {size}", r.fps, target, meets))
+    return rows
+
+
+def _cls(ok: bool | None) -> str:
+    return "ok" if ok else "bad" if ok is False else "muted"
+
+
+def _table(entries: Sequence[ArtifactEntry]) -> str:
+    head = ("<tr><th class=l>artifact</th><th class=l>format</th><th class=l>precision</th><th>size MB</th>"
+            "<th>MSE</th><th>band MSE</th><th>MAD</th><th>max |&#916;&#945;|</th><th>budget MSE / band</th>"
+            "<th>drift</th><th>p50 ms</th><th>p90 ms</th><th>fps</th><th>e2e ms</th><th class=l>target</th>"
+            "<th>speed</th><th>result</th></tr>")
+    rows = [head]
+    for e in entries:
+        d, b, lat = e.drift or {}, e.budget or {}, e.latency_ms or {}
+        budget = f"{_fmt(b.get('mse'), '.0e')} / {_fmt(b.get('band_mse'), '.0e')}" if b else "-"
+        result = "PASS" if e.passed else ("not run here" if e.status == "not-runnable-here" else "FAIL")
+        rows.append(
+            f"<tr><td class=l><code>{html.escape(e.name)}</code></td><td class=l>{html.escape(e.format)}</td>"
+            f"<td class=l>{html.escape(e.precision)}</td><td>{_fmt(e.size_bytes / 1e6 if e.size_bytes else None, '.2f')}"
+            f"</td><td>{_fmt(d.get('mse'))}</td><td>{_fmt(d.get('band_mse'))}</td><td>{_fmt(d.get('mad'))}</td>"
+            f"<td>{_fmt(d.get('max_abs'))}</td><td>{budget}</td><td class={_cls(e.drift_pass)}>{drift_verdict(e)}</td>"
+            f"<td>{_fmt(lat.get('p50'), '.1f')}</td><td>{_fmt(lat.get('p90'), '.1f')}</td><td>{_fmt(e.fps, '.2f')}</td>"
+            f"<td>{_fmt(e.end_to_end_ms, '.1f')}</td><td class=l>{html.escape(e.target or '-')}</td>"
+            f"<td class={_cls(e.meets_target)}>{speed_verdict(e)}</td>"
+            f"<td class={_cls(True if e.passed else None if e.status == 'not-runnable-here' else False)}>{result}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _figure(array: np.ndarray, caption: str) -> str:
+    return (f'<figure><img alt="{html.escape(caption)}" src="{png_data_uri(thumbnail(array))}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _pictures(parity: Any, max_images: int) -> str:
+    if parity is None or not getattr(parity, "pictures", None):
+        return '<p class="muted">No pictures kept (parity did not run, or ran without keeping mattes).</p>'
+    out = [f"<p>Colour scale of the heat maps (same on every tile): {_legend_svg()}</p>"]
+    for name in list(parity.pictures)[:max_images]:
+        tiles = [_figure(parity.pictures[name], f"input {name}")]
+        ref_done = False
+        for r in parity.results:
+            if name not in r.mattes:
+                continue
+            if not ref_done:
+                tiles.append(_figure(matte_image(r.reference_mattes[name]), "reference matte (PyTorch FP32)"))
+                ref_done = True
+            label = f"{Path(r.artifact).name} ({r.precision})"
+            d = r.per_image.get(name)
+            tiles.append(_figure(matte_image(r.mattes[name]), f"matte: {label}"))
+            tiles.append(_figure(heat_map(r.reference_mattes[name], r.mattes[name]),
+                                 f"drift: {label}" + (f", MSE {d.mse:.1e}, max {d.max_abs:.1e}" if d else "")))
+        out.append(f"<h3>{html.escape(name)}</h3><div class=tiles>{''.join(tiles)}</div>")
+    return "".join(out)
+
+
+def _problems(entries: Sequence[ArtifactEntry]) -> str:
+    items = []
+    for e in entries:
+        msgs = [m for m in (e.error, e.speed_note if e.meets_target is False else None) if m]
+        msgs += e.notes
+        if msgs:
+            items.append(f"<li><code>{html.escape(e.name)}</code> ({html.escape(e.status)}): "
+                         + "; ".join(html.escape(m) for m in msgs) + "</li>")
+    return "<ul>" + "".join(items) + "</ul>" if items else '<p class="muted">None.</p>'
+
+
+def render_report(entries: Sequence[ArtifactEntry], context: dict[str, Any], parity: Any = None,
+                  results: Sequence[BenchResult] = (), verdicts: Sequence[Verdict] = (), max_images: int = 2) -> str:
+    ok = overall_pass(entries)
+    facts = "".join(f"<dt>{html.escape(str(k).replace('_', ' '))}</dt><dd>{html.escape(str(v))}</dd>"
+                    for k, v in context.items() if v not in (None, "", [], {}) and not isinstance(v, (dict, list)))
+    versions = context.get("versions") or {}
+    vers = ", ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in sorted(versions.items()))
+    chart = fps_chart_svg(chart_rows(results, verdicts))
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>modnet-edge report: {'PASS' if ok else 'FAIL'}</title><style>{_CSS}</style></head><body>"
+        f"<h1>modnet-edge report</h1><div class='banner {'pass' if ok else 'fail'}'>{'PASS' if ok else 'FAIL'}: "
+        f"{sum(e.passed for e in entries)} of {len(entries)} artifacts pass every gate</div>"
+        f"<dl>{facts}</dl><h2>Artifacts</h2>{_table(entries)}"
+        "<p class=muted>Drift: alpha MSE / mean absolute difference over all pixels of all images against the PyTorch "
+        "FP32 reference, band MSE inside the boundary band (soft alpha, dilated). Speed: model-only median latency "
+        "(p50) of one call; end-to-end (e2e) adds decode, preprocessing and postprocessing.</p>"
+        f"<h2>Speed against targets</h2>{chart}<p class=muted>Bars: measured fps (green meets, red misses, blue no "
+        "target). Dashed tick: the target, as fps (a ratio target is drawn as baseline fps &#215; ratio).</p>"
+        f"<h2>Mattes and drift</h2>{_pictures(parity, max_images)}"
+        f"<h2>Problems and notes</h2>{_problems(entries)}"
+        f"<h2>Versions</h2><p>{vers or '-'}</p></body></html>\n")
+
+
+def write_report(path: str | Path, *args: Any, **kwargs: Any) -> Path:
+    atomic_write_text(path, render_report(*args, **kwargs))
+    return Path(path)
+
