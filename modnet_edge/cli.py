@@ -21,7 +21,11 @@ COMMANDS: dict[str, str] = {
     "export": "modnet_edge.export.command",
     "predict": "modnet_edge.runtimes.command",
     "parity": "modnet_edge.parity_tests.command",
+    "bench": "modnet_edge.benchmarks.command",
+    "report": "modnet_edge.benchmarks.report_command",
+    "pipeline": "modnet_edge.benchmarks.pipeline_command",
     "tensorrt-build": "modnet_edge.export.tensorrt_command",
+    "gpu-speed": "modnet_edge.benchmarks.gpu_speed",
     "info": "modnet_edge.runtimes.info_command",
 }
 
