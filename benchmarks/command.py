@@ -149,7 +149,11 @@ def run(args: argparse.Namespace) -> int:
                           iterations=args.iterations, max_seconds=args.max_seconds, threads=args.threads,
                           batch=args.batch, image=image, image_source=source)
         results += run_benchmarks(subjects, cfg, run_id=run_id)
-    results += _ingested(args, run_id)
+    ingested = _ingested(args, run_id)
+    for r in ingested:
+        if explicit is not None:  # remembered, so `modnet-edge report --bench` checks it against the same class
+            r.extra["device_class"] = explicit.name
+    results += ingested
     verdicts = table.check(results, explicit)
     print(verdict_table(verdicts))
     if args.json:

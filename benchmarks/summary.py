@@ -32,6 +32,7 @@ class ArtifactEntry:
     precision: str
     path: str | None
     size_bytes: int | None = None
+    sha256: str | None = None
     status: str = "ok"
     error: str | None = None
     drift: dict[str, float] | None = None
@@ -99,6 +100,10 @@ def attach_speed(entry: ArtifactEntry, results: Sequence[BenchResult], verdicts:
 
 
 def _same_artifact(r: BenchResult, entry: ArtifactEntry) -> bool:
+    """Same file (local runs), or same content (a result measured on a phone or board names its sha256)."""
+    sha = r.artifact.get("sha256")
+    if sha and entry.sha256:
+        return sha == entry.sha256
     path = r.artifact.get("path")
     return bool(entry.path and path and Path(path).resolve() == Path(entry.path).resolve())
 

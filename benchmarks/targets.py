@@ -142,11 +142,14 @@ class TargetTable:
         return self.classes[self.default_class]
 
     def check(self, results: Sequence[BenchResult], device_class: str | DeviceClass | None = None) -> list[Verdict]:
-        """Every result against its class (given, or detected from the result's own device)."""
+        """Every result against its class: the one given, else the one recorded on the result at ingestion,
+        else the one detected from the result's own device description."""
         out: list[Verdict] = []
         for r in results:
+            recorded = (r.extra or {}).get("device_class")  # set when a phone/board result was ingested
             cls = (device_class if isinstance(device_class, DeviceClass)
-                   else self.get(device_class) if device_class else self.detect(r.device))
+                   else self.get(device_class) if device_class
+                   else self.get(recorded) if recorded else self.detect(r.device))
             out += _check_one(r, cls, results)
         return out
 

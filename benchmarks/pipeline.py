@@ -1,0 +1,321 @@
+"""The main job: checkpoint -> every export this machine can make -> parity -> benchmark -> report.
+
+One command, one output folder, one verdict::
+
+    DIR/checkpoint/...        (only when no checkpoint was given: the quick synthetic training run)
+    DIR/artifacts/            every exported artifact with its .manifest.json
+    DIR/parity.json           drift of every artifact against the PyTorch reference
+    DIR/bench.jsonl           speed results of one interleaved run (the reference included)
+    DIR/summary.json          one entry per artifact: format, precision, path, size, drift, pass, latency,
+                              fps, target, meets_target
+    DIR/junit.xml, DIR/summary.md, DIR/report.html
+    DIR/manifest.json         what ran, on what, from which checkpoint, how long each stage took
+
+Formats come from the format table (``FORMATS``: ``can_export()`` and ``pipeline_precisions``), so a
+format added by another module is exported, verified and benchmarked here without a change.  Each stage
+isolates failures: a failing export is a failed entry, an artifact whose runtime is absent here (Core ML
+on Linux) is "not runnable here", and neither stops the other artifacts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_size, resolve, sha256_path
+from modnet_edge.errors import BackendUnavailableError, ConfigError, ModnetEdgeError
+
+from .runner import BenchConfig
+from .summary import ArtifactEntry, attach_parity, attach_speed, overall_pass, write_outputs
+
+MANIFEST_KIND = "modnet-edge pipeline"
+PORTRAITS = Path("data") / "p3m-portraits" / "image"
+
+
+@dataclass
+class PipelineOptions:
+    output: Path
+    checkpoint: Path | None = None
+    images: Path | None = None  # None: ../shared portraits when present, else generated images
+    limit: int | None = 4
+    formats: Sequence[str] | None = None  # None: every format this machine can export
+    device_class: str | None = None
+    targets: Path | None = None
+    bench: BenchConfig = field(default_factory=lambda: BenchConfig(warmup=1, iterations=10, max_seconds=10.0))
+    speed_gate: bool = True
+    keep_images: int = 2
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+
+def find_portraits() -> Path | None:
+    """The shared real portraits beside the checkout (``../shared``), looked up from cwd and from here."""
+    for root in (Path.cwd().parent, Path(__file__).resolve().parents[1].parent):
+        folder = root / "shared" / PORTRAITS
+        if folder.is_dir() and any(folder.iterdir()):
+            return folder
+    return None
+
+
+def _prepare_output(folder: Path) -> None:
+    """Use an empty folder or one a previous pipeline wrote (its artifacts are replaced); refuse others."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError("output exists and is not a folder", folder)
+    if folder.is_dir() and any(folder.iterdir()):
+        manifest = folder / "manifest.json"
+        try:
+            kind = json.loads(manifest.read_text()).get("kind") if manifest.is_file() else None
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            kind = None
+        if kind != MANIFEST_KIND:
+            raise ConfigError("output folder is not empty and was not written by `modnet-edge pipeline` "
+                              "(no pipeline manifest.json); choose an empty or new folder", folder)
+        shutil.rmtree(folder / "artifacts", ignore_errors=True)
+    (folder / "artifacts").mkdir(parents=True, exist_ok=True)
+
+
+def _checkpoint(opts: PipelineOptions) -> tuple[Path, dict[str, Any]]:
+    if opts.checkpoint is not None:
+        from modnet_edge.train.checkpoint import read_checkpoint
+
+        ckpt = read_checkpoint(opts.checkpoint)  # fails early and clearly on a bad file
+        return Path(opts.checkpoint), {"path": str(opts.checkpoint), "kind": ckpt.kind, "trained_here": False}
+    opts.log("no checkpoint given: training the built-in default network briefly on the synthetic set "
+             "(preset 'quick'); its mattes show the toolkit works, not production quality")
+    import modnet_edge.train as train
+
+    path = Path(train("quick", output=opts.output / "checkpoint"))
+    return path, {"path": str(path), "kind": "modnet-edge", "trained_here": True,
+                  "note": "trained by the pipeline: preset 'quick' on the built-in synthetic set"}
+
+
+def _exporter_options(fmt: Format, precision: str, images: Path | None) -> dict[str, Any]:
+    """Options the pipeline passes only to exporters that take them (INT8 calibration data)."""
+    try:
+        params = inspect.signature(resolve(fmt.exporter)).parameters if fmt.exporter else {}
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return {}
+    if precision.startswith("int8") and "calibration" in params:
+        return {"calibration": str(images) if images else "synthetic"}
+    return {}
+
+
+def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> tuple[list[ArtifactEntry], list[str]]:
+    """Every (format, precision) this machine can export; a failure is an entry, never an exception."""
+    from tqdm import tqdm
+
+    from modnet_edge.export import export
+    from modnet_edge.train.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(ckpt_path)
+    wanted = set(opts.formats) if opts.formats else None
+    unknown = sorted(wanted - set(FORMATS)) if wanted else []
+    if unknown:
+        raise ConfigError(f"unknown format(s) {unknown}; known: {sorted(FORMATS)}")
+    jobs, skipped = [], []
+    for fmt in FORMATS.values():
+        if fmt.exporter is None or not fmt.pipeline_precisions or (wanted and fmt.name not in wanted):
+            continue
+        if not fmt.can_export():
+            skipped.append(f"{fmt.name}: cannot export on this machine (needs {', '.join(fmt.export_requires)}; "
+                           f"{fmt.install_hint()})")
+            continue
+        jobs += [(fmt, p) for p in fmt.pipeline_precisions]
+    entries = []
+    for fmt, precision in tqdm(jobs, desc="export", disable=not opts.progress, leave=False):
+        out = opts.output / "artifacts" / f"modnet.{precision}{fmt.suffixes[0]}"
+        entry = ArtifactEntry(fmt.name, precision, str(out))
+        t0 = time.perf_counter()
+        try:
+            path = export(ckpt, fmt.name, precision, out, **_exporter_options(fmt, precision, images))
+            entry.path, entry.size_bytes, entry.sha256 = str(path), path_size(path), sha256_path(path)
+        except Exception as exc:  # any exporter failure is reported on its entry; the others go on
+            entry.status, entry.error = "export-failed", _one_line(exc)
+        entry.notes.append(f"export took {time.perf_counter() - t0:.1f} s")
+        opts.log(f"  export {fmt.name:<14} {precision:<5} "
+                 + (f"ok   {entry.size_bytes / 1e6:6.1f} MB" if entry.status == "ok" else f"FAILED: {entry.error}"))
+        entries.append(entry)
+    return entries, skipped
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:400]
+
+
+def parity_all(entries: list[ArtifactEntry], opts: PipelineOptions, images: Path | None) -> Any:
+    """Parity of every exported artifact in one run (references shared); failures isolated per artifact."""
+    from modnet_edge.parity_tests.parity import ParityReport, run_parity
+
+    todo = [e for e in entries if e.status == "ok"]
+    if not todo:
+        return None
+
+    def one(batch: list[ArtifactEntry]) -> ParityReport:
+        return run_parity([e.path for e in batch], images=images, limit=opts.limit, progress=opts.progress,
+                          keep_mattes=opts.keep_images)
+
+    try:
+        report = one(todo)
+    except Exception:  # find the culprit(s): rerun one by one, keeping what works
+        parts, report = [], None
+        for e in todo:
+            try:
+                parts.append(one([e]))
+            except BackendUnavailableError as exc:
+                e.status, e.error = "not-runnable-here", _one_line(exc)
+            except Exception as exc:  # a runtime crash on one artifact must not hide the others
+                e.status, e.error = "parity-error", _one_line(exc)
+        if parts:
+            report = ParityReport([r for p in parts for r in p.results], parts[0].images, parts[0].image_source,
+                                  pictures=parts[0].pictures)
+    if report is not None:
+        by_path = {Path(r.artifact).resolve(): r for r in report.results}
+        for e in todo:
+            r = by_path.get(Path(e.path).resolve())
+            if r is not None:
+                attach_parity(e, r)
+    return report
+
+
+def bench_all(entries: list[ArtifactEntry], ckpt_path: Path, opts: PipelineOptions) -> list[Any]:
+    """One interleaved run over every artifact that ran parity, plus the PyTorch FP32 reference."""
+    from .runner import run_benchmarks, subject_for_path
+
+    ok = [e for e in entries if e.status == "ok" and e.drift is not None]
+    if not ok:
+        return []
+    reference = subject_for_path(ckpt_path)
+    reference.label = "reference (pytorch fp32)"
+    subjects = [subject_for_path(e.path) for e in ok]
+    try:
+        return run_benchmarks([*subjects, reference], opts.bench, progress=opts.progress)
+    except Exception:  # isolate: each artifact with the reference, so ratios stay same-run
+        results = []
+        for e, s in zip(ok, subjects):
+            try:
+                results += run_benchmarks([s, reference], opts.bench, progress=opts.progress)
+            except Exception as exc:
+                e.status, e.error = "bench-error", _one_line(exc)
+        return results
+
+
+def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
+    """Run everything; returns the manifest (``manifest["pass"]`` is the verdict)."""
+    from modnet_edge.parity_tests.parity import ParityReport
+
+    from .device_info import describe_device, runtime_versions
+    from .report_html import write_report
+    from .results import write_jsonl
+    from .targets import load_targets
+
+    t_start = time.perf_counter()
+    opts.output = Path(opts.output)
+    table = load_targets(opts.targets)  # a bad targets file or class fails before any work
+    device = describe_device()
+    dclass = table.get(opts.device_class) if opts.device_class else table.detect(device)
+    _prepare_output(opts.output)
+    images = opts.images or find_portraits()
+    if images is not None and not Path(images).is_dir():
+        raise ConfigError("images must be a folder of images", images)
+    image_note = (f"real portraits from {images}" if images else "generated synthetic portraits (no real images "
+                  "found beside the checkout)") + (f", first {opts.limit}" if opts.limit else "")
+    opts.log(f"images for parity and calibration: {image_note}")
+    stages: dict[str, float] = {}
+
+    t = time.perf_counter()
+    ckpt_path, ckpt_info = _checkpoint(opts)
+    stages["checkpoint_s"] = time.perf_counter() - t
+    ckpt_info["sha256"] = sha256_path(ckpt_path)
+
+    t = time.perf_counter()
+    opts.log("exporting every format this machine can make:")
+    entries, skipped = export_all(ckpt_path, opts, images)
+    for line in skipped:
+        opts.log(f"  skip   {line}")
+    stages["export_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    opts.log("parity against the PyTorch reference ...")
+    parity = parity_all(entries, opts, images)
+    stages["parity_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    opts.log("benchmark (one interleaved run, reference included) ...")
+    results = bench_all(entries, ckpt_path, opts)
+    verdicts = table.check(results, dclass)
+    if not opts.speed_gate:
+        for v in verdicts:
+            if v.meets is False:
+                v.reason = f"(speed gate off) {v.reason}"
+                v.meets = None
+    for e in entries:
+        attach_speed(e, results, verdicts)
+    stages["bench_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    reference = next((r for r in results if r.artifact.get("path") and Path(r.artifact["path"]).resolve()
+                      == ckpt_path.resolve() and r.mode == "model"), None)
+    context = {"checkpoint": f"{ckpt_path} ({ckpt_info.get('note') or ckpt_info['kind']})",
+               "images": image_note, "device": f"{device['cpu']}, {device['usable_cores']} cores"
+               + (f", GPU {', '.join(device['gpu'])}" if device["gpu"] else "") + f", {device['os']}",
+               "device_class": f"{dclass.name}: {dclass.description}",
+               "benchmark": f"model-only, input {'/'.join('x'.join(map(str, s)) for s in opts.bench.sizes)}, "
+                            f"batch {opts.bench.batch}, threads {opts.bench.threads or 'runtime default'}, "
+                            f"{opts.bench.iterations} iterations (cap {opts.bench.max_seconds} s), interleaved",
+               "reference_speed": (f"{reference.latency_ms.typical:.1f} ms p50, {reference.fps:.2f} fps"
+                                   if reference else None),
+               "skipped_formats": "; ".join(skipped) or None, "speed_gate": "on" if opts.speed_gate else "off",
+               "versions": runtime_versions()}
+    if parity is not None:
+        parity.write_json(opts.output / "parity.json")
+    if results:
+        write_jsonl(results, opts.output / "bench.jsonl")
+    files = write_outputs(opts.output, entries, {k: v for k, v in context.items() if k != "versions"},
+                          time.perf_counter() - t_start)
+    write_report(opts.output / "report.html", entries, context, parity if isinstance(parity, ParityReport) else None,
+                 results, verdicts, opts.keep_images)
+    stages["report_s"] = time.perf_counter() - t
+    stages["total_s"] = time.perf_counter() - t_start
+    manifest = {
+        "kind": MANIFEST_KIND, "toolkit_version": VERSION, "pass": overall_pass(entries),
+        "command": " ".join(sys.argv), "cwd": os.getcwd(), "checkpoint": ckpt_info, "images": image_note,
+        "device": device, "device_class": dclass.name, "stages": {k: round(v, 2) for k, v in stages.items()},
+        "artifacts": [{"format": e.format, "precision": e.precision, "status": e.status, "pass": e.passed,
+                       "path": os.path.relpath(e.path, opts.output) if e.path else None,
+                       "sha256": e.sha256,
+                       "bytes": e.size_bytes} for e in entries],
+        "skipped_formats": skipped,
+        "files": {"report": "report.html", **{k: v.name for k, v in files.items()},
+                  "parity": "parity.json" if parity is not None else None,
+                  "bench": "bench.jsonl" if results else None},
+        "versions": context["versions"]}
+    atomic_write_text(opts.output / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
+    manifest["entries"] = entries
+    return manifest
+
+
+def summary_table(entries: Sequence[ArtifactEntry]) -> str:
+    head = (f"{'artifact':<28} {'prec':<5} {'MB':>6} {'MSE':>9} {'band MSE':>9} {'drift':<5} {'p50 ms':>8} "
+            f"{'fps':>7} {'speed':<9} result")
+    lines = [head, "-" * len(head)]
+    for e in entries:
+        d, lat = e.drift or {}, e.latency_ms or {}
+        mb = f"{e.size_bytes / 1e6:6.1f}" if e.size_bytes else f"{'-':>6}"
+        mse = f"{d['mse']:9.2e}" if "mse" in d else f"{'-':>9}"
+        band = f"{d['band_mse']:9.2e}" if "band_mse" in d else f"{'-':>9}"
+        p50 = f"{lat['p50']:8.1f}" if lat.get("p50") is not None else f"{'-':>8}"
+        fps = f"{e.fps:7.2f}" if e.fps is not None else f"{'-':>7}"
+        drift = {True: "pass", False: "FAIL", None: "-"}[e.drift_pass]
+        speed = {True: "meets", False: "MISSES", None: "no target"}[e.meets_target] if e.fps is not None else "-"
+        result = "PASS" if e.passed else "not run here" if e.status == "not-runnable-here" else f"FAIL ({e.status})"
+        lines.append(f"{e.name[:28]:<28} {e.precision:<5} {mb} {mse} {band} {drift:<5} {p50} {fps} {speed:<9} {result}")
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""``modnet-edge pipeline``: the main job (checkpoint -> exports -> parity -> benchmark -> report), one folder.
+
+Exit status: 0 when every artifact passes every gate, 1 when any gate fails (an export, a drift budget
+or a speed target), 2 for bad input (a missing checkpoint, an unknown device class ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+HELP = ("the main job: checkpoint -> every export this machine can make -> parity -> benchmark -> report "
+        "(DIR/report.html, summary.json, junit.xml); exit 1 when any gate fails")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 512x512, got {text!r}") from None
+    return h, w
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", nargs="?", type=Path, help="official or modnet-edge checkpoint; omitted: "
+                        "train the built-in default briefly on the synthetic set (and say so)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (new, empty, or a previous "
+                        "pipeline's)")
+    parser.add_argument("--images", type=Path, help="folder of images for parity and INT8 calibration (default: "
+                        "../shared/data/p3m-portraits/image when present, else generated portraits)")
+    parser.add_argument("--limit", type=int, default=4, help="use at most N images for parity")
+    parser.add_argument("--formats", help="comma-separated formats to export (default: every exportable one)")
+    parser.add_argument("--device-class", help="device class for speed targets (default: detected)")
+    parser.add_argument("--targets", type=Path, help="targets file (default: the shipped targets.json)")
+    parser.add_argument("--size", type=_size, default=(512, 512), metavar="HxW", help="benchmark input size")
+    parser.add_argument("--iterations", type=int, default=10, help="timed iterations per artifact")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--max-seconds", type=float, default=10.0, help="cap on each artifact's timed phase")
+    parser.add_argument("--threads", type=int, default=_usable_cores(), help="inference threads, same for all")
+    parser.add_argument("--end-to-end", action="store_true", help="also time decode+preprocess+infer+postprocess")
+    parser.add_argument("--no-speed-gate", action="store_true", help="report speed targets but do not fail on them")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .pipeline import PipelineOptions, run_pipeline, summary_table
+    from .runner import BenchConfig
+
+    t0 = time.perf_counter()
+    bench = BenchConfig(sizes=(args.size,), modes=("model", "end-to-end") if args.end_to_end else ("model",),
+                        warmup=args.warmup, iterations=args.iterations, max_seconds=args.max_seconds,
+                        threads=args.threads)
+    opts = PipelineOptions(output=args.output, checkpoint=args.checkpoint, images=args.images, limit=args.limit,
+                           formats=[f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None,
+                           device_class=args.device_class, targets=args.targets, bench=bench,
+                           speed_gate=not args.no_speed_gate)
+    manifest = run_pipeline(opts)
+    print()
+    print(summary_table(manifest["entries"]))
+    stages = ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in manifest["stages"].items() if k != "total_s")
+    print(f"\n{'PASS' if manifest['pass'] else 'FAIL'}: {sum(e.passed for e in manifest['entries'])} of "
+          f"{len(manifest['entries'])} artifacts pass every gate; total {time.perf_counter() - t0:.0f} s ({stages})")
+    print(f"report: {args.output / 'report.html'}  summary: {args.output / 'summary.json'}  "
+          f"junit: {args.output / 'junit.xml'}")
+    return 0 if manifest["pass"] else 1
