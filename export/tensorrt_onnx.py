@@ -210,8 +210,15 @@ def check_tensorrt_ready(model: Any) -> dict[str, Any]:
                 problems.append(f"Conv {conv.name!r}: quantized input but float weights (TensorRT needs both)")
         if len(conv.input) > 2 and conv.input[2] in producers and producers[conv.input[2]].op_type == "DequantizeLinear":
             problems.append(f"Conv {conv.name!r}: quantized (int32) bias; TensorRT keeps bias in float")
-        if any(c.op_type == "QuantizeLinear" for c in consumers.get(conv.output[0], [])):
-            problems.append(f"Conv {conv.name!r}: output is quantized directly; place Q/DQ on operator inputs")
+        for q in (c for c in consumers.get(conv.output[0], []) if c.op_type == "QuantizeLinear"):
+            # fine when the Q/DQ is the next Conv's input quantization (and, sharing it, the residual Add
+            # TensorRT fuses into that Conv); not when it serves anything else
+            dq_out = {d.output[0] for d in consumers.get(q.output[0], [])}
+            users = [u for t in dq_out for u in consumers.get(t, [])]
+            if not users or any(not (u.op_type == "Add" or (u.op_type == "Conv" and u.input[0] in dq_out))
+                                for u in users):
+                problems.append(f"Conv {conv.name!r}: output is quantized for a non-Conv consumer; place Q/DQ on "
+                                "the inputs of quantized operators only")
     return {"problems": problems, "ops": dict(sorted(ops.items())), "convs": len(convs), "quantized_convs": quantized}
 
 

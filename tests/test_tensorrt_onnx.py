@@ -166,7 +166,7 @@ def test_checker_accepts_tensorrt_style_qdq_and_names_each_violation() -> None:
     assert clean["problems"] == [] and clean["quantized_convs"] == 1 and clean["convs"] == 1
     problems = " | ".join(check_tensorrt_ready(_qdq_graph(np.array(3, np.uint8), True, True))["problems"])
     for expected in ("zero point type UINT8", "non-zero zero point", "quantized (int32) bias",
-                     "dequantizes INT32", "output is quantized directly"):
+                     "dequantizes INT32", "output is quantized for a non-Conv consumer"):
         assert expected in problems
     odd = _qdq_graph(np.array(0, np.int8))
     odd.graph.node[-1].op_type = "Elu"

@@ -1,0 +1,132 @@
+"""INT8 for TensorRT by explicit quantization: Q/DQ placed the way TensorRT fuses them.
+
+TensorRT >= 10 deprecates implicit INT8 calibration (``IInt8Calibrator``; removed in 11): INT8 is
+what the graph's QuantizeLinear/DequantizeLinear nodes say.  TensorRT's rules for those nodes, and the
+ONNX Runtime quantiser settings that follow them:
+
+==================================================  ============================================
+TensorRT rule                                       setting
+==================================================  ============================================
+symmetric only: zero point 0, int8 (not uint8)      ``QInt8`` activations and weights,
+                                                    ``ActivationSymmetric``/``WeightSymmetric``
+activations per tensor, weights per output channel  ``per_channel=True`` (axis 0 of Conv weights)
+quantize operator *inputs*; TensorRT fuses          ``op_types_to_quantize=["Conv"]``,
+DQ -> Conv (+ bias, ReLU, residual Add) itself      ``OpTypesToExcludeOutputQuantization=["Conv"]``;
+(a residual Add reads the same DQ as the next Conv  one shared Q/DQ pair per tensor
+that consumes its input, as NVIDIA recommends)      (``DedicatedQDQPair=False``)
+bias stays float (no int32 dequantization)          ``QuantizeBias=False``
+everything not quantized runs in float              other ops untouched; ``keep_float`` nodes too
+==================================================  ============================================
+
+Why ONNX Runtime's quantiser and not NVIDIA ModelOpt: ModelOpt is not installed here and is a heavy
+dependency (its ONNX PTQ pulls CUDA-specific packages); ONNX Runtime is already a dependency, writes
+standard ONNX Q/DQ that TensorRT's parser reads, and the placement above is enforced afterwards by
+:func:`~modnet_edge.export.tensorrt_onnx.check_tensorrt_ready`.  In ONNX Runtime (CPU) such a graph is
+evaluated as float with quantize/dequantize rounding at exactly those points, i.e. the numerics
+TensorRT's INT8 kernels implement, which is what the parity check measures.
+
+Calibration data comes only from :mod:`modnet_edge.calibration` (the shared source, bound to this
+artifact's preprocessing, through its ONNX Runtime reader and its cache).  ``keep_float`` presets and
+regexes are those of :mod:`modnet_edge.export.onnx_int8`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modnet_edge.errors import BackendUnavailableError, ConfigError
+from modnet_edge.train.checkpoint import Checkpoint
+
+from .onnx_int8 import METHODS, _quiet, graph_sha256, resolve_keep_float
+from .tensorrt_profile import ShapeProfile
+
+QUANTIZED_OPS = ("Conv",)
+
+
+def tensorrt_quant_options(method: str, percentile: float) -> dict[str, Any]:
+    """ONNX Runtime ``extra_options`` that give TensorRT-style Q/DQ (see the module table)."""
+    extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                             "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS), "DedicatedQDQPair": False}
+    if method == "percentile":
+        extra.update(CalibPercentile=float(percentile), CalibTensorRangeSymmetric=False)
+    return extra
+
+
+def quantize_for_tensorrt(float_path: Path, checkpoint: Checkpoint, profile: ShapeProfile, calibration: Any, *,
+                          workdir: Path, calibration_size: int | None = None, calibration_seed: int = 0,
+                          method: str = "minmax", percentile: float = 99.999, keep_float: str | Sequence[str] = (),
+                          calibration_cache: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Quantize the float TensorRT-ready graph at ``float_path``; returns (Q/DQ ModelProto, details).
+
+    ``calibration``: folder, video, ``"synthetic"`` or a ``CalibrationSource``; images are preprocessed
+    with the checkpoint's spec at the profile's static size (its *opt* size for a dynamic profile: the
+    shape TensorRT optimises for).  ``method``: minmax | entropy | percentile.
+    """
+    from modnet_edge.calibration import CacheKey, OrtCalibrationReader, as_source, resolve_cache
+
+    if method not in METHODS:
+        raise ConfigError(f"calibration method must be one of {list(METHODS)}, not {method!r}")
+    if not 90.0 <= float(percentile) < 100.0:
+        raise ConfigError(f"percentile must be in [90, 100), got {percentile}")
+    try:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    except ImportError:
+        raise BackendUnavailableError("INT8 Q/DQ export needs onnxruntime (pip install onnxruntime)") from None
+    import onnx
+
+    keep = [keep_float] if isinstance(keep_float, str) else list(keep_float)
+    size = profile.static_size or (profile.opt[2], profile.opt[3])
+    spec = checkpoint.preprocessing.with_fixed_size(size)
+    source = as_source(calibration, calibration_size, calibration_seed).bind(spec)
+    cache = resolve_cache(calibration_cache)
+    model = onnx.load(str(float_path))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    input_shape: list[int | str] = [d.dim_value or d.dim_param for d in dims]
+    if not isinstance(input_shape[0], int) or input_shape[0] <= 0:
+        input_shape[0] = 1 if profile.static_batch is None else profile.static_batch
+    input_shape[2:] = list(size)
+    excluded = resolve_keep_float(model, keep)
+    reader = OrtCalibrationReader(source, model.graph.input[0].name, input_shape)
+    extra = tensorrt_quant_options(method, percentile)
+    key = CacheKey.make(f"onnxruntime-{_ort_version()}", graph_sha256(model), source.fingerprint(), method,
+                        percentile=percentile if method == "percentile" else None, symmetric=True,
+                        op_types=list(QUANTIZED_OPS))
+    supports_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+    state = "disabled" if cache is None or not supports_cache else ("hit" if cache.has(key, ".ort.json") else "miss")
+    kwargs: dict[str, Any] = dict(
+        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False, activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=excluded,
+        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                          "percentile": CalibrationMethod.Percentile}[method], extra_options=extra)
+    quantized = workdir / "qdq.onnx"
+    with _quiet():
+        if state == "hit":
+            quantize_static(str(float_path), str(quantized), None,
+                            calibration_cache_path=str(cache.path(key, ".ort.json")), **kwargs)
+        elif state == "miss":
+            with cache.store(key, ".ort.json") as tmp_cache:
+                quantize_static(str(float_path), str(quantized), reader, calibration_cache_path=str(tmp_cache),
+                                **kwargs)
+        else:
+            quantize_static(str(float_path), str(quantized), reader, **kwargs)
+    qmodel = onnx.load(str(quantized))
+    details = {
+        "scheme": "explicit quantization (Q/DQ) for TensorRT",
+        "tool": f"onnxruntime.quantization {_ort_version()} (QDQ)",
+        "weights": "int8 symmetric per-channel (axis 0)", "activations": "int8 symmetric per-tensor",
+        "placement": "inputs of Conv (activation and weights); a residual Add shares its Conv's input Q/DQ "
+                     "(TensorRT fuses it into that Conv); bias stays float",
+        "method": method, **({"percentile": percentile} if method == "percentile" else {}),
+        "keep_float": keep, "float_nodes": len(excluded),
+        "calibration": {**source.describe(), "cache": state, "cache_key": key.digest,
+                        "input_size": list(size)}}
+    return qmodel, details
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
