@@ -165,12 +165,14 @@ def build_engine(onnx_path: str | Path, output: str | Path, *, build_mode: str |
     torch.cuda.set_device(device)
     logger = make_logger(trt, verbose)
     builder = trt.Builder(logger)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
-    network = builder.create_network(flags)
+    typed_flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)  # always on in 11.x
+    network = builder.create_network(1 << int(typed_flag) if strongly_typed and typed_flag is not None else 0)
     parser = trt.OnnxParser(network, logger)
-    parser.set_flag(trt.OnnxParserFlag.NATIVE_INSTANCENORM)  # the default in 10.x; explicit, see module doc
+    native = getattr(getattr(trt, "OnnxParserFlag", None), "NATIVE_INSTANCENORM", None)
+    if native is not None:
+        parser.set_flag(native)  # the default in 10.x; explicit, see the tensorrt_onnx module doc
     if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ArtifactError("TensorRT's ONNX parser rejected the model: " + "; ".join(errors or logger.errors),
                             onnx_path)
     config = builder.create_builder_config()
@@ -197,6 +199,15 @@ def build_engine(onnx_path: str | Path, output: str | Path, *, build_mode: str |
     print("equivalent trtexec command (writes a raw plan without modnet-edge metadata):\n  "
           + engine_meta.extra["tensorrt"]["trtexec"])
     return output
+
+
+def _parser_error(error: Any) -> str:
+    """One line from a ``trt.ParserError`` (its accessors vary a little across 10.x releases)."""
+    parts = [str(error.desc()) if hasattr(error, "desc") else str(error)]
+    node = getattr(error, "node_name", None) or getattr(error, "node", None)
+    if callable(node):
+        parts.append(f"node {node()}")
+    return " ".join(parts)
 
 
 def _configure(trt: Any, config: Any, mode: str, allow_tf32: bool, version_compatible: bool,

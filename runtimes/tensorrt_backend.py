@@ -99,8 +99,7 @@ class TensorRTBackend(Backend):
                                 self._numpy_dtype(name))
             if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 self.inputs.append(tensor)
-                shapes = self._engine.get_tensor_profile_shape(name, 0)
-                self._profiles[name] = tuple(tuple(int(d) for d in s) for s in shapes)
+                self._profiles[name] = self._profile_of(name, tensor.shape)
             else:
                 self.outputs.append(tensor)
         self._bound: dict[tuple, _Bound] = {}
@@ -110,9 +109,20 @@ class TensorRTBackend(Backend):
         trt_dtype = self._engine.get_tensor_dtype(name)
         try:
             return np.dtype(self._trt.nptype(trt_dtype))
-        except TypeError:
+        except (TypeError, KeyError):
             raise ArtifactError(f"engine tensor {name!r} has type {trt_dtype}, which this backend cannot "
                                 "exchange with NumPy", self.path) from None
+
+    def _profile_of(self, name: str, shape: tuple[int | None, ...]) -> tuple[tuple[int, ...], ...]:
+        """(min, opt, max) of an input: from optimisation profile 0, or the static shape itself."""
+        try:
+            shapes = self._engine.get_tensor_profile_shape(name, 0)
+            return tuple(tuple(int(d) for d in s) for s in shapes)
+        except (RuntimeError, TypeError, ValueError):
+            if any(d is None for d in shape):
+                raise ArtifactError(f"dynamic input {name!r} has no optimisation profile", self.path) from None
+            static = tuple(int(d) for d in shape)  # type: ignore[arg-type]
+            return static, static, static
 
     def _torch_dtype(self, dtype: np.dtype) -> Any:
         t = self._torch
