@@ -51,6 +51,8 @@ BUILD_MODES: dict[str, tuple[str, str, bool, tuple[str, ...]]] = {
     "int8": ("int8", "int8", True, ("--stronglyTyped",)),
 }
 DEFAULT_BUILD_MODE = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
+INT8_OPTIONS = frozenset({"calibration_size", "calibration_seed", "method", "percentile", "keep_float",
+                          "calibration_cache"})
 
 # Op types the exported MODNet graphs contain, all supported by the TensorRT 10 ONNX parser (checked
 # against its operator matrix).  Anything else means the graph changed and must be re-verified.
@@ -274,6 +276,10 @@ def export_tensorrt_onnx(checkpoint: Checkpoint, output: str | Path, precision: 
 
     if precision not in DEFAULT_BUILD_MODE:
         raise ConfigError(f"TensorRT-ready ONNX precision must be fp32, fp16 or int8, not {precision!r}")
+    unknown = set(int8_options) - INT8_OPTIONS
+    if unknown:
+        raise ConfigError(f"unknown TensorRT-ready ONNX export option(s) {sorted(unknown)}; int8 options: "
+                          f"{sorted(INT8_OPTIONS)}")
     if precision != "int8" and (calibration is not None or int8_options):
         raise ConfigError(f"calibration options {sorted(int8_options) or ['calibration']} only apply to int8")
     if keep_io_types and precision != "fp16":

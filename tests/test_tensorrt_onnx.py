@@ -204,7 +204,8 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
              ({"precision": "fp32", "keep_io_types": True}, "only applies to fp16"),
              ({"precision": "fp16", "calibration": "synthetic"}, "only apply to int8"),
              ({"precision": "fp32", "static_shape": (64, 64), "profile": "1x3x64x64:1x3x64x64:1x3x64x64"}, "not both"),
-             ({"precision": "fp32", "static_shape": (60, 64)}, "multiple")]
+             ({"precision": "fp32", "static_shape": (60, 64)}, "multiple"),
+             ({"precision": "int8", "calibration": "synthetic", "methd": "minmax"}, "unknown TensorRT-ready ONNX")]
     from modnet_edge.export.tensorrt_onnx import export_tensorrt_onnx
 
     for options, msg in cases:
