@@ -1,0 +1,251 @@
+"""Training configuration: one flat dataclass, named presets, JSON/YAML files and ``key=value`` overrides.
+
+The default values are the paper's recipe (SGD lr 0.01, momentum 0.9, x0.1 every 10 epochs, 40
+epochs, batch 16, 512x512).  Every field can be set from a config file (JSON, or YAML when PyYAML is
+installed) and from the command line; an unknown key is an error that names the closest valid key, so
+a typo never silently trains with a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from modnet_edge.errors import ConfigError
+
+from .losses import LOSS_PRESETS, LossWeights
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a supervised run (see the module docstring for the defaults' source)."""
+
+    # data
+    data: str | None = None  # folder; None = the built-in SYNTHETIC set
+    val_data: str | None = None  # folder with image/ + matte/ for validation (None: hold out val_fraction)
+    task: str = "auto"  # "matting" | "segmentation" (pretrains backbone + LR branch) | "auto" (from data)
+    val_fraction: float = 0.1
+    synthetic_count: int = 2000  # training samples of the synthetic set
+    synthetic_val_count: int = 32
+    # optimisation (paper recipe)
+    size: int = 512
+    batch_size: int = 16
+    epochs: int = 40
+    max_steps: int | None = None  # stop early after this many optimizer steps (bounded runs)
+    optimizer: str = "sgd"  # "sgd" | "adam"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_step_epochs: int = 10
+    lr_gamma: float = 0.1
+    # objective
+    loss: str = "paper"  # "paper" | "official" (see train/losses.py)
+    lambda_s: float | None = None  # None: the loss preset's value
+    lambda_d: float | None = None
+    lambda_alpha: float | None = None
+    band_ratio: float = 1 / 32  # trimap band kernel = ratio x short side
+    # augmentation
+    scale_range: tuple[float, float] = (0.8, 1.25)
+    flip: bool = True
+    color_jitter: float = 0.2
+    # model
+    lr_block: str = "se"
+    init: str | None = None  # checkpoint to start from (e.g. the segmentation-pretrained one)
+    # machinery
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    amp: bool = True  # mixed precision (CUDA only; ignored on CPU)
+    threads: int | None = None  # torch CPU threads (None: leave torch's default)
+    workers: int = 0
+    val_every: int = 1  # epochs between validations (0: never)
+    log_every: int = 10  # steps between log records
+    save_every: int = 200  # steps between mid-epoch resumable 'last' checkpoints (0: epoch ends only)
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes copied into provenance
+
+    def loss_weights(self) -> LossWeights:
+        if self.loss not in LOSS_PRESETS:
+            raise ConfigError(f"loss must be one of {sorted(LOSS_PRESETS)}, not {self.loss!r}")
+        w = LOSS_PRESETS[self.loss]
+        changes = {k: v for k, v in (("semantic", self.lambda_s), ("detail", self.lambda_d),
+                                     ("matte", self.lambda_alpha)) if v is not None}
+        return dataclasses.replace(w, **changes)
+
+    def validate(self) -> TrainConfig:
+        problems = []
+        if self.size < 64 or self.size % 32:
+            problems.append(f"size must be a multiple of 32 and >= 64, got {self.size}")
+        for name in ("batch_size", "epochs", "synthetic_count"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        if self.lr <= 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.task not in ("auto", "matting", "segmentation"):
+            problems.append(f"task must be auto, matting or segmentation, not {self.task!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            problems.append(f"optimizer must be sgd or adam, not {self.optimizer!r}")
+        if self.lr_block not in ("se", "e-aspp"):
+            problems.append(f"lr_block must be se or e-aspp, not {self.lr_block!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not (0 < self.scale_range[0] <= self.scale_range[1]):
+            problems.append(f"scale_range must be (min, max) with 0 < min <= max, got {self.scale_range}")
+        if problems:
+            raise ConfigError("invalid training config: " + "; ".join(problems))
+        self.loss_weights()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["scale_range"] = list(self.scale_range)
+        return d
+
+
+# Named presets: overrides on top of the paper's defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "official": {"loss": "official"},
+    # A bounded CPU run on the synthetic set: a well-behaved default network in about a minute or two on
+    # two cores (saturated, confident mattes, calibrated BatchNorm statistics), deterministic.
+    "quick": {"size": 128, "batch_size": 4, "epochs": 1, "synthetic_count": 240, "synthetic_val_count": 8,
+              "lr": 0.01, "lr_step_epochs": 1, "threads": 2, "log_every": 5, "save_every": 0},
+    # The longer synthetic run behind the development checkpoint.
+    "synthetic": {"size": 256, "batch_size": 8, "epochs": 4, "synthetic_count": 800, "synthetic_val_count": 16,
+                  "lr_step_epochs": 3, "threads": 2, "save_every": 50},
+}
+
+
+def _field_types() -> dict[str, Any]:
+    return get_type_hints(TrainConfig)
+
+
+def _coerce(name: str, value: Any, hint: Any, cls_name: str = "TrainConfig") -> Any:
+    """Convert a JSON/YAML/CLI value to the field's declared type, or raise a ConfigError naming it."""
+    origin, args = get_origin(hint), get_args(hint)
+    if value is None:
+        if origin is Union and type(None) in args:
+            return None
+        raise ConfigError(f"{name} cannot be null")
+    if origin is Union:  # Optional[X]
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0], cls_name)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{name} must be a list of {len(args)} numbers, got {value!r}")
+        return tuple(_coerce(name, v, a, cls_name) for v, a in zip(value, args))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a mapping, got {value!r}")
+        return dict(value)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            if not isinstance(value, (bool, int)):
+                raise ValueError(value)
+            return bool(value)
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected {getattr(hint, '__name__', hint)}, got {value!r}") from None
+    return value
+
+
+def check_keys(data: dict[str, Any], valid: set[str], where: str) -> None:
+    """Refuse unknown keys, suggesting the nearest valid one."""
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(valid), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"unknown config key(s) {', '.join(hints)}; valid keys: {', '.join(sorted(valid))}", where)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A JSON (or, with PyYAML installed, YAML) mapping from disk."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file does not exist", path)
+    text = path.read_text()
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError("YAML configs need PyYAML (pip install pyyaml); or use JSON", path) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {exc}", path) from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not valid JSON: {exc}", path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("config must be a mapping of key: value", path)
+    return data
+
+
+def build_config(config: str | Path | dict[str, Any] | TrainConfig | None = None,
+                 overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A validated :class:`TrainConfig` from a preset name, a file, a mapping or a config object.
+
+    A file or mapping may name a ``preset`` to start from; ``overrides`` (e.g. from the CLI) win over
+    everything."""
+    if isinstance(config, TrainConfig):
+        base = config.to_dict()
+        where = "config"
+    elif config is None or (isinstance(config, str) and config in PRESETS):
+        base = dict(PRESETS[config or "paper"])
+        where = f"preset {config or 'paper'!r}"
+    elif isinstance(config, dict):
+        base, where = dict(config), "config"
+    elif isinstance(config, (str, Path)):
+        if not Path(config).exists() and isinstance(config, str) and "/" not in config and "." not in config:
+            raise ConfigError(f"unknown preset {config!r}; presets: {sorted(PRESETS)} (or pass a config file)")
+        base, where = read_config_file(config), str(config)
+    else:
+        raise ConfigError(f"config must be a preset name, a file, a dict or a TrainConfig, not {type(config).__name__}")
+    preset = base.pop("preset", None)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}", where)
+        base = {**PRESETS[preset], **base}
+    merged = {**base, **(overrides or {})}
+    return config_from_dict(merged, where)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    hints = _field_types()
+    check_keys(data, set(hints), where)
+    values = {k: _coerce(k, v, hints[k]) for k, v in data.items()}
+    return TrainConfig(**values).validate()
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lr=0.001", "size=256"]`` -> values decoded as JSON where possible, else kept as strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
