@@ -44,7 +44,13 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp
 
     ``static_shape``: (H, W) multiples of 32 for a fixed-shape model (batch 1 unless ``batch``), else
     batch/height/width are dynamic.  ``keep_io_types``: fp16 model with float32 input/output.
+    ``precision="int8"`` (needs ``calibration=``) is delegated to :mod:`.onnx_int8`.
     """
+    if precision == "int8":
+        from .onnx_int8 import export_onnx_int8
+
+        return export_onnx_int8(checkpoint, output, precision, opset=opset, static_shape=static_shape,
+                                batch=batch, **unknown)
     if unknown:
         raise ConfigError(f"unknown ONNX export option(s): {sorted(unknown)}")
     if precision not in ("fp32", "fp16"):

@@ -1,0 +1,119 @@
+"""Adapters from the one :class:`~.source.CalibrationSource` to each tool that calibrates.
+
+Every adapter takes a source already bound to the artifact's preprocessing and the model input it
+will feed (name, shape, layout), checks each sample against that input before the tool sees it (a
+wrong-shaped set fails here with a message naming the sample, not deep inside a calibrator), and
+stacks samples into the model's static batch when it has one.  Tool imports stay inside the adapter
+that needs them, so using one format never requires another's package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from modnet_edge.errors import DataError
+
+from .source import CalibrationSource
+
+
+def check_input(x: np.ndarray, shape: Sequence[int | str | None], name: str, input_name: str,
+                dtype: Any = np.float32) -> None:
+    """Refuse a calibration array that cannot be fed to a model input of ``shape`` (static dims must match)."""
+    if x.ndim != len(shape):
+        raise DataError(f"calibration sample {name} has shape {x.shape} but model input '{input_name}' has rank "
+                        f"{len(shape)} {list(shape)}")
+    for axis, (want, got) in enumerate(zip(shape, x.shape)):
+        if isinstance(want, (int, np.integer)) and want > 0 and want != got:
+            raise DataError(f"calibration sample {name} has shape {tuple(x.shape)} but model input "
+                            f"'{input_name}' is {list(shape)} (dimension {axis} must be {want}); export and "
+                            "calibrate with the same input shape and layout")
+    if np.dtype(x.dtype) != np.dtype(dtype):
+        raise DataError(f"calibration sample {name} is {x.dtype}; model input '{input_name}' takes {np.dtype(dtype)}")
+
+
+def batched_inputs(source: CalibrationSource, shape: Sequence[int | str | None], input_name: str
+                   ) -> Iterator[np.ndarray]:
+    """The source's inputs, stacked to the model's static batch size (1 or dynamic: one per sample)."""
+    batch = shape[0] if shape and isinstance(shape[0], (int, np.integer)) and shape[0] > 0 else 1
+    if len(source) % batch:
+        raise DataError(f"model input '{input_name}' has a static batch of {batch}; the calibration set's "
+                        f"{len(source)} samples are not a multiple of it")
+    pending: list[np.ndarray] = []
+    for name, x in zip(source.names, source.inputs()):
+        check_input(x, [1, *shape[1:]], name, input_name)
+        pending.append(x)
+        if len(pending) == batch:
+            yield pending[0] if batch == 1 else np.concatenate(pending, axis=0)
+            pending = []
+
+
+def _ort_reader_base() -> type:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    return CalibrationDataReader
+
+
+class OrtCalibrationReader(_ort_reader_base()):  # type: ignore[misc]
+    """ONNX Runtime ``CalibrationDataReader`` over a source: ``get_next()`` -> {input_name: batch}.
+
+    ``rewind()`` starts a new pass (the source is re-iterable); ``len()`` is the number of batches.
+    """
+
+    def __init__(self, source: CalibrationSource, input_name: str, shape: Sequence[int | str | None]) -> None:
+        self.source, self.input_name, self.shape = source, input_name, list(shape)
+        self._iter: Iterator[np.ndarray] | None = None
+        self.samples_read = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._iter is None:
+            self._iter = batched_inputs(self.source, self.shape, self.input_name)
+        x = next(self._iter, None)
+        if x is None:
+            return None
+        self.samples_read += x.shape[0]
+        return {self.input_name: x}
+
+    def rewind(self) -> None:
+        self._iter = None
+
+    def __len__(self) -> int:
+        batch = self.shape[0] if isinstance(self.shape[0], int) and self.shape[0] > 0 else 1
+        return len(self.source) // batch
+
+
+class LiteRTCalibrationData:
+    """ai-edge-quantizer calibration data for one signature: re-iterable dicts {input_name: array}.
+
+    ai-edge-quantizer walks the dataset twice (once to count, once to calibrate), so this is an
+    iterable object, not a generator.  ``as_mapping()`` gives the {signature: dataset} it expects.
+    """
+
+    def __init__(self, source: CalibrationSource, input_name: str, shape: Sequence[int | str | None],
+                 signature: str = "serving_default") -> None:
+        self.source, self.input_name, self.shape, self.signature = source, input_name, list(shape), signature
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for x in batched_inputs(self.source, self.shape, self.input_name):
+            yield {self.input_name: x}
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def as_mapping(self) -> dict[str, LiteRTCalibrationData]:
+        return {self.signature: self}
+
+
+def tensorrt_batches(source: CalibrationSource, shape: Sequence[int | str | None], input_name: str = "input"
+                     ) -> Iterator[np.ndarray]:
+    """Contiguous float32 batches for a TensorRT ``IInt8Calibrator.get_batch`` (copy each to the device)."""
+    for x in batched_inputs(source, shape, input_name):
+        yield np.ascontiguousarray(x, dtype=np.float32)
+
+
+def coreml_samples(source: CalibrationSource, input_name: str, shape: Sequence[int | str | None]
+                   ) -> list[dict[str, np.ndarray]]:
+    """A list of {input_name: array} feeds, the form coremltools' activation calibration takes."""
+    return [{input_name: x} for x in batched_inputs(source, shape, input_name)]

@@ -1,0 +1,188 @@
+"""PyTorch checkpoint -> ONNX INT8: static QDQ quantisation calibrated on the shared calibration source.
+
+The float graph is exported exactly as :func:`~.onnx_export.export_onnx` does, then ONNX Runtime's
+static quantiser inserts QuantizeLinear/DequantizeLinear pairs: INT8 weights per output channel
+(symmetric), activations per tensor (asymmetric uint8 by default, the fast path on x86 CPUs; int8 for
+accelerators that want symmetric activations).  Activation ranges come from
+:class:`~modnet_edge.calibration.CalibrationSource` (bound to this artifact's preprocessing), through
+the calibration cache, with one of three methods: ``minmax``, ``entropy`` (KL divergence) or
+``percentile``.
+
+``keep_float`` leaves chosen nodes unquantised, by preset or by regular expression on node names
+(which carry the PyTorch module path, e.g. ``/net/f_branch/conv_f/...``):
+
+* ``image-concat``: the concatenations that join the raw image (or its downscaled copies) to feature
+  maps, and the convolutions right after them.  A Concat in QDQ shares one scale across its inputs,
+  so the image ([-1, 1]) would be quantised with the features' much larger range.
+* ``fusion-head``: the last fusion convolutions (``f_branch.conv_f``), which write the matte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import io
+import logging
+import re
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from modnet_edge.core import ArtifactMetadata, atomic_output, tool_versions, write_manifest
+from modnet_edge.errors import BackendUnavailableError, ConfigError
+from modnet_edge.train.checkpoint import Checkpoint
+
+from .onnx_export import embed_metadata, export_onnx
+
+METHODS = ("minmax", "entropy", "percentile")
+KEEP_FLOAT_PRESETS = ("image-concat", "fusion-head")
+ACTIVATION_TYPES = ("uint8", "int8")
+
+
+def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str = "int8", *, calibration: Any = None,
+                     calibration_size: int | None = None, calibration_seed: int = 0, method: str = "minmax",
+                     keep_float: str | Sequence[str] = (), activation_type: str = "uint8", per_channel: bool = True,
+                     percentile: float = 99.999, static_shape: tuple[int, int] | None = None, batch: int | None = None,
+                     opset: int = 17, calibration_cache: Any = None, **unknown: Any) -> Path:
+    """Export ``checkpoint`` as a static-QDQ INT8 ONNX model; returns ``output`` (manifest written beside it).
+
+    ``calibration``: a folder of images, a video, ``"synthetic"`` or a ``CalibrationSource``
+    (``calibration_size`` / ``calibration_seed`` pick the samples).  ``static_shape`` (H, W): the
+    calibration images are resized to it exactly as the predictor will; without it the graph stays
+    dynamic and images are calibrated at the reference resize.  ``calibration_cache``: a folder,
+    False to disable, or None for the user cache folder.
+    """
+    from modnet_edge.calibration import CacheKey, OrtCalibrationReader, as_source, resolve_cache
+
+    if unknown:
+        raise ConfigError(f"unknown ONNX INT8 export option(s): {sorted(unknown)}")
+    if precision != "int8":
+        raise ConfigError(f"export_onnx_int8 makes int8 models, not {precision!r}")
+    if method not in METHODS:
+        raise ConfigError(f"calibration method must be one of {list(METHODS)}, not {method!r}")
+    if activation_type not in ACTIVATION_TYPES:
+        raise ConfigError(f"activation_type must be one of {list(ACTIVATION_TYPES)}, not {activation_type!r}")
+    if not 90.0 <= float(percentile) < 100.0:
+        raise ConfigError(f"percentile must be in [90, 100), got {percentile}")
+    keep = [keep_float] if isinstance(keep_float, str) else list(keep_float)
+    try:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    except ImportError:
+        raise BackendUnavailableError("ONNX INT8 export needs onnxruntime (pip install onnxruntime)") from None
+    import onnx
+
+    spec = checkpoint.preprocessing.with_fixed_size(static_shape)
+    source = as_source(calibration, calibration_size, calibration_seed).bind(spec)
+    cache = resolve_cache(calibration_cache)
+    output = Path(output)
+    with tempfile.TemporaryDirectory(prefix="modnet-int8-") as work:
+        float_path = export_onnx(checkpoint, Path(work) / "float.onnx", "fp32", opset=opset,
+                                 static_shape=static_shape, batch=batch)
+        model = onnx.load(str(float_path))
+        input_shape = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
+        excluded = resolve_keep_float(model, keep)
+        reader = OrtCalibrationReader(source, model.graph.input[0].name, input_shape)
+        ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                      "percentile": CalibrationMethod.Percentile}[method]
+        extra: dict[str, Any] = {"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True}
+        if method == "percentile":
+            extra.update(CalibPercentile=float(percentile), CalibTensorRangeSymmetric=False)
+        key = CacheKey.make(f"onnxruntime-{_ort_version()}", graph_sha256(model), source.fingerprint(), method,
+                            percentile=percentile if method == "percentile" else None,
+                            symmetric=activation_type == "int8")
+        supports_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+        cache_state = "disabled" if cache is None or not supports_cache else (
+            "hit" if cache.has(key, ".ort.json") else "miss")
+        kwargs: dict[str, Any] = dict(
+            quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=False,
+            activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8, nodes_to_exclude=excluded, calibrate_method=ort_method, extra_options=extra)
+        quantized = Path(work) / "int8.onnx"
+        with _quiet():
+            if cache_state == "hit":
+                quantize_static(str(float_path), str(quantized), None,
+                                calibration_cache_path=str(cache.path(key, ".ort.json")), **kwargs)
+            elif cache_state == "miss":
+                with cache.store(key, ".ort.json") as tmp_cache:
+                    quantize_static(str(float_path), str(quantized), reader, calibration_cache_path=str(tmp_cache),
+                                    **kwargs)
+            else:
+                quantize_static(str(float_path), str(quantized), reader, **kwargs)
+        qmodel = onnx.load(str(quantized))
+        meta = ArtifactMetadata(
+            format="onnx", precision="int8", preprocessing=spec, model=checkpoint.model_config.to_dict(),
+            input_shape=input_shape, source=checkpoint.source_info(),
+            tools=tool_versions("torch", "onnx", "onnxslim", "onnxruntime"),
+            extra={"opset": opset, "io_dtype": "float32", "quantization": {
+                "scheme": "static QDQ", "weights": "int8 symmetric " + ("per-channel" if per_channel else "per-tensor"),
+                "activations": f"{activation_type} per-tensor", "method": method,
+                **({"percentile": percentile} if method == "percentile" else {}),
+                "keep_float": keep, "float_nodes": len(excluded)},
+                "calibration": {**source.describe(), "cache": cache_state, "cache_key": key.digest}})
+        embed_metadata(qmodel, meta)
+        with atomic_output(output) as tmp:
+            onnx.save(qmodel, str(tmp))
+    write_manifest(output, meta)
+    return output
+
+
+def resolve_keep_float(model: Any, keep: Iterable[str]) -> list[str]:
+    """Node names to leave in float: presets (see the module docstring) or regexes on node names."""
+    nodes = list(model.graph.node)
+    names: list[str] = []
+    for item in keep:
+        if item == "image-concat":
+            found = _image_concat_nodes(model)
+        elif item == "fusion-head":
+            found = [n.name for n in nodes if "/f_branch/conv_f/" in n.name]
+        else:
+            try:
+                pattern = re.compile(item)
+            except re.error as exc:
+                raise ConfigError(f"keep_float {item!r} is neither a preset {list(KEEP_FLOAT_PRESETS)} nor a "
+                                  f"valid regular expression ({exc})") from None
+            found = [n.name for n in nodes if pattern.search(n.name)]
+        if not found:
+            raise ConfigError(f"keep_float {item!r} matches no node of the graph (presets: {list(KEEP_FLOAT_PRESETS)})")
+        names.extend(n for n in found if n not in names)
+    return names
+
+
+def _image_concat_nodes(model: Any) -> list[str]:
+    """Concats fed by the graph input (directly or through Resize) and the Convs consuming them."""
+    image = {model.graph.input[0].name}
+    for node in model.graph.node:  # topological order: downscaled copies of the image
+        if node.op_type == "Resize" and node.input and node.input[0] in image:
+            image.update(node.output)
+    concats = [n for n in model.graph.node if n.op_type == "Concat" and image.intersection(n.input)]
+    outputs = {o for n in concats for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and outputs.intersection(n.input)]
+    return [n.name for n in concats + convs]
+
+
+def graph_sha256(model: Any) -> str:
+    """sha256 of the graph (nodes, weights, I/O), not of metadata: the model half of a calibration key."""
+    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ONNX Runtime's quantiser logs advice through the root logger and prints; keep the console clean."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)

@@ -1,0 +1,221 @@
+"""PyTorch checkpoint -> TFLite (LiteRT) through litert-torch, with no TensorFlow anywhere.
+
+litert-torch lowers the network (via torch.export and StableHLO) straight to a TFLite FlatBuffer.  The
+float model is converted once per (weights, input shape, layout) and every other precision is derived
+from it by ai-edge-quantizer (:mod:`.tflite_quantize`): FP16 weights, dynamic-range INT8, weight-only
+INT8 and full-integer static INT8 (INT8 or INT16 activations) calibrated on the shared
+:mod:`modnet_edge.calibration` source.  Conversion is slow (about a minute), so a converted float
+model is memoised in-process: exporting fp32, fp16 and int8 of one checkpoint converts once.
+
+TFLite needs a static input shape (``static_shape``, default 512x512).  ``layout="NHWC"`` takes
+(1, H, W, 3) and returns (1, H, W, 1): the transposes the converter would otherwise add at the
+model's edges disappear, and callers that hold images as HWC need no copy.  Metadata (the same JSON
+as every artifact) is embedded as a TFLite metadata entry and written to the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modnet_edge.core import ArtifactMetadata, METADATA_KEY, atomic_output, tool_versions, write_manifest
+from modnet_edge.errors import BackendUnavailableError, ConfigError
+from modnet_edge.train.checkpoint import Checkpoint, build_from_checkpoint
+
+from .tflite_metadata import embed_tflite_metadata
+from .tflite_quantize import MODES, quantize_tflite
+
+DEFAULT_SHAPE = (512, 512)
+INT8_MODES = ("static", "static16", "dynamic", "weights")
+_FLOAT_MEMO: dict[tuple[Any, ...], bytes] = {}
+_MEMO_SIZE = 4
+
+
+class InstanceNormByMoments(torch.nn.Module):
+    """Affine-free instance normalisation written as its moments: (x - mean) * rsqrt(var + eps).
+
+    The same arithmetic as ``nn.InstanceNorm2d(affine=False)`` in eval mode (biased variance over
+    H and W, per sample and channel); only float rounding differs (~1e-7).  Written this way the
+    converter keeps it in its own NHWC layout; ``nn.InstanceNorm2d`` is lowered in NCHW with a
+    transpose pair around every one of MODNet's 16 IBNorm layers (34 extra ops per call).
+    """
+
+    def __init__(self, eps: float) -> None:
+        super().__init__()
+        self.eps = float(eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean(dim=(2, 3), keepdim=True)
+        return centred * torch.rsqrt((centred * centred).mean(dim=(2, 3), keepdim=True) + self.eps)
+
+
+def converter_friendly(net: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``net`` whose IBNorm instance norms are :class:`InstanceNormByMoments` (parity-checked)."""
+    import copy
+
+    from modnet_edge.train.network import IBNorm
+
+    net = copy.deepcopy(net)
+    for module in net.modules():
+        if isinstance(module, IBNorm):
+            inorm = module.inorm
+            if inorm.affine or inorm.track_running_stats:
+                raise ConfigError("IBNorm instance norm with affine/running stats is not the MODNet layer")
+            module.inorm = InstanceNormByMoments(inorm.eps)
+    return net
+
+
+class _TFLiteWrapper(torch.nn.Module):
+    """Matte-only forward with a named output; NHWC in and out when asked (a plain permute, no math)."""
+
+    def __init__(self, net: torch.nn.Module, layout: str) -> None:
+        super().__init__()
+        self.net, self.nhwc = net, layout == "NHWC"
+
+    def forward(self, input: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: A002 (signature input name)
+        x = input.permute(0, 3, 1, 2) if self.nhwc else input
+        matte = self.net(x, inference=True)
+        return {"matte": matte.permute(0, 2, 3, 1) if self.nhwc else matte}
+
+
+def export_tflite(checkpoint: Checkpoint, output: str | Path, precision: str = "fp32", *,
+                  static_shape: tuple[int, int] | None = None, layout: str = "NCHW", quantization: str | None = None,
+                  calibration: Any = None, calibration_size: int | None = None, calibration_seed: int = 0,
+                  method: str = "minmax", keep_float: Any = (), calibration_cache: Any = None, threads: int = 2,
+                  progress: bool = True, **unknown: Any) -> Path:
+    """Export ``checkpoint`` to a .tflite at ``precision``; returns ``output`` (manifest written beside it).
+
+    ``precision``: fp32, fp16 (FP16 weights) or int8.  For int8, ``quantization`` picks the variant:
+    ``static`` (default; full integer, int8 activations), ``static16`` (int16 activations),
+    ``dynamic`` (dynamic range) or ``weights`` (weight-only).  Static variants need ``calibration``
+    (folder, video, ``"synthetic"`` or a CalibrationSource; ``calibration_size``/``calibration_seed``
+    pick the samples, which are resized to ``static_shape`` exactly as the predictor does).
+    """
+    from tqdm import tqdm
+
+    if unknown:
+        raise ConfigError(f"unknown TFLite export option(s): {sorted(unknown)}")
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ConfigError(f"TFLite precision must be fp32, fp16 or int8, not {precision!r}")
+    if layout not in ("NCHW", "NHWC"):
+        raise ConfigError(f"layout must be NCHW or NHWC, not {layout!r}")
+    if precision == "int8":
+        mode = quantization or "static"
+        if mode not in INT8_MODES:
+            raise ConfigError(f"int8 quantization must be one of {list(INT8_MODES)}, not {mode!r}")
+    elif quantization is not None:
+        raise ConfigError(f"quantization={quantization!r} only applies to precision int8")
+    else:
+        mode = None if precision == "fp32" else "fp16"
+    static = mode in ("static", "static16")
+    if not static and (calibration is not None or calibration_size is not None):
+        raise ConfigError(f"calibration data only applies to static int8 (quantization='static' or 'static16'), "
+                          f"not to {precision}{'/' + mode if mode else ''}")
+    if not static and keep_float and mode != "dynamic":
+        raise ConfigError("keep_float only applies to int8 variants that quantise activations")
+    shape = tuple(int(v) for v in (static_shape or DEFAULT_SHAPE))
+    spec = dataclasses.replace(checkpoint.preprocessing.with_fixed_size(shape), layout=layout)
+    source = cache = None
+    if static:
+        from modnet_edge.calibration import as_source, resolve_cache
+
+        source = as_source(calibration, calibration_size, calibration_seed).bind(spec)
+        cache = resolve_cache(calibration_cache)
+    output = Path(output)
+    steps = ["convert with litert-torch"] + (["quantize with ai-edge-quantizer"] if mode else []) + ["write"]
+    with tqdm(total=len(steps), desc=f"tflite {precision}{'/' + mode if mode and mode != 'fp16' else ''}",
+              disable=not progress, leave=False) as bar:
+        bar.set_postfix_str(steps[0])
+        float_model = convert_float(checkpoint, shape, layout)
+        bar.update()
+        details: dict[str, Any] = {}
+        model = float_model
+        if mode:
+            bar.set_postfix_str(steps[1])
+            model, details = quantize_tflite(float_model, mode, source=source, method=method,
+                                             keep_float=keep_float, cache=cache, threads=threads,
+                                             io_ranges=_known_ranges(spec) if static else None)
+            bar.update()
+        label = MODES[mode] if mode else "fp32"
+        input_shape: list[int | str] = [1, 3, *shape] if layout == "NCHW" else [1, *shape, 3]
+        extra: dict[str, Any] = {"layout": layout, "converter": f"litert-torch {_version('litert-torch')}",
+                                 "graph_rewrites": ["IBNorm instance norm as moments (InstanceNormByMoments)"]}
+        if details:
+            extra["quantization"] = details
+        if source is not None:
+            extra["calibration"] = {**source.describe(), "cache": details.pop("calibration_cache", "disabled")}
+        meta = ArtifactMetadata(
+            format="tflite", precision=label, preprocessing=spec, model=checkpoint.model_config.to_dict(),
+            input_name="input", output_name="matte", input_shape=input_shape, source=checkpoint.source_info(),
+            tools=tool_versions("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"), extra=extra)
+        bar.set_postfix_str(steps[-1])
+        data = embed_tflite_metadata(model, {METADATA_KEY: meta.to_json().encode()})
+        with atomic_output(output) as tmp:
+            tmp.write_bytes(data)
+        write_manifest(output, meta)
+        bar.update()
+    return output
+
+
+def _known_ranges(spec: Any) -> dict[str, tuple[float, float]]:
+    """Exact value ranges of the network's input (the normalised image) and output (a sigmoid)."""
+    lows = [(0.0 - m) / s for m, s in zip(spec.mean, spec.std)]
+    highs = [(1.0 - m) / s for m, s in zip(spec.mean, spec.std)]
+    return {"input": (min(lows), max(highs)), "matte": (0.0, 1.0)}
+
+
+def convert_float(checkpoint: Checkpoint, shape: tuple[int, int], layout: str) -> bytes:
+    """The float32 .tflite of ``checkpoint`` at (1, 3, H, W) or (1, H, W, 3) (memoised in-process)."""
+    key = (checkpoint.source_info()["weights_sha256"], json.dumps(checkpoint.model_config.to_dict(), sort_keys=True),
+           shape, layout, _version("litert-torch"))
+    if key in _FLOAT_MEMO:
+        return _FLOAT_MEMO[key]
+    try:
+        import litert_torch
+    except ImportError:
+        raise BackendUnavailableError('TFLite export needs litert-torch (pip install -c constraints.txt '
+                                      '"modnet-edge[tflite]")') from None
+    net = converter_friendly(build_from_checkpoint(checkpoint).eval())
+    wrapper = _TFLiteWrapper(net, layout).eval()
+    h, w = shape
+    sample = torch.zeros(1, 3, h, w) if layout == "NCHW" else torch.zeros(1, h, w, 3)
+    with _converter_quiet(), torch.no_grad():
+        edge = litert_torch.convert(wrapper, sample_kwargs={"input": sample})
+        data = bytes(edge.model_content())
+    if len(_FLOAT_MEMO) >= _MEMO_SIZE:
+        _FLOAT_MEMO.pop(next(iter(_FLOAT_MEMO)))
+    _FLOAT_MEMO[key] = data
+    return data
+
+
+@contextlib.contextmanager
+def _converter_quiet():
+    """litert-torch prints a stage log and torch.export warns about internals; the exporter shows tqdm."""
+    saved = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
+    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
+        else:
+            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = saved
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
