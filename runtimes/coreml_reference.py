@@ -1,0 +1,159 @@
+"""Reference execution of a Core ML ML Program in NumPy, so Core ML parity is gated on any system.
+
+Core ML itself only runs on Apple systems.  This backend executes the *stored* program instead: the
+operations and weights read back from the .mlpackage (:mod:`coreml_program`), each op computed by the
+NumPy kernel of :mod:`coreml_ops` following the MIL op definition, and each result rounded to the dtype
+the program declares.  In an FP16 program every intermediate tensor is therefore a float16 value, as on
+the device; arithmetic inside one op is float32 (the accumulation precision of Core ML's CPU and GPU
+paths — the Neural Engine may differ in the last bits, which is why the real runtime is compared too
+where it exists).  An operation without a kernel stops the run before it starts, naming that operation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modnet_edge.errors import ArtifactError
+
+from .coreml_backend import CoreMLBackendBase
+from .coreml_ops import CONSTANT_OPS, KERNELS, OpInputs
+from .coreml_program import MIL_DTYPES, MLProgram, Operation
+
+
+class UnsupportedOperation(ArtifactError):
+    """The program uses an operation the reference execution does not implement."""
+
+
+class ProgramExecutor:
+    """Executes the main function of an :class:`MLProgram`.  Constants (plain, quantised and
+    palettised weights) are materialised once, at construction."""
+
+    def __init__(self, program: MLProgram) -> None:
+        self.program = program
+        unknown = sorted({op.type for op in program.operations if op.type not in KERNELS})
+        if unknown:
+            where = {t: next(op.name for op in program.operations if op.type == t) for t in unknown}
+            raise UnsupportedOperation(
+                "the ML Program uses operation(s) the reference execution does not implement: "
+                + ", ".join(f"{t} (first at '{where[t]}')" for t in unknown)
+                + f"; implemented: {sorted(KERNELS)}", program.path)
+        self.constants: dict[str, np.ndarray] = {}
+        self.steps: list[Operation] = []
+        for op in program.operations:
+            if op.type in CONSTANT_OPS:
+                self.constants[op.outputs[0].name] = self._execute(op, {})[0]
+            else:
+                self.steps.append(op)
+        self._last_use = self._last_uses()
+
+    def _last_uses(self) -> dict[str, int]:
+        """Index of the last step reading each variable, so intermediates are freed early."""
+        last: dict[str, int] = {}
+        for i, op in enumerate(self.steps):
+            for args in op.inputs.values():
+                for arg in args:
+                    if arg.name is not None:
+                        last[arg.name] = i
+        for name in self.program.function_outputs:
+            last[name] = len(self.steps)
+        return last
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``feeds``: function-input name -> array; returns block-output name -> array."""
+        env: dict[str, Any] = dict(self.constants)
+        for var in self.program.function_inputs:
+            if var.name not in feeds:
+                raise ArtifactError(f"no value for program input '{var.name}'", self.program.path)
+            env[var.name] = _as_declared(np.asarray(feeds[var.name]), var.dtype)
+        for i, op in enumerate(self.steps):
+            for out, value in zip(op.outputs, self._execute(op, env)):
+                env[out.name] = value
+            for args in op.inputs.values():
+                for arg in args:
+                    if arg.name is not None and self._last_use.get(arg.name) == i and arg.name not in self.constants:
+                        env.pop(arg.name, None)
+        missing = [n for n in self.program.function_outputs if n not in env]
+        if missing:
+            raise ArtifactError(f"program outputs {missing} are never computed", self.program.path)
+        return {n: env[n] for n in self.program.function_outputs}
+
+    def _execute(self, op: Operation, env: dict[str, Any]) -> list[np.ndarray]:
+        values: dict[str, list[Any]] = {}
+        for key, args in op.inputs.items():
+            resolved = []
+            for arg in args:
+                if arg.name is None:
+                    resolved.append(arg.value)
+                elif arg.name in env:
+                    resolved.append(env[arg.name])
+                else:
+                    raise ArtifactError(f"operation {op.type} '{op.name}' reads '{arg.name}', which is not "
+                                        "defined before it", self.program.path)
+            values[key] = resolved
+        try:
+            result = KERNELS[op.type](OpInputs(op.type, values), op.attributes)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ArtifactError(f"operation {op.type} '{op.name}' cannot be executed: {exc}",
+                                self.program.path) from None
+        results = result if isinstance(result, (list, tuple)) else [result]
+        out = []
+        for var, value in zip(op.outputs, results):
+            value = _as_declared(np.asarray(value), var.dtype)
+            if var.shape is not None and (len(var.shape) != value.ndim or any(
+                    d is not None and d != s for d, s in zip(var.shape, value.shape))):
+                raise ArtifactError(f"operation {op.type} '{op.name}' produced shape {value.shape}, the program "
+                                    f"declares {var.shape}", self.program.path)
+            out.append(value)
+        return out
+
+
+def _as_declared(value: np.ndarray, dtype: str) -> np.ndarray:
+    """Round/convert a result to the declared MIL dtype (float16 here is where FP16 is emulated)."""
+    target = MIL_DTYPES.get(dtype)
+    return value if target is None or value.dtype == target else value.astype(target)
+
+
+class CoreMLReferenceBackend(CoreMLBackendBase):
+    """Runs an .mlpackage by executing its ML Program in NumPy (any system, CPU)."""
+
+    runtime = "reference"
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self.program = MLProgram.read(self.path)
+        self._describe(self.program)
+        if len(self.program.outputs) != len(self.program.function_outputs):
+            raise ArtifactError(f"model describes {len(self.program.outputs)} outputs but its program returns "
+                                f"{len(self.program.function_outputs)}", self.path)
+        func_inputs = {v.name for v in self.program.function_inputs}
+        if func_inputs != set(self.program_inputs):
+            raise ArtifactError(f"model inputs {sorted(self.program_inputs)} do not match the program's "
+                                f"{sorted(func_inputs)}", self.path)
+        self.executor = ProgramExecutor(self.program)
+        self.device = "cpu (NumPy reference execution of the ML Program)"
+
+    @property
+    def op_types(self) -> list[str]:
+        return self.program.op_types
+
+    def _run_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._check_shapes(feed)
+        feeds = {}
+        for name, arr in feed.items():
+            feature = self.program_inputs[name]
+            if feature.kind == "image":  # Core ML hands the program the pixel values 0..255 as float
+                arr = arr.astype(np.float32)
+                if feature.color_space == "BGR":
+                    arr = arr[:, ::-1]
+            feeds[name] = arr
+        result = self.executor.run(feeds)
+        names = [o.name for o in self.outputs]
+        if set(names) <= set(result):
+            return {n: result[n] for n in names}
+        return {n: result[fo] for n, fo in zip(names, self.program.function_outputs)}  # matched by position
+
+    def close(self) -> None:
+        self.executor = None  # type: ignore[assignment]
