@@ -294,6 +294,14 @@ FORMATS: dict[str, Format] = {
                ("tensorrt",), "tensorrt",
                "TensorRT engine (tied to the TensorRT version and GPU that built it), from the TensorRT-ready ONNX",
                pipeline_precisions=("fp16", "int8")),
+        Format("coreml", (".mlpackage",), ("fp16", "fp32", "int8-weights", "palettized-6bit", "palettized-4bit"),
+               (("coreml", "modnet_edge.runtimes.coreml_backend:CoreMLBackend"),
+                ("reference", "modnet_edge.runtimes.coreml_reference:CoreMLReferenceBackend")),
+               "modnet_edge.export.coreml_export:export_coreml", ("torch", "coremltools"), ("coremltools",),
+               "coreml",
+               "Core ML ML Program (.mlpackage, iOS 16 / macOS 13+); Core ML runs it on macOS, the NumPy "
+               "reference execution of its program anywhere (runtime 'reference')",
+               is_dir=True, pipeline_precisions=("fp16", "int8-weights")),
     )
 }
 

@@ -119,6 +119,7 @@ class ArtifactParity:
     # with run_parity(keep_mattes=...): the artifact's and the reference's alpha per kept image (for reports)
     mattes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     reference_mattes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    runtime: str = ""  # which runtime produced the numbers (e.g. Core ML's 'coreml' or its NumPy 'reference')
 
     @property
     def passed(self) -> bool:
@@ -129,7 +130,7 @@ class ArtifactParity:
 
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": self.artifact, "format": self.format, "precision": self.precision,
-                "reference": self.reference, "budget": asdict(self.budget), "pass": self.passed,
+                "reference": self.reference, "runtime": self.runtime, "budget": asdict(self.budget), "pass": self.passed,
                 "drift": asdict(self.drift), "per_image": {k: asdict(v) for k, v in self.per_image.items()}}
 
 
@@ -154,14 +155,14 @@ class ParityReport:
         return Path(path)
 
     def table(self) -> str:
-        head = f"{'artifact':<34} {'prec':<6} {'MSE':>9} {'budget':>8} {'band MSE':>9} {'MAD':>9} {'max':>8} {'p99':>8}  verdict"
+        head = f"{'artifact':<34} {'prec':<6} {'MSE':>9} {'budget':>8} {'band MSE':>9} {'MAD':>9} {'max':>8} {'p99':>8}  verdict  runtime"
         lines = [f"images: {len(self.images)} from {self.image_source}", head, "-" * len(head)]
         for r in self.results:
             d = r.drift
             budget = f"{r.budget.mse:.0e}" + (f"/{r.budget.band_mse:.0e}" if r.budget.band_mse else "")
             lines.append(f"{Path(r.artifact).name[:34]:<34} {r.precision:<6} {d.mse:9.2e} {budget:>8} "
                          f"{d.band_mse:9.2e} {d.mad:9.2e} {d.max_abs:8.1e} {d.p99_abs:8.1e}  "
-                         f"{'PASS' if r.passed else 'FAIL'}")
+                         f"{'PASS' if r.passed else 'FAIL'}  {r.runtime}")
         return "\n".join(lines)
 
 
@@ -204,6 +205,28 @@ def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path
                           f"{[str(c) for c in candidates]}); pass reference=/--reference", artifact)
 
 
+def _parity_runs(artifacts: list[Path], options: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+    """(artifact, load options) per measurement.  A format with a 'reference' runtime (Core ML: NumPy
+    execution of the ML Program) is measured by it on every system, and by its native runtime as well
+    where that runs (Core ML on macOS); elsewhere the reference alone gates it.  An explicit
+    ``runtime=`` measures just that runtime."""
+    from modnet_edge.errors import BackendUnavailableError
+    from modnet_edge.runtimes.loader import detect_format, open_backend
+
+    runs: list[tuple[Path, dict[str, Any]]] = []
+    for artifact in artifacts:
+        if options.get("runtime") is not None or "reference" not in dict(detect_format(artifact).backends):
+            runs.append((artifact, options))
+            continue
+        try:
+            open_backend(artifact, **options).close()
+            runs.append((artifact, options))
+        except BackendUnavailableError:
+            pass  # the native runtime cannot run here (Core ML off macOS)
+        runs.append((artifact, {"runtime": "reference"}))
+    return runs
+
+
 def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: str | Path | None = None,
                budgets: dict[str, Budget] | None = None, limit: int | None = None, progress: bool = True,
                keep_mattes: bool | int = False, **backend_options: Any) -> ParityReport:
@@ -223,8 +246,8 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
     kept = set(names if keep_mattes is True else names[:int(keep_mattes)])  # False -> 0 -> none kept
     results: list[ArtifactParity] = []
     ref_cache: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    for artifact in [Path(a) for a in artifacts]:
-        with load(artifact, **backend_options) as predictor:
+    for artifact, options in _parity_runs([Path(a) for a in artifacts], backend_options):
+        with load(artifact, **options) as predictor:
             meta = predictor.metadata
             ckpt = find_reference(meta, artifact, reference)
             key = (ckpt.source_info()["weights_sha256"], json.dumps(predictor.spec.to_dict(), sort_keys=True))
@@ -246,5 +269,5 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
             results.append(ArtifactParity(str(artifact), meta.format, meta.precision,
                                           budget_for(meta.precision, budgets), Drift.pool(list(per_image.values())),
                                           per_image, reference=str(ckpt.path or ckpt.kind), mattes=mattes,
-                                          reference_mattes=ref_mattes))
+                                          reference_mattes=ref_mattes, runtime=predictor.backend.runtime))
     return ParityReport(results, names, source, pictures={n: pictures[n] for n in names if n in kept})

@@ -1,0 +1,151 @@
+"""PyTorch checkpoint -> Core ML ML Program (.mlpackage) for iOS 16 / macOS 13 and newer.
+
+Precisions: ``fp16`` (FP16 compute, the Core ML default and what the Neural Engine runs), ``fp32``,
+``int8-weights`` (int8 linear symmetric per-output-channel weights, dequantised on load) and
+``palettized-6bit`` / ``palettized-4bit`` (k-means look-up tables per weight tensor; needs
+scikit-learn).  Compressed variants compute in FP16 unless ``compute_precision="fp32"``.
+
+The input is either a normalised tensor or an RGB *image* with the [-1, 1] normalisation baked in as
+Core ML image scale/bias, so an app can pass a camera pixel buffer; the metadata records which, and the
+backends map the predictor's input accordingly.  Sizes: one fixed size, enumerated sizes or a bounded
+range.  The package is written to a temporary directory and renamed into place, with the modnet-edge
+metadata in its user-defined metadata (key ``modnet_edge``) and the manifest beside it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, tool_versions, write_manifest
+from modnet_edge.errors import BackendUnavailableError, ConfigError
+from modnet_edge.train.checkpoint import Checkpoint
+
+from .coreml_convert import DEPLOYMENT_TARGETS, convert, source_program, validate_sizes
+
+PRECISIONS = ("fp16", "fp32", "int8-weights", "palettized-6bit", "palettized-4bit")
+INPUT_TYPES = ("tensor", "image")
+WEIGHT_THRESHOLD = 2048  # tensors with fewer elements (biases, norms) stay uncompressed
+
+# The most recent (checkpoint weights, size) -> torch.export program: exporting several precisions of
+# one checkpoint (the pipeline does) converts the same program; tracing it again costs ~10 s each.
+_SOURCE_CACHE: dict[tuple[Any, ...], tuple[Any, str]] = {}
+
+
+def export_coreml(checkpoint: Checkpoint, output: str | Path, precision: str = "fp16", *,
+                  size: Sequence[int] | None = None, shapes: str = "fixed",
+                  sizes: Sequence[Sequence[int]] | None = None, size_range: Sequence[int] | None = None,
+                  input_type: str = "tensor", compute_precision: str | None = None,
+                  deployment_target: str = "iOS16", author: str | None = None, license: str | None = None,
+                  description: str | None = None, static_shape: Sequence[int] | None = None,
+                  **unknown: Any) -> Path:
+    """Export ``checkpoint`` to the .mlpackage ``output``; returns the path (manifest written beside it).
+
+    ``size``: (H, W), the fixed size or the default shape of a flexible model (default: the checkpoint's
+    fixed size, else 512x512).  ``shapes``: "fixed", "enumerated" (``sizes``, default 512x512, 512x672,
+    512x896 and transposes) or "range" (``size_range`` (lower, upper) per side, default 64..1024).
+    ``input_type``: "tensor" (float32, normalised) or "image" (RGB pixels, normalisation baked in).
+    """
+    if unknown:
+        raise ConfigError(f"unknown Core ML export option(s): {sorted(unknown)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"Core ML export precision must be one of {PRECISIONS}, not {precision!r}")
+    if deployment_target not in DEPLOYMENT_TARGETS:
+        raise ConfigError(f"deployment_target must be one of {DEPLOYMENT_TARGETS} (iOS 16 / macOS 13 or newer; "
+                          f"iOS 18 stores compressed weights in other ops), not {deployment_target!r}")
+    if input_type not in INPUT_TYPES:
+        raise ConfigError(f"input_type must be one of {INPUT_TYPES}, not {input_type!r}")
+    compute = compute_precision or ("fp32" if precision == "fp32" else "fp16")
+    if compute not in ("fp16", "fp32") or (precision in ("fp16", "fp32") and compute != precision):
+        raise ConfigError(f"compute_precision {compute_precision!r} does not fit precision {precision!r} "
+                          "(fp16/fp32 only; it is a choice for the weight-compressed precisions)")
+    if precision.startswith("palettized") and importlib.util.find_spec("sklearn") is None:
+        raise BackendUnavailableError('palettization (k-means) needs scikit-learn; install it with: '
+                                      'pip install -c constraints.txt "modnet-edge[coreml-palettize]"')
+    output = Path(output)
+    if output.suffix != ".mlpackage":
+        raise ConfigError(f"a Core ML ML Program is a .mlpackage directory; name the output *.mlpackage, "
+                          f"not {output.name!r}")
+    base = checkpoint.preprocessing
+    size_hw = tuple(int(v) for v in (size or base.fixed_size or (base.ref_size, base.ref_size)))
+    enumerated, bounds = validate_sizes(shapes, size_hw, [tuple(s) for s in sizes] if sizes else None,  # type: ignore[misc]
+                                        tuple(size_range) if size_range else None, base.multiple)  # type: ignore[arg-type]
+    spec = base.with_fixed_size(size_hw if shapes == "fixed" else None)
+    if input_type == "image" and len(set(spec.std)) != 1:
+        raise ConfigError(f"an image input bakes the normalisation into one Core ML scale, which needs equal "
+                          f"std on all channels; this checkpoint uses std {spec.std}")
+    image_scale = 1.0 / (255.0 * spec.std[0])
+    image_bias = [-m / s for m, s in zip(spec.mean, spec.std)]
+
+    from modnet_edge.runtimes.coreml_program import import_coremltools
+
+    ct = import_coremltools()
+    program, route = _source(checkpoint, size_hw, shapes != "fixed")  # type: ignore[arg-type]
+    model = convert(program, ct=ct, input_type=input_type, shapes=shapes, size=size_hw,  # type: ignore[arg-type]
+                    enumerated=enumerated, size_range=bounds, compute_precision=compute,
+                    deployment_target=deployment_target, image_scale=image_scale, image_bias=image_bias)
+    model, weights = _compress(ct, model, precision)
+    meta = ArtifactMetadata(
+        format="coreml", precision=precision, preprocessing=spec, model=checkpoint.model_config.to_dict(),
+        input_shape=[1, 3, *size_hw] if shapes == "fixed" else [1, 3, "height", "width"],
+        source=checkpoint.source_info(), tools=tool_versions("torch", "coremltools", "scikit-learn"),
+        extra={"input_type": input_type, "compute_precision": compute, "weights": weights,
+               "deployment_target": deployment_target, "conversion": route, "shapes": shapes,
+               "enumerated_sizes": [list(s) for s in enumerated] or None,
+               "size_range": list(bounds) if shapes == "range" else None, "io_dtype": "float32",
+               **({"image_scale": image_scale, "image_bias": image_bias, "color_layout": "RGB"}
+                  if input_type == "image" else {})})
+    _describe(model, meta, author, license, description)
+    with atomic_output(output, suffix=".mlpackage") as tmp:
+        model.save(str(tmp))
+    write_manifest(output, meta)
+    return output
+
+
+def _source(checkpoint: Checkpoint, size: tuple[int, int], flexible: bool) -> tuple[Any, str]:
+    if flexible:  # traces are cheap (~1 s); not cached
+        return source_program(checkpoint, size, flexible=True)
+    key = (checkpoint.source_info()["weights_sha256"], tuple(sorted(checkpoint.model_config.to_dict().items())), size)
+    if key not in _SOURCE_CACHE:
+        _SOURCE_CACHE.clear()
+        _SOURCE_CACHE[key] = source_program(checkpoint, size, flexible=False)
+    return _SOURCE_CACHE[key]
+
+
+def _compress(ct: Any, model: Any, precision: str) -> tuple[Any, str]:
+    """Apply the weight compression of ``precision``; returns the model and a description of it."""
+    import coremltools.optimize.coreml as cto
+
+    if precision == "int8-weights":
+        op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                                weight_threshold=WEIGHT_THRESHOLD)
+        return (cto.linear_quantize_weights(model, cto.OptimizationConfig(global_config=op_config)),
+                "int8 linear symmetric, per output channel")
+    if precision.startswith("palettized-"):
+        nbits = int(precision.split("-")[1].rstrip("bit"))
+        op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=nbits, granularity="per_tensor",
+                                           weight_threshold=WEIGHT_THRESHOLD)
+        return (cto.palettize_weights(model, cto.OptimizationConfig(global_config=op_config)),
+                f"{nbits}-bit k-means palettization, one look-up table per tensor")
+    return model, "float16" if precision == "fp16" else "float32"
+
+
+def _describe(model: Any, meta: ArtifactMetadata, author: str | None, license: str | None,
+              description: str | None) -> None:
+    """User-defined metadata (the JSON every artifact carries) plus the standard model fields."""
+    src = meta.source
+    model.author = author or "modnet-edge export of " + (src.get("checkpoint") or src.get("kind", "a checkpoint"))
+    model.license = license or ("Apache-2.0 (MODNet code); weights under the terms of their checkpoint"
+                                if src.get("kind") != "random-init" else "untrained random weights")
+    model.short_description = description or (
+        f"MODNet portrait matting ({meta.precision}, {meta.extra['compute_precision']} compute): RGB portrait "
+        f"in, alpha matte out")
+    model.version = meta.toolkit_version
+    model.user_defined_metadata[METADATA_KEY] = meta.to_json()
+    if meta.extra["input_type"] == "image":
+        model.input_description["input"] = "RGB image; normalised to [-1, 1] inside the model"
+    else:
+        model.input_description["input"] = "RGB image as (1, 3, H, W) float32 normalised to [-1, 1]"
+    model.output_description["matte"] = "alpha matte (1, 1, H, W) in [0, 1]"
