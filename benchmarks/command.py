@@ -98,7 +98,10 @@ def _baseline_subject(args: argparse.Namespace, device_class: Any, subjects: lis
         meta = read_manifest(path)
         if meta is not None:
             ckpt = find_reference(meta, Path(path))
-            return subject_for_checkpoint(ckpt, label="pytorch fp32 baseline", **_torch_options(args))
+            subject = subject_for_checkpoint(ckpt, **_torch_options(args))
+            subject.label = f"pytorch fp32 baseline ({subject.label})"
+            subject.artifact["role"] = "reference"
+            return subject
     return None
 
 

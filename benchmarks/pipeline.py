@@ -53,7 +53,20 @@ class PipelineOptions:
     speed_gate: bool = True
     keep_images: int = 2
     progress: bool = True
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = field(default=lambda msg: _log(msg))
+
+
+def _log(message: str) -> None:
+    """Print without breaking a progress bar that may be on screen."""
+    from tqdm import tqdm
+
+    tqdm.write(message)
+
+
+def failed_gate(e: ArtifactEntry) -> str:
+    if e.status != "ok":
+        return e.status
+    return "drift" if e.drift_pass is False else "speed" if e.meets_target is False else "not verified"
 
 
 def find_portraits() -> Path | None:
@@ -139,7 +152,7 @@ def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> t
             entry.path, entry.size_bytes, entry.sha256 = str(path), path_size(path), sha256_path(path)
         except Exception as exc:  # any exporter failure is reported on its entry; the others go on
             entry.status, entry.error = "export-failed", _one_line(exc)
-        entry.notes.append(f"export took {time.perf_counter() - t0:.1f} s")
+        entry.export_s = round(time.perf_counter() - t0, 2)
         opts.log(f"  export {fmt.name:<14} {precision:<5} "
                  + (f"ok   {entry.size_bytes / 1e6:6.1f} MB" if entry.status == "ok" else f"FAILED: {entry.error}"))
         entries.append(entry)
@@ -195,6 +208,7 @@ def bench_all(entries: list[ArtifactEntry], ckpt_path: Path, opts: PipelineOptio
         return []
     reference = subject_for_path(ckpt_path)
     reference.label = "reference (pytorch fp32)"
+    reference.artifact["role"] = "reference"
     subjects = [subject_for_path(e.path) for e in ok]
     try:
         return run_benchmarks([*subjects, reference], opts.bench, progress=opts.progress)
@@ -316,6 +330,6 @@ def summary_table(entries: Sequence[ArtifactEntry]) -> str:
         fps = f"{e.fps:7.2f}" if e.fps is not None else f"{'-':>7}"
         drift = {True: "pass", False: "FAIL", None: "-"}[e.drift_pass]
         speed = {True: "meets", False: "MISSES", None: "no target"}[e.meets_target] if e.fps is not None else "-"
-        result = "PASS" if e.passed else "not run here" if e.status == "not-runnable-here" else f"FAIL ({e.status})"
+        result = "PASS" if e.passed else "not run here" if e.status == "not-runnable-here" else f"FAIL ({failed_gate(e)})"
         lines.append(f"{e.name[:28]:<28} {e.precision:<5} {mb} {mse} {band} {drift:<5} {p50} {fps} {speed:<9} {result}")
     return "\n".join(lines)

@@ -135,7 +135,8 @@ def chart_rows(results: Sequence[BenchResult], verdicts: Sequence[Verdict]) -> l
         target = max((v.required_fps for v in mine if v.required_fps), default=None)
         meets = None if not mine else all(v.meets for v in mine)
         size = "x".join(map(str, r.input_size)) if r.input_size else ""
-        rows.append((f"{r.artifact.get('name')} {size}", r.fps, target, meets))
+        name = "reference (pytorch fp32)" if r.artifact.get("role") == "reference" else r.artifact.get("name")
+        rows.append((f"{name} {size}", r.fps, target, meets))
     return rows
 
 

@@ -46,6 +46,7 @@ class ArtifactEntry:
     measured: str | None = None
     meets_target: bool | None = None
     speed_note: str | None = None
+    export_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -43,7 +43,8 @@ _APPLIED = re.compile(r"Explicitly applied (\S+) delegate, and the model graph w
 _NOT_APPLIED = re.compile(r"Though (\S+) delegate is explicitly applied, the model graph will not be executed")
 _FAILED = re.compile(r"(Failed to apply \S+ delegate|Failed to invoke|Failed to allocate tensors|Benchmarking failed"
                      r"|Failed to mmap model \S*|Disallowed CPU fallback detected)")
-_MEM = re.compile(r"Memory footprint delta from the start of the tool \(MB\): init=(\S+) overall=(\S+)")
+_MEM = re.compile(r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): "
+                  r"init=(\S+) overall=(\S+)")  # the second wording is TFLite 2.4-2.6's
 _PEAK = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring: (\S+)")
 _SIZE = re.compile(r"The input model file size \(MB\): (\S+)")
 _XNNPACK_DEFAULT = re.compile(r"Created TensorFlow Lite XNNPACK delegate for CPU")
