@@ -34,7 +34,7 @@ from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_s
 from modnet_edge.errors import BackendUnavailableError, ConfigError, ModnetEdgeError
 
 from .runner import BenchConfig
-from .summary import ArtifactEntry, attach_parity, attach_speed, overall_pass, write_outputs
+from .summary import ArtifactEntry, attach_parity, attach_speed, group_parity, overall_pass, write_outputs
 
 MANIFEST_KIND = "modnet-edge pipeline"
 PORTRAITS = Path("data") / "p3m-portraits" / "image"
@@ -46,7 +46,7 @@ class PipelineOptions:
     checkpoint: Path | None = None
     images: Path | None = None  # None: ../shared portraits when present, else generated images
     limit: int | None = 4
-    formats: Sequence[str] | None = None  # None: every format this machine can export
+    formats: Sequence[str] | None = None  # "onnx" or "onnx:fp16" items; None: every format this machine exports
     device_class: str | None = None
     targets: Path | None = None
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(warmup=1, iterations=10, max_seconds=10.0))
@@ -129,19 +129,19 @@ def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> t
     from modnet_edge.train.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(ckpt_path)
-    wanted = set(opts.formats) if opts.formats else None
-    unknown = sorted(wanted - set(FORMATS)) if wanted else []
-    if unknown:
-        raise ConfigError(f"unknown format(s) {unknown}; known: {sorted(FORMATS)}")
+    wanted = parse_formats(opts.formats)
     jobs, skipped = [], []
     for fmt in FORMATS.values():
-        if fmt.exporter is None or not fmt.pipeline_precisions or (wanted and fmt.name not in wanted):
+        if fmt.exporter is None or (wanted is not None and fmt.name not in wanted):
+            continue
+        precisions = (wanted or {}).get(fmt.name) or fmt.pipeline_precisions
+        if not precisions:
             continue
         if not fmt.can_export():
             skipped.append(f"{fmt.name}: cannot export on this machine (needs {', '.join(fmt.export_requires)}; "
                            f"{fmt.install_hint()})")
             continue
-        jobs += [(fmt, p) for p in fmt.pipeline_precisions]
+        jobs += [(fmt, p) for p in precisions]
     entries = []
     for fmt, precision in tqdm(jobs, desc="export", disable=not opts.progress, leave=False):
         out = opts.output / "artifacts" / f"modnet.{precision}{fmt.suffixes[0]}"
@@ -157,6 +157,23 @@ def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> t
                  + (f"ok   {entry.size_bytes / 1e6:6.1f} MB" if entry.status == "ok" else f"FAILED: {entry.error}"))
         entries.append(entry)
     return entries, skipped
+
+
+def parse_formats(items: Sequence[str] | None) -> dict[str, tuple[str, ...]] | None:
+    """``["onnx", "tflite:int8"]`` -> {format: precisions (empty: the format's pipeline precisions)}."""
+    if not items:
+        return None
+    out: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        name, _, precision = item.partition(":")
+        if name not in FORMATS:
+            raise ConfigError(f"unknown format {name!r}; known: {sorted(FORMATS)}")
+        if FORMATS[name].exporter is None:
+            raise ConfigError(f"format {name!r} is not an export target")
+        if precision and precision not in FORMATS[name].precisions:
+            raise ConfigError(f"format {name!r} has precisions {list(FORMATS[name].precisions)}, not {precision!r}")
+        out[name] = out.get(name, ()) + ((precision,) if precision else ())
+    return out
 
 
 def _one_line(exc: BaseException) -> str:
@@ -191,11 +208,10 @@ def parity_all(entries: list[ArtifactEntry], opts: PipelineOptions, images: Path
             report = ParityReport([r for p in parts for r in p.results], parts[0].images, parts[0].image_source,
                                   pictures=parts[0].pictures)
     if report is not None:
-        by_path = {Path(r.artifact).resolve(): r for r in report.results}
+        groups = group_parity(report)
         for e in todo:
-            r = by_path.get(Path(e.path).resolve())
-            if r is not None:
-                attach_parity(e, r)
+            if Path(e.path).resolve() in groups:
+                attach_parity(e, groups[Path(e.path).resolve()])
     return report
 
 
@@ -203,7 +219,18 @@ def bench_all(entries: list[ArtifactEntry], ckpt_path: Path, opts: PipelineOptio
     """One interleaved run over every artifact that ran parity, plus the PyTorch FP32 reference."""
     from .runner import run_benchmarks, subject_for_path
 
-    ok = [e for e in entries if e.status == "ok" and e.drift is not None]
+    from modnet_edge.runtimes.loader import open_backend
+
+    ok = []
+    for e in entries:
+        if e.status != "ok" or e.drift is None:
+            continue
+        try:  # speed is only measured by the format's own runtime (never by a reference emulation)
+            open_backend(e.path).close()
+            ok.append(e)
+        except BackendUnavailableError as exc:
+            e.speed_note = (f"not benchmarked here: {_one_line(exc)}; measure it on the device and ingest the "
+                            "result (modnet-edge bench --tflite-log / --coreml-timing / --results)")
     if not ok:
         return []
     reference = subject_for_path(ckpt_path)
@@ -233,15 +260,23 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
 
     t_start = time.perf_counter()
     opts.output = Path(opts.output)
-    table = load_targets(opts.targets)  # a bad targets file or class fails before any work
+    # bad input fails before any work or any file is written
+    table = load_targets(opts.targets)
     device = describe_device()
     dclass = table.get(opts.device_class) if opts.device_class else table.detect(device)
+    parse_formats(opts.formats)
+    if opts.checkpoint is not None:
+        from modnet_edge.train.checkpoint import read_checkpoint
+
+        read_checkpoint(opts.checkpoint)
+    if opts.images is not None and not Path(opts.images).is_dir():
+        raise ConfigError("images must be a folder of images", opts.images)
     _prepare_output(opts.output)
-    images = opts.images or find_portraits()
-    if images is not None and not Path(images).is_dir():
-        raise ConfigError("images must be a folder of images", images)
-    image_note = (f"real portraits from {images}" if images else "generated synthetic portraits (no real images "
-                  "found beside the checkout)") + (f", first {opts.limit}" if opts.limit else "")
+    shared = None if opts.images else find_portraits()
+    images = opts.images or shared
+    image_note = (f"images from {images}" if opts.images else f"real portraits (shared P3M set) from {shared}"
+                  if shared else "generated synthetic portraits (no real images found beside the checkout)")
+    image_note += f", first {opts.limit}" if opts.limit else ""
     opts.log(f"images for parity and calibration: {image_note}")
     stages: dict[str, float] = {}
 

@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, help="folder of images for parity and INT8 calibration (default: "
                         "../shared/data/p3m-portraits/image when present, else generated portraits)")
     parser.add_argument("--limit", type=int, default=4, help="use at most N images for parity")
-    parser.add_argument("--formats", help="comma-separated formats to export (default: every exportable one)")
+    parser.add_argument("--formats", help="comma-separated formats, optionally with a precision, e.g. "
+                        "'onnx,tflite:int8' (default: every format this machine can export, at its pipeline "
+                        "precisions)")
     parser.add_argument("--device-class", help="device class for speed targets (default: detected)")
     parser.add_argument("--targets", type=Path, help="targets file (default: the shipped targets.json)")
     parser.add_argument("--size", type=_size, default=(512, 512), metavar="HxW", help="benchmark input size")

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from .device_info import runtime_versions
     from .report_html import write_report
     from .results import read_jsonl
-    from .summary import ArtifactEntry, attach_parity, attach_speed, overall_pass, write_outputs
+    from .summary import ArtifactEntry, attach_parity, attach_speed, group_parity, overall_pass, write_outputs
     from .targets import load_targets
 
     table = load_targets(args.targets)
@@ -51,10 +51,11 @@ def run(args: argparse.Namespace) -> int:
                         keep_mattes=max(args.pictures, 0))
     verdicts = table.check(results, args.device_class)
     entries = []
-    for r in parity.results:
-        fmt = detect_format(r.artifact).name if r.format not in FORMATS else r.format
-        e = ArtifactEntry(fmt, r.precision, r.artifact, path_size(r.artifact), sha256_path(r.artifact))
-        attach_parity(e, r)
+    for path, group in group_parity(parity).items():
+        r = group[0]
+        fmt = detect_format(path).name if r.format not in FORMATS else r.format
+        e = ArtifactEntry(fmt, r.precision, str(path), path_size(path), sha256_path(path))
+        attach_parity(e, group)
         attach_speed(e, results, verdicts)
         entries.append(e)
     context = {"images": f"{len(parity.images)} from {parity.image_source}",

@@ -184,7 +184,8 @@ def _pictures(parity: Any, max_images: int) -> str:
             if not ref_done:
                 tiles.append(_figure(matte_image(r.reference_mattes[name]), "reference matte (PyTorch FP32)"))
                 ref_done = True
-            label = f"{Path(r.artifact).name} ({r.precision})"
+            runtime = getattr(r, "runtime", "")
+            label = f"{Path(r.artifact).name} ({r.precision}{', ' + runtime if runtime == 'reference' else ''})"
             d = r.per_image.get(name)
             tiles.append(_figure(matte_image(r.mattes[name]), f"matte: {label}"))
             tiles.append(_figure(heat_map(r.reference_mattes[name], r.mattes[name]),

@@ -66,11 +66,30 @@ class ArtifactEntry:
 
 
 def attach_parity(entry: ArtifactEntry, parity: Any) -> None:
-    """Copy one :class:`ArtifactParity` (drift, budget, verdict) onto its entry."""
-    d = parity.drift
+    """Copy an artifact's :class:`ArtifactParity` results (drift, budget, verdict) onto its entry.
+
+    A format measured by several runtimes (Core ML: its NumPy reference execution everywhere, Core ML
+    itself on macOS) has one result per runtime: the entry shows the native runtime's drift when there
+    is one, and passes only when every runtime's result passes.
+    """
+    results = parity if isinstance(parity, (list, tuple)) else [parity]
+    primary = next((r for r in results if getattr(r, "runtime", "") != "reference"), results[0])
+    d = primary.drift
     entry.drift = {"mse": d.mse, "mad": d.mad, "band_mse": d.band_mse, "max_abs": d.max_abs, "p99_abs": d.p99_abs}
-    entry.budget = {"mse": parity.budget.mse, "band_mse": parity.budget.band_mse}
-    entry.drift_pass = parity.passed
+    entry.budget = {"mse": primary.budget.mse, "band_mse": primary.budget.band_mse}
+    entry.drift_pass = all(r.passed for r in results)
+    runtimes = [getattr(r, "runtime", "") for r in results]
+    if len(results) > 1 or "reference" in runtimes:
+        entry.notes.append("drift measured by runtime(s): " + ", ".join(
+            f"{rt or '?'} (MSE {r.drift.mse:.2e}, {'pass' if r.passed else 'FAIL'})" for rt, r in zip(runtimes, results)))
+
+
+def group_parity(report: Any) -> dict[Path, list[Any]]:
+    """A parity report's results by artifact path (several when a format is measured by several runtimes)."""
+    groups: dict[Path, list[Any]] = {}
+    for r in report.results:
+        groups.setdefault(Path(r.artifact).resolve(), []).append(r)
+    return groups
 
 
 def attach_speed(entry: ArtifactEntry, results: Sequence[BenchResult], verdicts: Sequence[Verdict]) -> None:
