@@ -368,3 +368,14 @@ def summary_table(entries: Sequence[ArtifactEntry]) -> str:
         result = "PASS" if e.passed else "not run here" if e.status == "not-runnable-here" else f"FAIL ({failed_gate(e)})"
         lines.append(f"{e.name[:28]:<28} {e.precision:<5} {mb} {mse} {band} {drift:<5} {p50} {fps} {speed:<9} {result}")
     return "\n".join(lines)
+
+
+def pipeline(checkpoint: str | Path | None = None, output: str | Path = "modnet-edge-out",
+             **options: Any) -> dict[str, Any]:
+    """Public API (``modnet_edge.pipeline``): the main job; returns the manifest (``["pass"]`` is the verdict).
+
+    ``options``: :class:`PipelineOptions` fields (``images``, ``limit``, ``formats``, ``device_class``,
+    ``targets``, ``bench=BenchConfig(...)``, ``speed_gate`` ...).
+    """
+    return run_pipeline(PipelineOptions(output=Path(output), checkpoint=Path(checkpoint) if checkpoint else None,
+                                        **options))

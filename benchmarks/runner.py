@@ -297,3 +297,15 @@ def _result(job: _Job, cfg: BenchConfig, run_id: str, extra: dict[str, Any], gpu
                        device=describe_device(), versions=runtime_versions(), config=config,
                        latency_ms=LatencyStats.from_samples(job.samples_ms), memory=memory, notes=notes,
                        extra={"load_ms": extra.get("load_ms")})
+
+
+def benchmark(artifacts: Sequence[str | Path], runtime: str | None = None, progress: bool = True,
+              backend_options: dict[str, Any] | None = None, **config: Any) -> list[BenchResult]:
+    """Public API (``modnet_edge.benchmark``): measure artifacts side by side in one interleaved run.
+
+    ``config``: :class:`BenchConfig` fields (``sizes=((512, 512),)``, ``modes=("model", "end-to-end")``,
+    ``iterations``, ``warmup``, ``threads``, ``batch``, ``max_seconds`` ...); ``backend_options`` go to
+    each backend (``providers=``, ``device=``).  Returns one :class:`BenchResult` per artifact/mode/size.
+    """
+    subjects = [subject_for_path(a, runtime=runtime, **(backend_options or {})) for a in artifacts]
+    return run_benchmarks(subjects, BenchConfig(**config), progress=progress)

@@ -7,6 +7,8 @@ Public API (the contract the CLI mirrors one to one)::
     load(path, **options)                        -> MattingPredictor  (predictor.predict(image) -> alpha)
     open_backend(model_file, **options)          -> Backend (.inputs, .outputs, .run(feed))
     parity(artifacts, images, ...)               -> ParityReport
+    benchmark(artifacts, sizes=..., modes=...)   -> list[BenchResult]  (one interleaved run)
+    pipeline(checkpoint=None, output=DIR)        -> manifest dict (manifest["pass"] is the verdict)
 
 Stage packages are imported lazily so ``import modnet_edge`` stays cheap.
 """
@@ -27,6 +29,8 @@ _LAZY = {
     "load": ("modnet_edge.runtimes.loader", "load"),
     "open_backend": ("modnet_edge.runtimes.loader", "open_backend"),
     "parity": ("modnet_edge.parity_tests.parity", "run_parity"),
+    "benchmark": ("modnet_edge.benchmarks.runner", "benchmark"),
+    "pipeline": ("modnet_edge.benchmarks.pipeline", "pipeline"),
 }
 _SUBPACKAGES = ("train", "export", "runtimes", "calibration", "parity_tests", "benchmarks")
 
