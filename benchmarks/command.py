@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "machine; the file's default class otherwise)")
     parser.add_argument("--targets", type=Path, help="targets file (default: the shipped targets.json)")
     parser.add_argument("--list-classes", action="store_true", help="print the device classes and exit")
+    parser.add_argument("--edge-runner", action="store_true", help="print the path of the standalone edge_runner.py "
+                        "(copy it to a Jetson/Raspberry Pi: it needs only numpy and the runtime) and exit")
     g = parser.add_argument_group("local measurement")
     g.add_argument("--size", type=_size, action="append", metavar="HxW",
                    help="input size, repeatable (default 512x512; static-shape models use their own)")
@@ -118,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
     from .runner import BenchConfig, run_benchmarks, subject_for_path
     from .targets import load_targets
 
+    if args.edge_runner:
+        print(Path(__file__).with_name("edge_runner.py"))
+        return 0
     table = load_targets(args.targets)
     if args.list_classes:
         for name, cls in table.classes.items():

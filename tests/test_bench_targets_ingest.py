@@ -233,3 +233,11 @@ def test_bench_check_exit_codes_on_a_phone_log(tmp_path, capsys):
     assert "nothing was checked" in capsys.readouterr().out
     assert main(["bench", "--results", str(out), "--device-class", "pixel-99"]) == 2
     assert "unknown device class 'pixel-99'" in capsys.readouterr().err
+
+
+def test_bench_prints_the_shipped_edge_runner(capsys):
+    assert main(["bench", "--edge-runner"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path.name == "edge_runner.py" and path.is_file()
+    source = path.read_text()
+    assert "import torch" not in source and "modnet_edge" not in source.split('"""', 2)[2]
