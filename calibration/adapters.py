@@ -65,11 +65,24 @@ class OrtCalibrationReader(_ort_reader_base()):  # type: ignore[misc]
     def __init__(self, source: CalibrationSource, input_name: str, shape: Sequence[int | str | None]) -> None:
         self.source, self.input_name, self.shape = source, input_name, list(shape)
         self._iter: Iterator[np.ndarray] | None = None
+        self._range: tuple[int, int] | None = None
         self.samples_read = 0
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Read only batches ``start_index`` .. ``end_index - 1`` from now on (chunked calibration:
+        ONNX Runtime's ``CalibStridedMinMax`` collects and merges ranges chunk by chunk)."""
+        batch = self._batch()
+        stop = min(end_index, len(self)) * batch
+        self._range = (start_index * batch, stop)
+        self._iter = None
+
+    def _batch(self) -> int:
+        return self.shape[0] if isinstance(self.shape[0], int) and self.shape[0] > 0 else 1
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._iter is None:
-            self._iter = batched_inputs(self.source, self.shape, self.input_name)
+            source = self.source if self._range is None else self.source.subset(*self._range)
+            self._iter = batched_inputs(source, self.shape, self.input_name)
         x = next(self._iter, None)
         if x is None:
             return None
@@ -80,8 +93,13 @@ class OrtCalibrationReader(_ort_reader_base()):  # type: ignore[misc]
         self._iter = None
 
     def __len__(self) -> int:
-        batch = self.shape[0] if isinstance(self.shape[0], int) and self.shape[0] > 0 else 1
-        return len(self.source) // batch
+        return len(self.source) // self._batch()
+
+
+def chunk_size(total: int, limit: int = 8) -> int:
+    """The largest divisor of ``total`` not above ``limit``: chunks that split the set evenly, as
+    ONNX Runtime's strided calibration requires."""
+    return max(d for d in range(1, min(limit, total) + 1) if total % d == 0)
 
 
 class LiteRTCalibrationData:

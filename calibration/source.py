@@ -47,7 +47,7 @@ def _check_size(size: int | None, seed: int) -> None:
         raise DataError(f"calibration seed must be an integer, got {seed!r}")
 
 
-def select_indices(available: int, size: int | None, seed: int, what: str) -> list[int]:
+def select_indices(available: int, size: int | None, seed: int, what: str = "the data") -> list[int]:
     """``size`` of ``range(available)`` chosen by ``seed``, in ascending order (all when size is None).
 
     Sorted so that a source reads its files or frames front to back; the same (available, size,
@@ -208,6 +208,14 @@ class CalibrationSource:
             return self
         bound = CalibrationSource(self._items, self._loader, self.description, self.identity, spec, self.prepared)
         return bound
+
+    def subset(self, start: int, stop: int) -> CalibrationSource:
+        """Samples ``start`` to ``stop - 1`` as a source of their own (same loader and spec), for tools
+        that calibrate in chunks to bound memory."""
+        if not 0 <= start < stop <= len(self):
+            raise DataError(f"subset [{start}, {stop}) is outside the {len(self)} samples of {self.description}")
+        return CalibrationSource(self._items[start:stop], self._loader, f"{self.description} [{start}:{stop}]",
+                                 self.identity, self.spec, self.prepared)
 
     def images(self) -> Iterator[tuple[str, np.ndarray]]:
         """(name, RGB uint8 (H, W, 3)) for every sample, in order."""

@@ -46,7 +46,8 @@ def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str 
                      calibration_size: int | None = None, calibration_seed: int = 0, method: str = "minmax",
                      keep_float: str | Sequence[str] = (), activation_type: str = "uint8", per_channel: bool = True,
                      percentile: float = 99.999, static_shape: tuple[int, int] | None = None, batch: int | None = None,
-                     opset: int = 17, calibration_cache: Any = None, **unknown: Any) -> Path:
+                     opset: int = 17, calibration_cache: Any = None, progress: bool = True,
+                     **unknown: Any) -> Path:
     """Export ``checkpoint`` as a static-QDQ INT8 ONNX model; returns ``output`` (manifest written beside it).
 
     ``calibration``: a folder of images, a video, ``"synthetic"`` or a ``CalibrationSource``
@@ -74,13 +75,21 @@ def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str 
         raise BackendUnavailableError("ONNX INT8 export needs onnxruntime (pip install onnxruntime)") from None
     import onnx
 
+    from tqdm import tqdm
+
     spec = checkpoint.preprocessing.with_fixed_size(static_shape)
     source = as_source(calibration, calibration_size, calibration_seed).bind(spec)
     cache = resolve_cache(calibration_cache)
     output = Path(output)
-    with tempfile.TemporaryDirectory(prefix="modnet-int8-") as work:
-        float_path = export_onnx(checkpoint, Path(work) / "float.onnx", "fp32", opset=opset,
-                                 static_shape=static_shape, batch=batch)
+    bar = tqdm(total=3, desc=f"onnx int8/{method}", disable=not progress, leave=False)
+    bar.set_postfix_str("read calibration data")
+    data_sha256 = source.fingerprint()  # reads and checks every sample before the slow steps
+    with tempfile.TemporaryDirectory(prefix="modnet-int8-") as work, bar:
+        bar.update()
+        bar.set_postfix_str("export float graph")
+        float_path = _float_onnx(checkpoint, Path(work) / "float.onnx", opset, static_shape, batch)
+        bar.update()
+        bar.set_postfix_str(f"calibrate ({len(source)} samples) and quantise")
         model = onnx.load(str(float_path))
         input_shape = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
         excluded = resolve_keep_float(model, keep)
@@ -88,11 +97,12 @@ def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str 
         ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[method]
         extra: dict[str, Any] = {"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True}
+        extra.update(calibration_memory_options(method, len(reader)))
         if method == "percentile":
             extra.update(CalibPercentile=float(percentile), CalibTensorRangeSymmetric=False)
-        key = CacheKey.make(f"onnxruntime-{_ort_version()}", graph_sha256(model), source.fingerprint(), method,
+        key = CacheKey.make(f"onnxruntime-{_ort_version()}", graph_sha256(model), data_sha256, method,
                             percentile=percentile if method == "percentile" else None,
-                            symmetric=activation_type == "int8")
+                            symmetric=activation_type == "int8", chunk=extra.get("CalibStridedMinMax"))
         supports_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
         cache_state = "disabled" if cache is None or not supports_cache else (
             "hit" if cache.has(key, ".ort.json") else "miss")
@@ -125,8 +135,47 @@ def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str 
         embed_metadata(qmodel, meta)
         with atomic_output(output) as tmp:
             onnx.save(qmodel, str(tmp))
+        bar.update()
     write_manifest(output, meta)
     return output
+
+
+_FLOAT_MEMO: dict[tuple[Any, ...], bytes] = {}
+
+
+def _float_onnx(checkpoint: Checkpoint, path: Path, opset: int, static_shape: tuple[int, int] | None,
+                batch: int | None) -> Path:
+    """The float graph to quantise, exported like ``export_onnx`` does; memoised in-process by weights
+    and shape, so quantising one checkpoint several ways (methods, keep-float choices) exports once."""
+    import json
+
+    key = (checkpoint.source_info()["weights_sha256"], json.dumps(checkpoint.model_config.to_dict(), sort_keys=True),
+           json.dumps(checkpoint.preprocessing.to_dict(), sort_keys=True), opset,
+           tuple(static_shape) if static_shape else None, batch)
+    if key not in _FLOAT_MEMO:
+        export_onnx(checkpoint, path, "fp32", opset=opset, static_shape=static_shape, batch=batch)
+        if len(_FLOAT_MEMO) >= 4:
+            _FLOAT_MEMO.pop(next(iter(_FLOAT_MEMO)))
+        _FLOAT_MEMO[key] = path.read_bytes()
+        path.with_name(path.name + ".manifest.json").unlink(missing_ok=True)
+    else:
+        path.write_bytes(_FLOAT_MEMO[key])
+    return path
+
+
+def calibration_memory_options(method: str, batches: int) -> dict[str, Any]:
+    """ONNX Runtime calibrators keep every intermediate tensor of every sample until they compute
+    ranges (gigabytes for 100 images at 512x512), so calibrate in even chunks of <= 8 batches
+    (``CalibStridedMinMax``): min/max ranges and histograms are merged chunk by chunk, same result.
+
+    Not ``CalibMaxIntermediateOutputs``: in onnxruntime 1.31 its MinMax path *discards* each full
+    group of outputs without merging it (only the last partial group is used; a set that is an exact
+    multiple raises "No data is collected"), so ranges would come from a few images only.
+    ``method`` is accepted for symmetry: every method needs the same treatment."""
+    from modnet_edge.calibration.adapters import chunk_size
+
+    del method
+    return {"CalibStridedMinMax": chunk_size(batches)}
 
 
 def resolve_keep_float(model: Any, keep: Iterable[str]) -> list[str]:

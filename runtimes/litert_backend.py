@@ -81,9 +81,13 @@ class LiteRTBackend(Backend):
             if resolver is None:
                 raise BackendUnavailableError(f"{self.interpreter_name} cannot disable XNNPACK (no op resolver choice)")
             kwargs["experimental_op_resolver_type"] = resolver
+        self._module, self._kwargs = module, kwargs
         try:
             self._interp = module.Interpreter(**kwargs)
-            self._interp.allocate_tensors()
+            dynamic = any(int(v) < 0 for d in self._interp.get_input_details()
+                          for v in d.get("shape_signature", d["shape"]))
+            if not dynamic:  # a dynamic model is allocated at its first call, for the shape fed
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ArtifactError(f"LiteRT cannot load this model (truncated, corrupt or uses unsupported ops): "
                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
@@ -94,7 +98,8 @@ class LiteRTBackend(Backend):
         self.outputs = [self._info(n, d) for n, d in self._out_details.items()]
         raw = read_modnet_metadata(data, self.path)
         self.embedded_metadata = ArtifactMetadata.from_json(raw, self.path) if raw is not None else None
-        self._allocated_shapes = {n: tuple(int(v) for v in d["shape"]) for n, d in self._in_details.items()}
+        self._allocated_shapes: dict[str, tuple[int, ...] | None] = {
+            n: None if dynamic else tuple(int(v) for v in d["shape"]) for n, d in self._in_details.items()}
 
     # -- model I/O ------------------------------------------------------------------------------
     def _io_details(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -170,18 +175,34 @@ class LiteRTBackend(Backend):
 
     # -- running ---------------------------------------------------------------------------------
     def _run_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        resized = False
-        for name, arr in feed.items():
-            if tuple(arr.shape) != self._allocated_shapes[name]:
-                self._interp.resize_tensor_input(self._in_details[name]["index"], list(arr.shape), strict=True)
-                self._allocated_shapes[name] = tuple(arr.shape)
-                resized = True
-        if resized:
-            self._interp.allocate_tensors()
+        changed = {n: a.shape for n, a in feed.items() if tuple(a.shape) != self._allocated_shapes[n]}
+        if changed:  # only dynamic-shape models get here
+            self._resize({n: tuple(a.shape) for n, a in feed.items()})
         for name, arr in feed.items():
             self._interp.set_tensor(self._in_details[name]["index"], np.ascontiguousarray(arr))
         self._interp.invoke()
         return {name: self._interp.get_tensor(d["index"]).copy() for name, d in self._out_details.items()}
+
+    def _resize(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Re-plan a dynamic model for new input shapes.  XNNPACK cannot always re-plan a graph it has
+        already prepared, so a failure is retried once on a fresh interpreter before it is reported."""
+        fresh = all(v is None for v in self._allocated_shapes.values())
+        for attempt in ("current", "fresh"):
+            if attempt == "fresh":
+                if fresh:
+                    break
+                self._interp = self._module.Interpreter(**self._kwargs)
+            try:
+                for name, shape in shapes.items():
+                    self._interp.resize_tensor_input(self._in_details[name]["index"], list(shape), strict=True)
+                self._interp.allocate_tensors()
+                self._allocated_shapes.update(shapes)
+                return
+            except (ValueError, RuntimeError) as exc:
+                error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self._allocated_shapes = {n: None for n in self._allocated_shapes}
+        raise FeedError(f"LiteRT cannot run this model at input shape(s) {shapes} (the model may fix its "
+                        f"shape internally): {error}", self.path)
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
