@@ -34,7 +34,8 @@ from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_s
 from modnet_edge.errors import BackendUnavailableError, ConfigError, ModnetEdgeError
 
 from .runner import BenchConfig
-from .summary import ArtifactEntry, attach_parity, attach_speed, group_parity, overall_pass, write_outputs
+from .summary import (ArtifactEntry, attach_parity, attach_speed, failed_gate, group_parity, overall_pass,
+                      write_outputs)
 
 MANIFEST_KIND = "modnet-edge pipeline"
 PORTRAITS = Path("data") / "p3m-portraits" / "image"
@@ -61,12 +62,6 @@ def _log(message: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(message)
-
-
-def failed_gate(e: ArtifactEntry) -> str:
-    if e.status != "ok":
-        return e.status
-    return "drift" if e.drift_pass is False else "speed" if e.meets_target is False else "not verified"
 
 
 def find_portraits() -> Path | None:

@@ -20,7 +20,7 @@ import numpy as np
 from modnet_edge.core import atomic_write_text
 
 from .results import BenchResult
-from .summary import ArtifactEntry, _fmt, drift_verdict, overall_pass, speed_verdict
+from .summary import ArtifactEntry, _fmt, drift_verdict, failed_gate, failure_reason, overall_pass, speed_verdict
 from .targets import Verdict
 
 TILE = 200  # px: longest side of each picture on the page
@@ -196,12 +196,13 @@ def _pictures(parity: Any, max_images: int) -> str:
 
 def _problems(entries: Sequence[ArtifactEntry]) -> str:
     items = []
-    for e in entries:
-        msgs = [m for m in (e.error, e.speed_note if e.meets_target is False else None) if m]
-        msgs += e.notes
+    for e in sorted(entries, key=lambda x: x.passed):  # failures first
+        msgs = [] if e.passed else [f"<b>{html.escape(failed_gate(e))}</b>: {html.escape(failure_reason(e))}"]
+        msgs += [html.escape(m) for m in e.notes]
+        if e.passed and e.speed_note:
+            msgs.append(html.escape(e.speed_note))
         if msgs:
-            items.append(f"<li><code>{html.escape(e.name)}</code> ({html.escape(e.status)}): "
-                         + "; ".join(html.escape(m) for m in msgs) + "</li>")
+            items.append(f"<li><code>{html.escape(e.name)}</code>: " + "; ".join(msgs) + "</li>")
     return "<ul>" + "".join(items) + "</ul>" if items else '<p class="muted">None.</p>'
 
 

@@ -128,6 +128,25 @@ def _same_artifact(r: BenchResult, entry: ArtifactEntry) -> bool:
     return bool(entry.path and path and Path(path).resolve() == Path(entry.path).resolve())
 
 
+def failed_gate(e: ArtifactEntry) -> str:
+    """Which gate an entry failed first: its status, else drift, else speed."""
+    if e.status != "ok":
+        return e.status
+    return "drift" if e.drift_pass is False else "speed" if e.meets_target is False else "not verified"
+
+
+def failure_reason(e: ArtifactEntry) -> str:
+    if e.error:
+        return e.error
+    if e.drift_pass is False and e.drift and e.budget:
+        band = f", band MSE {e.drift['band_mse']:.2e} (budget {e.budget['band_mse']:.0e})" \
+            if e.budget.get("band_mse") is not None else ""
+        return f"drift over budget: MSE {e.drift['mse']:.2e} (budget {e.budget['mse']:.0e}){band}"
+    if e.meets_target is False:
+        return f"speed {e.measured} misses {e.target}" + (f": {e.speed_note}" if e.speed_note else "")
+    return e.speed_note or e.status
+
+
 def overall_pass(entries: Sequence[ArtifactEntry]) -> bool:
     """Every artifact passes; an artifact this machine cannot run does not fail the run, but a run with
     nothing verified does."""
@@ -184,8 +203,7 @@ def markdown_summary(entries: Sequence[ArtifactEntry], context: dict[str, Any]) 
     if problems:
         lines += ["", "**Problems**", ""]
         for e in problems:
-            why = e.error or e.speed_note or ("drift over budget" if e.drift_pass is False else e.status)
-            lines.append(f"- `{e.name}` ({e.status}): {why}")
+            lines.append(f"- `{e.name}` ({failed_gate(e)}): {failure_reason(e)}")
     return "\n".join(lines) + "\n"
 
 
@@ -206,13 +224,13 @@ def junit_xml(entries: Sequence[ArtifactEntry], suite: str = "modnet-edge", time
             d, b = e.drift or {}, e.budget or {}
             msg = (f"MSE {_fmt(d.get('mse'))} (budget {_fmt(b.get('mse'), '.0e')}), band MSE "
                    f"{_fmt(d.get('band_mse'))} (budget {_fmt(b.get('band_mse'), '.0e')}), MAD {_fmt(d.get('mad'))}")
-            cases.append(_case(base, "drift", None if e.drift_pass else ("failure", msg), msg))
+            cases.append(_case(base, "drift", None if e.drift_pass else ("failure", msg), msg if e.drift_pass else None))
         if e.meets_target is None:
             cases.append(_case(base, "speed", ("skipped", e.speed_note or "no speed target applies")))
         else:
             msg = f"{_fmt(e.fps, '.1f')} fps, required {e.target}; measured {e.measured}"
             cases.append(_case(base, "speed", None if e.meets_target else ("failure", f"{msg}. {e.speed_note or ''}"),
-                               msg))
+                               msg if e.meets_target else None))
     root = ET.Element("testsuites")
     attrs = {"name": suite, "tests": str(len(cases)),
              "failures": str(sum(1 for c in cases if c.find("failure") is not None)),
