@@ -52,10 +52,6 @@ def tensorrt_quant_options(method: str, percentile: float) -> dict[str, Any]:
                              "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS), "DedicatedQDQPair": False}
     if method == "percentile":
         extra.update(CalibPercentile=float(percentile), CalibTensorRangeSymmetric=False)
-    if method == "minmax":
-        # merge ranges every few samples instead of keeping every intermediate tensor of every sample in
-        # memory (same ranges; ~150 MB per 512x512 sample otherwise)
-        extra["CalibMaxIntermediateOutputs"] = 4
     return extra
 
 

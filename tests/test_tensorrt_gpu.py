@@ -29,7 +29,7 @@ from modnet_edge.export.tensorrt_engine_file import (EngineMismatchError, export
                                                      write_engine_file)
 from modnet_edge.export.tensorrt_onnx import export_tensorrt_onnx  # noqa: E402
 from modnet_edge.runtimes.tensorrt_backend import TensorRTBackend  # noqa: E402
-from modnet_edge.train.checkpoint import random_checkpoint  # noqa: E402
+from modnet_edge.train.checkpoint import random_checkpoint, read_checkpoint  # noqa: E402
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 SIZE = (128, 128)
@@ -43,7 +43,7 @@ TOLERANCE = {"fp32": (1e-5, 1e-3), "fp16": (5e-3, 0.1), "fp16-flag": (5e-3, 0.1)
 @pytest.fixture(scope="module")
 def checkpoint(request: pytest.FixtureRequest):
     try:
-        return request.getfixturevalue("trained_checkpoint")
+        return read_checkpoint(request.getfixturevalue("trained_checkpoint"))
     except pytest.FixtureLookupError:
         return random_checkpoint(0)
 
