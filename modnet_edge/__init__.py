@@ -31,6 +31,7 @@ _LAZY = {
     "parity": ("modnet_edge.parity_tests.parity", "run_parity"),
     "benchmark": ("modnet_edge.benchmarks.runner", "benchmark"),
     "pipeline": ("modnet_edge.benchmarks.pipeline", "pipeline"),
+    "evaluate": ("modnet_edge.parity_tests.evaluate", "evaluate"),
 }
 _SUBPACKAGES = ("train", "export", "runtimes", "calibration", "parity_tests", "benchmarks")
 

@@ -19,7 +19,8 @@ def _color(text: str) -> tuple[int, int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("artifact", help="artifact (.onnx, ...) or checkpoint")
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, folders of images, or video files "
+                        "(-> <name>.alpha.mp4 and <name>.composite.mp4)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     parser.add_argument("--color", type=_color, default=(0, 177, 64), help="composite background R,G,B")
     parser.add_argument("--no-composite", action="store_true", help="write only the alpha PNGs")
@@ -27,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, ...)")
     parser.add_argument("--device", help="PyTorch device (cpu, cuda)")
     parser.add_argument("--threads", type=int, help="inference threads")
+    parser.add_argument("--ofd", action="store_true", help="videos: One-Frame-Delay de-flicker (one frame of latency)")
+    parser.add_argument("--ofd-threshold", type=float, default=0.1, help="videos: OFD agreement threshold xi")
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
@@ -67,14 +70,24 @@ def run(args: argparse.Namespace) -> int:
     from modnet_edge.images import read_image
     from modnet_edge.runtimes.loader import load
     from modnet_edge.runtimes.outputs import alpha_to_uint8, composite, save_png
+    from modnet_edge.runtimes.video import predict_video
+    from modnet_edge.videos import is_video
 
     files = collect_inputs(args.inputs)
+    videos = [f for f in files if is_video(f)]
+    files = [f for f in files if not is_video(f)]
     with load(args.artifact, runtime=args.runtime, **backend_options(args)) as predictor:
-        for f in tqdm(files, desc="predict", unit="img"):
+        for v in videos:
+            res = predict_video(predictor, v, args.output, ofd=args.ofd, xi=args.ofd_threshold, color=args.color,
+                                write_composite=not args.no_composite)
+            print(f"{v.name}: {res.frames} frames -> {res.alpha_video}; flicker {res.flicker_raw['flicker']:.5f}"
+                  + (f" -> {res.flicker_out['flicker']:.5f} with OFD" if args.ofd else ""))
+        for f in tqdm(files, desc="predict", unit="img", disable=not files):
             rgb = read_image(f)
             alpha = predictor.predict(rgb)
             save_png(alpha_to_uint8(alpha), args.output / f"{f.stem}.alpha.png")
             if not args.no_composite:
                 save_png(composite(rgb, alpha, args.color), args.output / f"{f.stem}.composite.png")
-    print(f"wrote {len(files)} matte(s) to {args.output}")
+    if files:
+        print(f"wrote {len(files)} matte(s) to {args.output}")
     return 0

@@ -2,15 +2,40 @@
 
 ``modnet_edge.train(config_or_path, data=None, output=DIR) -> Path`` trains and returns the best
 checkpoint; the package itself is callable so that spelling works although ``train`` is a package.
+Names are imported lazily, so the CLI can list commands without importing torch.
 """
 
-from .checkpoint import (Checkpoint, load_network, read_checkpoint, remap_official_state_dict, save_checkpoint,
-                         to_official_state_dict)
-from .network import MODNet, ModelConfig, build_modnet, count_parameters
-from .trainer import train
+from __future__ import annotations
 
-__all__ = ["Checkpoint", "MODNet", "ModelConfig", "build_modnet", "count_parameters", "load_network",
-           "read_checkpoint", "remap_official_state_dict", "save_checkpoint", "to_official_state_dict", "train"]
+import importlib
+from pathlib import Path
+from typing import Any
+
+_LAZY = {
+    "Checkpoint": "checkpoint", "load_network": "checkpoint", "read_checkpoint": "checkpoint",
+    "remap_official_state_dict": "checkpoint", "save_checkpoint": "checkpoint", "to_official_state_dict": "checkpoint",
+    "MODNet": "network", "ModelConfig": "network", "build_modnet": "network", "count_parameters": "network",
+    "TrainConfig": "config", "adapt": "soc",
+}
+
+__all__ = [*_LAZY, "train"]
+
+
+def train(config_or_path: Any = None, data: str | Path | None = None, output: str | Path = "runs/modnet",
+          resume: bool | str | Path = False, **overrides: Any) -> Path:
+    """Train MODNet and return the best checkpoint (see :func:`modnet_edge.train.trainer.train`)."""
+    from .trainer import train as _train
+
+    return _train(config_or_path, data=data, output=output, resume=resume, **overrides)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 from modnet_edge.core import make_module_callable  # noqa: E402
 

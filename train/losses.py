@@ -20,32 +20,13 @@ band), and the matte L1 and compositional terms each given an extra 4x term rest
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 
+from .config import LOSS_PRESETS, LossWeights
 
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights and variants of the supervised objective."""
-
-    semantic: float = 1.0  # lambda_s
-    detail: float = 10.0  # lambda_d
-    matte: float = 1.0  # lambda_alpha
-    boundary_matte: float = 0.0  # extra weight of the matte terms inside the band (official: 4)
-    half_semantic: bool = True  # the paper's 1/2 in L_s (official code: no 1/2)
-    detail_over_band: bool = True  # mean over band pixels (paper) or over all pixels (official)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-LOSS_PRESETS: dict[str, LossWeights] = {
-    "paper": LossWeights(),
-    "official": LossWeights(semantic=10.0, detail=10.0, matte=1.0, boundary_matte=4.0, half_semantic=False,
-                            detail_over_band=False),
-}
+__all__ = ["LOSS_PRESETS", "LossWeights", "modnet_loss", "segmentation_loss", "soc_losses", "semantic_target",
+           "transition_band"]
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float = 0.8, ksize: int = 3) -> torch.Tensor:
