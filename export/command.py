@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("-o", "--output", type=Path, help="artifact path (default: <checkpoint>.<precision><suffix>)")
     parser.add_argument("--static-shape", type=_size, metavar="HxW", help="fixed input size instead of dynamic")
+    parser.add_argument("--calibration", metavar="DATA", help="INT8 calibration data: a folder of representative "
+                        "images, a video, or 'synthetic' (the built-in set)")
+    parser.add_argument("--calibration-size", type=int, metavar="N", help="calibration samples to use "
+                        "(chosen deterministically by --calibration-seed; default: all images of a folder)")
+    parser.add_argument("--calibration-seed", type=int, default=0, metavar="S", help="seed of the sample selection")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                         help="extra exporter option, e.g. --option keep_io_types=true --option opset=18")
 
@@ -42,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
             options[key.replace("-", "_")] = value
     if args.static_shape:
         options["static_shape"] = args.static_shape
+    if args.calibration is not None:
+        options.update(calibration=args.calibration, calibration_seed=args.calibration_seed)
+        if args.calibration_size is not None:
+            options["calibration_size"] = args.calibration_size
     if args.checkpoint is None:
         print("note: no checkpoint given: exporting the built-in default network (seeded random init, untrained)")
     path = export(args.checkpoint, format=args.format, precision=args.precision, output=args.output, **options)

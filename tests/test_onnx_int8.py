@@ -158,3 +158,24 @@ def test_bad_calibration_requests(ckpt, calib, tmp_path: Path) -> None:
         modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "e.onnx", calibration=arrays, static_shape=SHAPE,
                            calibration_cache=False)
     assert not list(tmp_path.glob("*.onnx")), "a failed export leaves no artifact behind"
+
+
+def test_cli_int8_export(int8_model: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from PIL import Image
+
+    from modnet_edge.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (70, 60, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "cli.int8.onnx"
+    code = main(["export", "--format", "onnx", "--precision", "int8", "--static-shape", "64x64", "-o", str(out),
+                 "--calibration", str(folder), "--calibration-size", "2", "--calibration-seed", "1",
+                 "--option", f"calibration_cache={json.dumps(str(int8_model[1]))}", "--option", "progress=false"])
+    assert code == 0 and out.is_file()
+    cal = read_manifest(out).extra["calibration"]
+    assert cal["kind"] == "folder" and cal["samples"] == 2 and cal["seed"] == 1
+    assert main(["export", "--format", "onnx", "--precision", "int8", "-o", str(tmp_path / "x.onnx"),
+                 "--calibration", str(tmp_path / "nothing-here")]) == 2
+    assert "calibration folder does not exist" in capsys.readouterr().err

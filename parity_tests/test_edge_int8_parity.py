@@ -1,0 +1,121 @@
+"""Parity of every artifact issue 4 produces: TFLite (fp32, fp16, int8 static / int16-activation /
+dynamic / weight-only; NCHW and NHWC) and ONNX INT8 (static QDQ), against the PyTorch reference.
+
+All artifacts come from the session's trained checkpoint (drift budgets are meaningless on a random
+network) at a small static shape, calibrated on images that are *not* the parity images (person
+photos from ../shared, else the built-in synthetic set).  Two litert-torch conversions (NCHW and
+NHWC) feed every TFLite precision, so the suite stays within a few minutes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from modnet_edge.parity_tests.parity import BUDGETS
+
+pytestmark = pytest.mark.slow
+
+SIZE = (128, 128)
+CALIBRATION_SIZE = 16
+SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "person-seg" / "image"
+
+# Every TFLite variant: (file stem, precision, options).
+TFLITE = [
+    ("fp32", "fp32", {}),
+    ("fp16", "fp16", {}),
+    ("int8", "int8", {"quantization": "static"}),
+    ("int8-a16", "int8", {"quantization": "static16"}),
+    ("int8-dynamic", "int8", {"quantization": "dynamic"}),
+    ("int8-weights", "int8", {"quantization": "weights"}),
+]
+NHWC = ("fp32", "fp16", "int8")
+
+
+def _calibration():
+    from modnet_edge.calibration import CalibrationSource
+
+    if SHARED_PHOTOS.is_dir():
+        return CalibrationSource.from_folder(SHARED_PHOTOS, size=CALIBRATION_SIZE, seed=0)
+    return CalibrationSource.from_synthetic(CALIBRATION_SIZE, seed=1234, image_size=(256, 256))
+
+
+@pytest.fixture(scope="module")
+def edge_artifacts(trained_checkpoint, tmp_path_factory) -> dict[str, Path]:
+    import modnet_edge
+
+    out = tmp_path_factory.mktemp("edge-parity")
+    cache = out / "calibration-cache"
+    calibration = _calibration()
+    arts: dict[str, Path] = {}
+    arts["onnx-int8"] = modnet_edge.export(trained_checkpoint, "onnx", "int8", out / "modnet.int8.onnx",
+                                           calibration=calibration, static_shape=SIZE, calibration_cache=cache,
+                                           progress=False)
+    if importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec("ai_edge_quantizer") is None:
+        return arts
+    for layout in ("NCHW", "NHWC"):
+        for stem, precision, options in TFLITE:
+            if layout == "NHWC" and stem not in NHWC:
+                continue
+            if options.get("quantization", "").startswith("static"):
+                options = {**options, "calibration": calibration, "calibration_cache": cache}
+            arts[f"tflite-{stem}-{layout.lower()}"] = modnet_edge.export(
+                trained_checkpoint, "tflite", precision, out / f"modnet.{stem}.{layout.lower()}.tflite",
+                static_shape=SIZE, layout=layout, progress=False, **options)
+    return arts
+
+
+def test_every_edge_artifact_is_within_its_budget(edge_artifacts, parity_images, record_parity):
+    from modnet_edge.parity_tests.parity import run_parity
+
+    report = run_parity(list(edge_artifacts.values()), images=parity_images, progress=False)
+    record_parity(report)
+    names = {Path(r.artifact).name: r for r in report.results}
+    assert len(names) == len(edge_artifacts)
+    for result in report.results:
+        assert result.budget == BUDGETS[result.precision.split("-")[0]]
+    assert report, report.table()
+
+
+def test_tflite_fp32_reproduces_pytorch_in_both_layouts(edge_artifacts, parity_images):
+    """The converter rewrite (instance norm as moments) and the NHWC wrapper change no numerics."""
+    from modnet_edge.parity_tests.parity import run_parity
+
+    if "tflite-fp32-nchw" not in edge_artifacts:
+        pytest.skip("the tflite extra (litert-torch, ai-edge-quantizer) is not installed")
+    report = run_parity([edge_artifacts["tflite-fp32-nchw"], edge_artifacts["tflite-fp32-nhwc"]],
+                        images=parity_images, progress=False)
+    for result in report.results:
+        assert result.drift.mse <= 1e-9 and result.drift.max_abs < 1e-3, report.table()
+
+
+def test_int8_artifacts_record_their_calibration(edge_artifacts, trained_checkpoint, tmp_path, monkeypatch):
+    import modnet_edge
+    from modnet_edge.core import read_manifest
+    from modnet_edge.export.tflite_metadata import read_modnet_metadata
+
+    onnx_meta = read_manifest(edge_artifacts["onnx-int8"])
+    assert onnx_meta.extra["calibration"]["samples"] == CALIBRATION_SIZE
+    if "tflite-int8-nchw" not in edge_artifacts:
+        pytest.skip("the tflite extra (litert-torch, ai-edge-quantizer) is not installed")
+    first = read_manifest(edge_artifacts["tflite-int8-nchw"])
+    for key in ("tflite-int8-nchw", "tflite-int8-a16-nchw", "tflite-int8-nhwc"):
+        meta = read_manifest(edge_artifacts[key])
+        assert meta.extra["calibration"]["data_sha256"] == onnx_meta.extra["calibration"]["data_sha256"], \
+            "one calibration set feeds every format"
+        embedded = read_modnet_metadata(edge_artifacts[key].read_bytes())
+        assert embedded is not None and modnet_edge.ArtifactMetadata.from_json(embedded) == meta
+    assert first.extra["calibration"]["cache"] == "miss"
+
+    from ai_edge_quantizer import calibrator
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("a cache hit must not calibrate again")
+
+    monkeypatch.setattr(calibrator, "Calibrator", no_calibration)
+    again = modnet_edge.export(trained_checkpoint, "tflite", "int8", tmp_path / "again.tflite", static_shape=SIZE,
+                               calibration=_calibration(), calibration_cache=edge_artifacts["onnx-int8"].parent /
+                               "calibration-cache", progress=False)
+    assert read_manifest(again).extra["calibration"]["cache"] == "hit"
