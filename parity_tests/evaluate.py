@@ -16,7 +16,8 @@ from typing import Any
 from modnet_edge.core import atomic_write_text
 from modnet_edge.errors import DataError
 from modnet_edge.images import read_image, read_matte
-from modnet_edge.train.datasets import check_matte_header, find_layout, pair_by_stem
+from modnet_edge.preprocess import area_resize
+from modnet_edge.train.datasets import check_matte_header, find_layout, fit_matte, pair_by_stem
 from modnet_edge.train.metrics import METRIC_NAMES, matting_metrics, mean_metrics
 
 
@@ -37,6 +38,8 @@ def evaluate(artifact_or_checkpoint: str | Path, data_dir: str | Path, json_path
              **backend_options: Any) -> dict[str, float]:
     """Mean MSE, MAD, SAD, Grad and Conn of the artifact's mattes over the folder's images.
 
+    Metrics are computed at the ground truth's resolution (a scaled-down matte gets a scaled prediction).
+
     Returns ``{"mse", "mad", "sad", "grad", "conn"}``; ``json_path`` also receives per-image values and
     the conditions (artifact, data, image count, host)."""
     from tqdm import tqdm
@@ -50,10 +53,11 @@ def evaluate(artifact_or_checkpoint: str | Path, data_dir: str | Path, json_path
                                          disable=not progress):
             rgb = read_image(img_path)
             gt = read_matte(matte_path)
-            if gt.shape != rgb.shape[:2]:
-                raise DataError(f"matte is {gt.shape[1]}x{gt.shape[0]} but its image is "
-                                f"{rgb.shape[1]}x{rgb.shape[0]}", matte_path)
-            per_image[img_path.name] = matting_metrics(predictor.predict(rgb), gt)
+            pred = predictor.predict(rgb)
+            if gt.shape != pred.shape:  # a scaled-down ground truth: compare at its resolution
+                fit_matte(gt, rgb.shape[0], rgb.shape[1], matte_path)  # refuses a matte of another shape
+                pred = area_resize(pred, gt.shape[0], gt.shape[1])
+            per_image[img_path.name] = matting_metrics(pred, gt)
         meta = predictor.metadata
     summary = mean_metrics(list(per_image.values()))
     result = {k: summary[k] for k in METRIC_NAMES}

@@ -14,14 +14,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="write the metrics, per-image values and conditions here")
     parser.add_argument("--limit", type=int, help="evaluate only the first N pairs")
     parser.add_argument("--runtime", help="runtime to use when the format has several")
+    parser.add_argument("--threads", type=int, help="inference threads")
+    parser.add_argument("--device", help="PyTorch device for checkpoints (cpu, cuda)")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
+    options = {k: getattr(args, k) for k in ("threads", "device") if getattr(args, k)}
     result = evaluate(args.artifact, args.data, json_path=args.json, limit=args.limit,
-                      progress=not args.no_progress, runtime=args.runtime)
+                      progress=not args.no_progress, runtime=args.runtime, **options)
     print("  ".join(f"{k.upper()} {v:.6g}" for k, v in result.items()))
     print("(MSE, MAD: per-pixel means; SAD, Grad, Conn: sums / 1000; averaged over images)")
     if args.json:

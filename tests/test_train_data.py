@@ -86,8 +86,12 @@ def test_unmatched_stems_are_listed(tmp_path):
 def test_mattes_of_wrong_size_or_channel_count_are_refused(tmp_path):
     root = _write_pairs(tmp_path / "size", n=2)
     Image.new("L", (40, 40)).save(root / "matte" / "p0.png")
-    with pytest.raises(DataError, match=r"matte is 40x40 but its image p0.jpg is 80x64"):
+    with pytest.raises(DataError, match=r"matte is 40x40 but its image p0.jpg is 80x64 \(and not a scaled copy"):
         build_datasets(root, 64)
+    root = _write_pairs(tmp_path / "half", n=1)  # a half-resolution copy (same aspect) is resized, not refused
+    Image.open(root / "matte" / "p0.png").resize((40, 32)).save(root / "matte" / "p0.png")
+    _, train, _ = build_datasets(root, 64, val_fraction=0.0)
+    assert train[0]["alpha"].shape == (1, 64, 64)
     root = _write_pairs(tmp_path / "la", n=2)
     Image.new("LA", (80, 64)).save(root / "matte" / "p1.png")
     with pytest.raises(DataError, match=r"mode LA \(2 channels\)"):

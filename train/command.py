@@ -7,6 +7,7 @@ launched with ``torchrun --nproc_per_node N -m modnet_edge.cli train ...``.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 HELP = "train MODNet (paper recipe by default; no --data: the built-in synthetic set)"
@@ -19,8 +20,9 @@ _FLAGS = {"epochs": int, "batch_size": int, "size": int, "lr": float, "max_steps
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .config import PRESETS
 
-    parser.add_argument("config", nargs="?", default="paper",
-                        help=f"preset ({', '.join(PRESETS)}) or a JSON/YAML config file")
+    parser.add_argument("config", nargs="?", default=None,
+                        help=f"preset ({', '.join(PRESETS)}) or a JSON/YAML config file; default: 'paper' "
+                        "with --data, 'quick' (small and fast) without")
     parser.add_argument("--data", help="data folder: image/+matte/ (or alpha/), fg/+alpha/+bg/, or image/+mask/ "
                         "(segmentation pretraining); omitted: the built-in SYNTHETIC set")
     parser.add_argument("-o", "--output", type=Path, default=Path("runs/modnet"), help="run folder")
@@ -41,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
     overrides.update({k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None})
     if args.no_progress:
         overrides["progress"] = False
-    if args.data is None and "data" not in overrides:
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
+    if main and args.data is None and "data" not in overrides:
         print("note: no --data: training on the built-in SYNTHETIC portrait set (not real data)")
     best = train(args.config, data=args.data, output=args.output, resume=args.resume, **overrides)
-    print(f"best checkpoint: {best}")
+    if main:
+        print(f"best checkpoint: {best}")
     return 0

@@ -26,6 +26,7 @@ from modnet_edge.images import list_images, read_image, read_matte
 from modnet_edge.preprocess import preprocess
 
 from .augment import AugmentConfig, augment, fit_crop
+from .imaging import resize
 from .synthetic import SYNTHETIC_LABEL, render_portrait
 
 _MATTE_MODES = {"L", "1", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"}
@@ -81,8 +82,16 @@ def _stems(files: list[Path], folder: Path) -> dict[str, Path]:
     return out
 
 
+def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.01) -> bool:
+    """Whether two (W, H) sizes have the same aspect ratio within ``tolerance`` (relative)."""
+    return abs(a[0] / a[1] - b[0] / b[1]) <= tolerance * (a[0] / a[1])
+
+
 def check_matte_header(image: Path, matte: Path) -> None:
-    """Refuse, before training starts, a matte whose size differs from its image or that is not one channel."""
+    """Refuse, before training starts, a matte that is not one channel or does not fit its image.
+
+    A matte stored at a lower resolution with the image's aspect ratio (common for segmentation masks)
+    is accepted and resized when read; any other size difference is an error."""
     try:
         with Image.open(image) as im:
             isize = im.size
@@ -93,8 +102,19 @@ def check_matte_header(image: Path, matte: Path) -> None:
     if mode not in _MATTE_MODES:
         raise DataError(f"matte has mode {mode} ({len(Image.Image.getbands(Image.new(mode, (1, 1))))} channels); "
                         "expected a single-channel (grey) matte, or RGB with equal channels, or RGBA", matte)
-    if msize != isize:
-        raise DataError(f"matte is {msize[0]}x{msize[1]} but its image {image.name} is {isize[0]}x{isize[1]}", matte)
+    if msize != isize and not same_aspect(isize, msize):
+        raise DataError(f"matte is {msize[0]}x{msize[1]} but its image {image.name} is {isize[0]}x{isize[1]} "
+                        "(and not a scaled copy of the same aspect ratio)", matte)
+
+
+def fit_matte(alpha: np.ndarray, height: int, width: int, where: Path) -> np.ndarray:
+    """A matte at its image's size: resized (bilinear) when it is a scaled copy, else an error."""
+    if alpha.shape == (height, width):
+        return alpha
+    if not same_aspect((width, height), (alpha.shape[1], alpha.shape[0])):
+        raise DataError(f"matte is {alpha.shape[1]}x{alpha.shape[0]} but its image is {width}x{height} "
+                        "after orientation", where)
+    return np.clip(resize(alpha, height, width, "bilinear"), 0.0, 1.0)
 
 
 def _to_tensors(arrays: dict[str, np.ndarray], spec: PreprocessSpec, has_fgbg: bool) -> dict[str, torch.Tensor]:
@@ -160,10 +180,7 @@ class MattingFolder(_Base):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         img_path, matte_path = self.pairs[index]
         rgb = read_image(img_path).astype(np.float32) / 255.0
-        alpha = read_matte(matte_path)
-        if alpha.shape != rgb.shape[:2]:  # EXIF rotation can differ between image and matte
-            raise DataError(f"matte is {alpha.shape[1]}x{alpha.shape[0]} but its image is "
-                            f"{rgb.shape[1]}x{rgb.shape[0]} after orientation", matte_path)
+        alpha = fit_matte(read_matte(matte_path), rgb.shape[0], rgb.shape[1], matte_path)
         if self.binary:
             alpha = (alpha > 0.5).astype(np.float32)
         arrays = {"rgb": rgb, "alpha": alpha}
@@ -193,7 +210,7 @@ class CompositeFolder(_Base):
         rng = self.rng(index)
         fg_path, alpha_path = self.pairs[index]
         fg = read_image(fg_path).astype(np.float32) / 255.0
-        alpha = read_matte(alpha_path)
+        alpha = fit_matte(read_matte(alpha_path), fg.shape[0], fg.shape[1], alpha_path)
         bg_path = self.backgrounds[int(rng.integers(len(self.backgrounds))) if self.train else
                                    index % len(self.backgrounds)]
         bg = fit_crop({"bg": read_image(bg_path).astype(np.float32) / 255.0}, max(fg.shape[:2]), None)["bg"]

@@ -280,7 +280,8 @@ class Trainer:
                 if metrics and metrics[key] < self.best_value:
                     self.best_value, self.best_epoch = metrics[key], self.epoch
                     self.save_best(metrics)
-                self.save_last()
+                if stopped or self.epoch >= cfg.epochs or (finished_epoch and self.epoch % cfg.save_every_epochs == 0):
+                    self.save_last()
         finally:
             bar.close()
         if self.dist.main and (self.val_set is None or not (self.out / "best.pt").exists()):
@@ -334,14 +335,22 @@ def train(config_or_path: Any = None, data: str | Path | None = None, output: st
           resume: bool | str | Path = False, **overrides: Any) -> Path:
     """Train MODNet; returns the best checkpoint's path.
 
-    ``config_or_path``: a preset name ("paper" default, "official", "quick", "synthetic"), a JSON/YAML
-    file, a dict or a :class:`TrainConfig`.  ``data``: a data folder (see :mod:`.datasets`); None
+    ``config_or_path``: a preset name ("paper", "official", "quick", "synthetic"), a JSON/YAML file, a
+    dict or a :class:`TrainConfig`; None means "paper" with data and "quick" without.  ``data``: a data folder (see :mod:`.datasets`); None
     trains on the built-in SYNTHETIC set.  ``resume``: True continues ``output/last.pt`` exactly."""
     if data is not None:
         overrides = {**overrides, "data": str(data)}
+    if config_or_path is None and overrides.get("data") is None:
+        config_or_path = "quick"  # no config and no data: the small, fast synthetic run
     cfg = build_config(config_or_path, overrides)
-    trainer = Trainer(cfg, output, resume=resume)
+    # process-wide torch settings a run changes (threads, deterministic mode) are restored afterwards
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    trainer = None
     try:
+        trainer = Trainer(cfg, output, resume=resume)
         return trainer.fit()
     finally:
-        trainer.close()
+        if trainer is not None:
+            trainer.close()
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
