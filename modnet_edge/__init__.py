@@ -32,6 +32,7 @@ _LAZY = {
     "benchmark": ("modnet_edge.benchmarks.runner", "benchmark"),
     "pipeline": ("modnet_edge.benchmarks.pipeline", "pipeline"),
     "evaluate": ("modnet_edge.parity_tests.evaluate", "evaluate"),
+    "CalibrationSource": ("modnet_edge.calibration.source", "CalibrationSource"),
 }
 _SUBPACKAGES = ("train", "export", "runtimes", "calibration", "parity_tests", "benchmarks")
 
