@@ -47,7 +47,12 @@ def export_coreml(checkpoint: Checkpoint, output: str | Path, precision: str = "
     fixed size, else 512x512).  ``shapes``: "fixed", "enumerated" (``sizes``, default 512x512, 512x672,
     512x896 and transposes) or "range" (``size_range`` (lower, upper) per side, default 64..1024).
     ``input_type``: "tensor" (float32, normalised) or "image" (RGB pixels, normalisation baked in).
+    ``static_shape``: the (H, W) of a fixed-size model, as for the other formats (``--static-shape``).
     """
+    if static_shape is not None:
+        if size is not None or shapes != "fixed":
+            raise ConfigError("static_shape fixes the size; do not combine it with size= or flexible shapes")
+        size = static_shape
     if unknown:
         raise ConfigError(f"unknown Core ML export option(s): {sorted(unknown)}")
     if precision not in PRECISIONS:

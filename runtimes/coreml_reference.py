@@ -48,6 +48,10 @@ class ProgramExecutor:
             else:
                 self.steps.append(op)
         self._last_use = self._last_uses()
+        # Largest |x - mean| seen entering an FP16 instance_norm: above 256 its square (the variance
+        # term) overflows float16, so hardware computing the statistics in FP16 would break while
+        # this float32-statistics emulation would not.  Parity reports can quote it.
+        self.fp16_instance_norm_peak = 0.0
 
     def _last_uses(self) -> dict[str, int]:
         """Index of the last step reading each variable, so intermediates are freed early."""
@@ -93,6 +97,10 @@ class ProgramExecutor:
                     raise ArtifactError(f"operation {op.type} '{op.name}' reads '{arg.name}', which is not "
                                         "defined before it", self.program.path)
             values[key] = resolved
+        if op.type == "instance_norm" and op.outputs[0].dtype == "FLOAT16":
+            x = np.asarray(values["x"][0], np.float32)
+            peak = float(np.abs(x - x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)).max())
+            self.fp16_instance_norm_peak = max(self.fp16_instance_norm_peak, peak)
         try:
             result = KERNELS[op.type](OpInputs(op.type, values), op.attributes)
         except (ValueError, KeyError, TypeError, IndexError) as exc:

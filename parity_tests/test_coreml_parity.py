@@ -1,0 +1,68 @@
+"""Core ML parity, gated on any system: every precision's ML Program executed by the NumPy reference
+(plus Core ML itself on macOS) against the PyTorch reference on the portraits.
+
+The artifacts come from the session's trained checkpoint (drift budgets mean nothing on a random
+network) at a modest fixed size, so the suite stays cheap; the executor's own exactness (FP32 program
+vs PyTorch, MSE <= 1e-9) is one of the rows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(importlib.util.find_spec("coremltools") is None,
+                                 reason="coremltools is not installed (pip install -e '.[coreml]')")]
+
+SIZE = (256, 256)
+PRECISIONS = ("fp32", "fp16", "int8-weights", "palettized-6bit", "palettized-4bit")
+
+
+@pytest.fixture(scope="module")
+def coreml_packages(trained_checkpoint, tmp_path_factory) -> dict[str, Path]:
+    import modnet_edge
+
+    if importlib.util.find_spec("sklearn") is None:
+        pytest.skip("scikit-learn is not installed (palettization needs it: pip install -e '.[coreml-palettize]')")
+    out = tmp_path_factory.mktemp("coreml-parity")
+    return {p: modnet_edge.export(trained_checkpoint, format="coreml", precision=p, output=out / f"modnet.{p}.mlpackage",
+                                  size=SIZE) for p in PRECISIONS}
+
+
+def test_coreml_parity_every_precision(coreml_packages, parity_images, record_parity):
+    from modnet_edge.parity_tests.parity import run_parity
+
+    report = run_parity(list(coreml_packages.values()), images=parity_images, progress=False)
+    record_parity(report)
+    runtimes = {r.runtime for r in report.results}
+    assert runtimes == ({"coreml", "reference"} if sys.platform == "darwin" else {"reference"})
+    by_precision = {r.precision: r for r in report.results if r.runtime == "reference"}
+    assert set(by_precision) == set(PRECISIONS)
+    assert by_precision["fp32"].drift.mse <= 1e-9  # the executor reproduces PyTorch
+    assert by_precision["fp16"].drift.mse <= 1e-6
+    assert report, report.table()
+
+
+def test_compressed_weights_decode_as_coremltools_does(coreml_packages):
+    """Our decoding of int8 and palettised weights against coremltools' own decompression."""
+    from coremltools.converters.mil.mil.ops.defs.iOS16 import constexpr_ops
+
+    from modnet_edge.runtimes.coreml_reference import CoreMLReferenceBackend
+
+    for precision in ("int8-weights", "palettized-6bit", "palettized-4bit"):
+        with CoreMLReferenceBackend(coreml_packages[precision]) as backend:
+            ops = [op for op in backend.program.operations if op.type.startswith("constexpr_")]
+            assert len(ops) > 50  # every large weight tensor is compressed
+            for op in ops:
+                a = op.attributes
+                if op.type == "constexpr_lut_to_dense":
+                    expected = constexpr_ops.constexpr_lut_to_dense.decompress(a["lut"], a["indices"], a["shape"])
+                else:
+                    expected = constexpr_ops.constexpr_affine_dequantize.decompress(
+                        a["quantized_data"], a["zero_point"], a["scale"], a["axis"])
+                np.testing.assert_array_equal(backend.executor.constants[op.outputs[0].name], expected)
