@@ -348,7 +348,7 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
 
 
 def summary_table(entries: Sequence[ArtifactEntry]) -> str:
-    head = (f"{'artifact':<28} {'prec':<5} {'MB':>6} {'MSE':>9} {'band MSE':>9} {'drift':<5} {'p50 ms':>8} "
+    head = (f"{'artifact':<32} {'prec':<12} {'MB':>6} {'MSE':>9} {'band MSE':>9} {'drift':<5} {'p50 ms':>8} "
             f"{'fps':>7} {'speed':<9} result")
     lines = [head, "-" * len(head)]
     for e in entries:
@@ -361,7 +361,7 @@ def summary_table(entries: Sequence[ArtifactEntry]) -> str:
         drift = {True: "pass", False: "FAIL", None: "-"}[e.drift_pass]
         speed = {True: "meets", False: "MISSES", None: "no target"}[e.meets_target] if e.fps is not None else "-"
         result = "PASS" if e.passed else "not run here" if e.status == "not-runnable-here" else f"FAIL ({failed_gate(e)})"
-        lines.append(f"{e.name[:28]:<28} {e.precision:<5} {mb} {mse} {band} {drift:<5} {p50} {fps} {speed:<9} {result}")
+        lines.append(f"{e.name[:32]:<32} {e.precision[:12]:<12} {mb} {mse} {band} {drift:<5} {p50} {fps} {speed:<9} {result}")
     return "\n".join(lines)
 
 
