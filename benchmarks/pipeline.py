@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_size, resolve, sha256_path
-from modnet_edge.errors import BackendUnavailableError, ConfigError, ModnetEdgeError
+from modnet_edge.errors import BackendUnavailableError, ConfigError
 
 from .runner import BenchConfig
 from .summary import (ArtifactEntry, attach_parity, attach_speed, failed_gate, group_parity, overall_pass,
