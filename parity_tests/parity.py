@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -250,10 +250,12 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
         with load(artifact, **options) as predictor:
             meta = predictor.metadata
             ckpt = find_reference(meta, artifact, reference)
-            key = (ckpt.source_info()["weights_sha256"], json.dumps(predictor.spec.to_dict(), sort_keys=True))
+            # The reference runs NCHW; an NHWC artifact is fed the same pixels, only transposed.
+            ref_spec = replace(predictor.spec, layout="NCHW")
+            key = (ckpt.source_info()["weights_sha256"], json.dumps(ref_spec.to_dict(), sort_keys=True))
             if key not in ref_cache:
                 ref_backend = TorchBackend.from_checkpoint(ckpt)
-                ref_meta = ArtifactMetadata(format="pytorch", precision="fp32", preprocessing=predictor.spec,
+                ref_meta = ArtifactMetadata(format="pytorch", precision="fp32", preprocessing=ref_spec,
                                             model=meta.model)
                 with MattingPredictor(ref_backend, ref_meta) as ref:
                     ref_cache[key] = {n: ref.predict(im) for n, im in
