@@ -3,7 +3,8 @@
 The float graph is exported exactly as :func:`~.onnx_export.export_onnx` does, then ONNX Runtime's
 static quantiser inserts QuantizeLinear/DequantizeLinear pairs: INT8 weights per output channel
 (symmetric), activations per tensor (asymmetric uint8 by default, the fast path on x86 CPUs; int8 for
-accelerators that want symmetric activations).  Activation ranges come from
+accelerators that want symmetric activations; uint16 -- precision label ``int8-a16`` -- when 8-bit
+activations drift too far, at the cost of running in float between Q/DQ pairs).  Activation ranges come from
 :class:`~modnet_edge.calibration.CalibrationSource` (bound to this artifact's preprocessing), through
 the calibration cache, with one of three methods: ``minmax``, ``entropy`` (KL divergence) or
 ``percentile``.
@@ -15,6 +16,8 @@ the calibration cache, with one of three methods: ``minmax``, ``entropy`` (KL di
   maps, and the convolutions right after them.  A Concat in QDQ shares one scale across its inputs,
   so the image ([-1, 1]) would be quantised with the features' much larger range.
 * ``fusion-head``: the last fusion convolutions (``f_branch.conv_f``), which write the matte.
+* ``backbone``, ``lr-branch``, ``hr-branch``, ``fusion-branch``: a whole part of the network (to find
+  where the drift comes from, and what keeping that part in float costs).
 """
 
 from __future__ import annotations
@@ -38,18 +41,26 @@ from modnet_edge.train.checkpoint import Checkpoint
 from .onnx_export import embed_metadata, export_onnx
 
 METHODS = ("minmax", "entropy", "percentile")
-KEEP_FLOAT_PRESETS = ("image-concat", "fusion-head")
-ACTIVATION_TYPES = ("uint8", "int8")
+# Presets of ``keep_float`` besides the structural ``image-concat``: node-name patterns (module paths).
+_PRESET_PATTERNS = {"fusion-head": "/f_branch/conv_f/", "backbone": "/backbone/", "lr-branch": "/lr_branch/",
+                    "hr-branch": "/hr_branch/", "fusion-branch": "/f_branch/"}
+KEEP_FLOAT_PRESETS = ("image-concat", *_PRESET_PATTERNS)
+ACTIVATION_TYPES = ("uint8", "int8", "uint16")
 
 
 def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str = "int8", *, calibration: Any = None,
                      calibration_size: int | None = None, calibration_seed: int = 0, method: str = "minmax",
                      keep_float: str | Sequence[str] = (), activation_type: str = "uint8", per_channel: bool = True,
-                     percentile: float = 99.999, static_shape: tuple[int, int] | None = None, batch: int | None = None,
+                     percentile: float = 99.999, reduce_range: bool = True,
+                     static_shape: tuple[int, int] | None = None, batch: int | None = None,
                      opset: int = 17, calibration_cache: Any = None, progress: bool = True,
                      **unknown: Any) -> Path:
     """Export ``checkpoint`` as a static-QDQ INT8 ONNX model; returns ``output`` (manifest written beside it).
 
+    ``reduce_range`` (default True): 7-bit weights.  ONNX Runtime's u8s8 kernels on x86 CPUs without
+    VNNI (AVX2) saturate 16-bit intermediate sums with full 8-bit weights: measured on MODNet (AVX2,
+    128x128, trained net) drift was 10x that of the same graph simulated in float (3.8e-3 vs 3.5e-4
+    MSE); with 7-bit weights it is 3.9e-4.  Turn it off for VNNI x86 or ARM targets.
     ``calibration``: a folder of images, a video, ``"synthetic"`` or a ``CalibrationSource``
     (``calibration_size`` / ``calibration_seed`` pick the samples).  ``static_shape`` (H, W): the
     calibration images are resized to it exactly as the predictor will; without it the graph stays
@@ -97,18 +108,22 @@ def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str 
         ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[method]
         extra: dict[str, Any] = {"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True}
+        if activation_type == "uint16":  # 16-bit Q/DQ needs ONNX Runtime's contrib ops below opset 21
+            extra["UseQDQContribOps"] = True
         extra.update(calibration_memory_options(method, len(reader)))
         if method == "percentile":
             extra.update(CalibPercentile=float(percentile), CalibTensorRangeSymmetric=False)
         key = CacheKey.make(f"onnxruntime-{_ort_version()}", graph_sha256(model), data_sha256, method,
                             percentile=percentile if method == "percentile" else None,
                             symmetric=activation_type == "int8", chunk=extra.get("CalibStridedMinMax"))
+        # (reduce_range changes the weights only, not the activation ranges: it is not part of the key)
         supports_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
         cache_state = "disabled" if cache is None or not supports_cache else (
             "hit" if cache.has(key, ".ort.json") else "miss")
         kwargs: dict[str, Any] = dict(
-            quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=False,
-            activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
+            quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=reduce_range,
+            activation_type={"uint8": QuantType.QUInt8, "int8": QuantType.QInt8,
+                             "uint16": QuantType.QUInt16}[activation_type],
             weight_type=QuantType.QInt8, nodes_to_exclude=excluded, calibrate_method=ort_method, extra_options=extra)
         quantized = Path(work) / "int8.onnx"
         with _quiet():
@@ -123,11 +138,12 @@ def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str 
                 quantize_static(str(float_path), str(quantized), reader, **kwargs)
         qmodel = onnx.load(str(quantized))
         meta = ArtifactMetadata(
-            format="onnx", precision="int8", preprocessing=spec, model=checkpoint.model_config.to_dict(),
+            format="onnx", precision="int8-a16" if activation_type == "uint16" else "int8", preprocessing=spec, model=checkpoint.model_config.to_dict(),
             input_shape=input_shape, source=checkpoint.source_info(),
             tools=tool_versions("torch", "onnx", "onnxslim", "onnxruntime"),
             extra={"opset": opset, "io_dtype": "float32", "quantization": {
-                "scheme": "static QDQ", "weights": "int8 symmetric " + ("per-channel" if per_channel else "per-tensor"),
+                "scheme": "static QDQ", "reduce_range": reduce_range,
+                "weights": f"int{7 if reduce_range else 8} symmetric " + ("per-channel" if per_channel else "per-tensor"),
                 "activations": f"{activation_type} per-tensor", "method": method,
                 **({"percentile": percentile} if method == "percentile" else {}),
                 "keep_float": keep, "float_nodes": len(excluded)},
@@ -185,8 +201,8 @@ def resolve_keep_float(model: Any, keep: Iterable[str]) -> list[str]:
     for item in keep:
         if item == "image-concat":
             found = _image_concat_nodes(model)
-        elif item == "fusion-head":
-            found = [n.name for n in nodes if "/f_branch/conv_f/" in n.name]
+        elif item in _PRESET_PATTERNS:
+            found = [n.name for n in nodes if _PRESET_PATTERNS[item] in n.name]
         else:
             try:
                 pattern = re.compile(item)

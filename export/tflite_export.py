@@ -119,8 +119,8 @@ def export_tflite(checkpoint: Checkpoint, output: str | Path, precision: str = "
     if not static and (calibration is not None or calibration_size is not None):
         raise ConfigError(f"calibration data only applies to static int8 (quantization='static' or 'static16'), "
                           f"not to {precision}{'/' + mode if mode else ''}")
-    if not static and keep_float and mode != "dynamic":
-        raise ConfigError("keep_float only applies to int8 variants that quantise activations")
+    if keep_float and mode is None:
+        raise ConfigError("keep_float only applies to quantised precisions (fp16, int8), not fp32")
     shape = tuple(int(v) for v in (static_shape or DEFAULT_SHAPE))
     spec = dataclasses.replace(checkpoint.preprocessing.with_fixed_size(shape), layout=layout)
     source = cache = None

@@ -21,7 +21,8 @@ images dominate; ``method="minmax"`` (default) keeps the true running min/max ov
 
 ``keep_float`` leaves ops in float (regexes on the op's output tensor name, which carries the PyTorch
 module path), with presets ``image-concat`` (the concatenations joining the raw image or its
-downscaled copies to features, and the convolutions after them) and ``fusion-head`` (``f_branch.conv_f``).
+downscaled copies to features, and the convolutions after them), ``fusion-head`` (``f_branch.conv_f``)
+and whole parts: ``backbone``, ``lr-branch``, ``hr-branch``, ``fusion-branch``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ from modnet_edge.errors import BackendUnavailableError, ConfigError
 MODES = {"fp16": "fp16", "dynamic": "int8-dynamic", "weights": "int8-weights", "static": "int8",
          "static16": "int8-a16"}
 METHODS = ("minmax", "moving-average")
-KEEP_FLOAT_PRESETS = ("image-concat", "fusion-head")
+# Presets of ``keep_float`` besides the structural ``image-concat``: patterns on op output names, which
+# carry the PyTorch module path as litert-torch writes it (class name + attribute).
+_PRESET_PATTERNS = {"fusion-head": "Sequential_conv_f", "backbone": "MobileNetV2Backbone_backbone",
+                    "lr-branch": "LRBranch_lr_branch", "hr-branch": "HRBranch_hr_branch",
+                    "fusion-branch": "FusionBranch_f_branch"}
+KEEP_FLOAT_PRESETS = ("image-concat", *_PRESET_PATTERNS)
 SIGNATURE = "serving_default"
 
 
@@ -224,10 +230,9 @@ def resolve_keep_float(float_model: bytes, keep: Iterable[str]) -> list[str]:
     for item in keep:
         if item == "image-concat":
             found = [re.escape(n) + "$" for n in _image_concat_outputs(float_model, ops)]
-        elif item == "fusion-head":
-            found = [r".*Sequential_conv_f/.*", r".*FusionBranch_f_branch;;.*Sequential_conv_f.*"]
-            if not any(re.match(found[0], o) for _, _, outs in ops for o in outs):
-                found = []
+        elif item in _PRESET_PATTERNS:
+            pattern = re.escape(_PRESET_PATTERNS[item])
+            found = [pattern] if any(re.search(pattern, o) for _, _, outs in ops for o in outs) else []
         else:
             try:
                 rx = re.compile(item)

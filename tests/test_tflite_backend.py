@@ -146,7 +146,7 @@ def test_export_options_refused_before_conversion(tmp_path: Path) -> None:
     bad = [({"precision": "int8", "quantization": "int4"}, "int8 quantization must be one of"),
            ({"precision": "fp16", "calibration": "synthetic"}, "calibration data only applies"),
            ({"precision": "fp32", "quantization": "dynamic"}, "only applies to precision int8"),
-           ({"precision": "int8", "quantization": "weights", "keep_float": ["fusion-head"]}, "keep_float only"),
+           ({"precision": "fp32", "keep_float": ["fusion-head"]}, "keep_float only applies to quantised"),
            ({"precision": "fp32", "layout": "CHW"}, "layout must be NCHW or NHWC"),
            ({"precision": "fp32", "static_shape": (100, 100)}, "multiple of 32"),
            ({"precision": "fp32", "opset": 17}, "unknown TFLite export option")]
