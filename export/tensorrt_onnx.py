@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from modnet_edge.errors import ArtifactError, ConfigError
 from modnet_edge.train.checkpoint import Checkpoint
 
 from .onnx_export import embed_metadata, export_onnx
+from .onnx_mixed_precision import keep_nodes_fp32
 from .tensorrt_profile import ShapeProfile
 
 FORMAT_NAME = "tensorrt-onnx"
@@ -52,7 +54,7 @@ BUILD_MODES: dict[str, tuple[str, str, bool, tuple[str, ...]]] = {
 }
 DEFAULT_BUILD_MODE = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
 INT8_OPTIONS = frozenset({"calibration_size", "calibration_seed", "method", "percentile", "keep_float",
-                          "calibration_cache"})
+                          "residual_qdq", "calibration_cache"})
 
 # Op types the exported MODNet graphs contain, all supported by the TensorRT 10 ONNX parser (checked
 # against its operator matrix).  Anything else means the graph changed and must be re-verified.
@@ -102,55 +104,21 @@ def keep_normalization_fp32(model: Any) -> int:
     Returns the number of nodes changed.  Strongly typed TensorRT builds follow these types exactly,
     so this is how an FP16 engine keeps its normalization statistics in FP32.
     """
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    inits = {i.name: i for i in model.graph.initializer}
-    new_nodes, changed = [], 0
-    for node in model.graph.node:
-        if node.op_type != "InstanceNormalization" or not _is_fp16_input(model, node, inits):
-            new_nodes.append(node)
-            continue
-        x, scale, bias = node.input
-        out = node.output[0]
-        name = node.name or f"instnorm_{changed}"
-        cast_in = helper.make_node("Cast", [x], [f"{name}/x_fp32"], name=f"{name}/cast_fp32", to=TensorProto.FLOAT)
-        params = []
-        for tag, src in (("scale", scale), ("bias", bias)):
-            if src not in inits:
-                raise ArtifactError(f"InstanceNormalization {name!r} has a non-constant {tag} ({src}); TensorRT "
-                                    "requires initializers")
-            arr = numpy_helper.to_array(inits[src]).astype(np.float32)
-            new_name = f"{name}/{tag}_fp32"
-            model.graph.initializer.append(numpy_helper.from_array(arr, new_name))
-            params.append(new_name)
-        norm = onnx.NodeProto()
-        norm.CopyFrom(node)
-        del norm.input[:]
-        norm.input.extend([cast_in.output[0], *params])
-        norm.output[0] = f"{name}/y_fp32"
-        cast_out = helper.make_node("Cast", [norm.output[0]], [out], name=f"{name}/cast_fp16", to=TensorProto.FLOAT16)
-        new_nodes.extend([cast_in, norm, cast_out])
-        changed += 1
-    del model.graph.node[:]
-    model.graph.node.extend(new_nodes)
-    _drop_unused_initializers(model)
-    return changed
+    return keep_nodes_fp32(model, lambda n: n.op_type == "InstanceNormalization")
 
 
-def _is_fp16_input(model: Any, node: Any, inits: dict[str, Any]) -> bool:
-    from onnx import TensorProto
+def keep_matching_fp32(model: Any, patterns: Sequence[str]) -> int:
+    """Run the nodes whose names match any regex in ``patterns`` in FP32 (e.g. ``/f_branch/``)."""
+    import re
 
-    scale = inits.get(node.input[1])
-    return scale is not None and scale.data_type == TensorProto.FLOAT16
-
-
-def _drop_unused_initializers(model: Any) -> None:
-    used = {name for node in model.graph.node for name in node.input}
-    keep = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
+    try:
+        compiled = [re.compile(p) for p in patterns]
+    except re.error as exc:
+        raise ConfigError(f"fp32_nodes pattern is not a valid regular expression: {exc}") from None
+    for pattern in compiled:
+        if not any(pattern.search(n.name) for n in model.graph.node):
+            raise ConfigError(f"fp32_nodes pattern {pattern.pattern!r} matches no node of the graph")
+    return keep_nodes_fp32(model, lambda n: any(p.search(n.name) for p in compiled))
 
 
 def check_tensorrt_ready(model: Any) -> dict[str, Any]:
@@ -264,11 +232,14 @@ def _check_qdq_node(node: Any, inits: dict[str, Any], numpy_helper: Any) -> list
 def export_tensorrt_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp32", *,
                          static_shape: tuple[int, int] | None = None, batch: int | None = None,
                          profile: Any = None, keep_io_types: bool = False, fp32_normalization: bool = True,
+                         fp32_nodes: str | Sequence[str] = (),
                          opset: int = 17, calibration: Any = None, **int8_options: Any) -> Path:
     """Export a TensorRT-ready ONNX; returns ``output`` (manifest written beside it).
 
     ``static_shape`` (H, W) and ``batch``, or ``profile`` ("MIN:OPT:MAX" / dict): the input shapes
     (default static 1x3x512x512).  ``keep_io_types``: float32 input/output around an FP16 graph.
+    ``fp32_nodes``: regexes on node names (which carry the module path, e.g. ``/f_branch/``) that
+    compute in FP32 inside the FP16 graph (mixed precision, honoured by strongly typed builds).
     ``calibration`` and ``int8_options`` (see :func:`modnet_edge.export.tensorrt_qdq.quantize_for_tensorrt`)
     are for ``precision="int8"`` only.
     """
@@ -284,6 +255,8 @@ def export_tensorrt_onnx(checkpoint: Checkpoint, output: str | Path, precision: 
         raise ConfigError(f"calibration options {sorted(int8_options) or ['calibration']} only apply to int8")
     if keep_io_types and precision != "fp16":
         raise ConfigError("keep_io_types only applies to fp16")
+    if fp32_nodes and precision != "fp16":
+        raise ConfigError("fp32_nodes only applies to fp16 (the other precisions compute in FP32 already)")
     prof = ShapeProfile.resolve(static_shape, batch, profile)
     output = Path(output)
     with tempfile.TemporaryDirectory(prefix="modnet-trt-onnx-") as td:
@@ -295,6 +268,9 @@ def export_tensorrt_onnx(checkpoint: Checkpoint, output: str | Path, precision: 
         details: dict[str, Any] = {}
         if precision == "fp16" and fp32_normalization:
             details["fp32_normalization_nodes"] = keep_normalization_fp32(model)
+        if fp32_nodes:
+            patterns = [fp32_nodes] if isinstance(fp32_nodes, str) else list(fp32_nodes)
+            details["fp32_nodes"] = {"patterns": patterns, "nodes": keep_matching_fp32(model, patterns)}
         if precision == "int8":
             from .tensorrt_qdq import quantize_for_tensorrt
 

@@ -58,7 +58,7 @@ def tensorrt_quant_options(method: str, percentile: float) -> dict[str, Any]:
 def quantize_for_tensorrt(float_path: Path, checkpoint: Checkpoint, profile: ShapeProfile, calibration: Any, *,
                           workdir: Path, calibration_size: int | None = None, calibration_seed: int = 0,
                           method: str = "minmax", percentile: float = 99.999, keep_float: str | Sequence[str] = (),
-                          calibration_cache: Any = None) -> tuple[Any, dict[str, Any]]:
+                          residual_qdq: bool = False, calibration_cache: Any = None) -> tuple[Any, dict[str, Any]]:
     """Quantize the float TensorRT-ready graph at ``float_path``; returns (Q/DQ ModelProto, details).
 
     ``calibration``: folder, video, ``"synthetic"`` or a ``CalibrationSource``; images are preprocessed
@@ -113,6 +113,7 @@ def quantize_for_tensorrt(float_path: Path, checkpoint: Checkpoint, profile: Sha
         else:
             quantize_static(str(float_path), str(quantized), reader, **kwargs)
     qmodel = onnx.load(str(quantized))
+    rewired = _read_float_inputs(qmodel, set(excluded), residual_qdq)
     details = {
         "scheme": "explicit quantization (Q/DQ) for TensorRT",
         "tool": f"onnxruntime.quantization {_ort_version()} (QDQ)",
@@ -120,10 +121,36 @@ def quantize_for_tensorrt(float_path: Path, checkpoint: Checkpoint, profile: Sha
         "placement": "inputs of Conv (activation and weights); a residual Add shares its Conv's input Q/DQ "
                      "(TensorRT fuses it into that Conv); bias stays float",
         "method": method, **({"percentile": percentile} if method == "percentile" else {}),
-        "keep_float": keep, "float_nodes": len(excluded),
+        "keep_float": keep, "float_nodes": len(excluded), "residual_qdq": residual_qdq,
+        "float_inputs_restored": rewired,
         "calibration": {**source.describe(), "cache": state, "cache_key": key.digest,
                         "input_size": list(size)}}
     return qmodel, details
+
+
+def _read_float_inputs(model: Any, excluded: set[str], residual_qdq: bool) -> int:
+    """Let readers that are not quantized Convs read the float tensor instead of a shared Q/DQ pair.
+
+    ONNX Runtime feeds *every* reader of a quantized tensor through its DQ.  Nodes ``keep_float``
+    excluded would then see int8-rounded data (and TensorRT would run a Conv with int8 input and float
+    weights in float anyway), so they always get the float tensor back.  Without ``residual_qdq`` the
+    same holds for every non-Conv reader (residual Adds, Concats, Resizes): Q/DQ then sits only on Conv
+    inputs and the residual stream stays float.  Returns the number of inputs rewired.
+    """
+    producers = {o: n for n in model.graph.node for o in n.output}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if node.name not in excluded and (residual_qdq or node.op_type in QUANTIZED_OPS):
+            continue
+        for i, t in enumerate(node.input):
+            dq = producers.get(t)
+            q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[i] = q.input[0]
+                count += 1
+    return count
 
 
 def _ort_version() -> str:

@@ -240,3 +240,29 @@ def test_tensorrt_parts_say_clearly_that_tensorrt_is_missing(exported: dict[str,
         modnet_edge.open_backend(engine)
     assert cli_main(["tensorrt-build", str(exported["fp16"])]) == 2
     assert json.loads(Path(str(exported["fp16"]) + ".manifest.json").read_text())["format"] == "tensorrt-onnx"
+
+
+def test_fp32_islands_compose_without_fp16_round_trips() -> None:
+    """A second call (e.g. fp32_nodes after the normalization pass) joins the regions: no Cast to FP16
+    and back between FP32 nodes, no duplicate names, results as computed in FP32."""
+    import onnxruntime as ort
+
+    from modnet_edge.export.onnx_mixed_precision import keep_nodes_fp32
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="a"),
+         helper.make_node("InstanceNormalization", ["r", "s", "b"], ["n"], name="b"),
+         helper.make_node("Relu", ["n"], ["y"], name="c")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 2, 4, 4])],
+        [numpy_helper.from_array(np.ones(2, np.float16), "s"), numpy_helper.from_array(np.zeros(2, np.float16), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    assert keep_nodes_fp32(model, lambda n: n.op_type == "InstanceNormalization") == 1
+    assert keep_nodes_fp32(model, lambda n: n.name in ("a", "c")) == 2
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Cast", "Relu", "InstanceNormalization", "Relu", "Cast"]
+    x = np.random.default_rng(1).standard_normal((1, 2, 4, 4)).astype(np.float16)
+    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    r = np.maximum(x.astype(np.float32), 0)
+    ref = np.maximum((r - r.mean((2, 3), keepdims=True)) / np.sqrt(r.var((2, 3), keepdims=True) + 1e-5), 0)
+    assert y.dtype == np.float16 and np.abs(y.astype(np.float32) - ref).max() < 2e-3
