@@ -20,15 +20,15 @@ pytestmark = [pytest.mark.slow,
                                  reason="coremltools is not installed (pip install -e '.[coreml]')")]
 
 SIZE = (256, 256)
-PRECISIONS = ("fp32", "fp16", "int8-weights", "palettized-6bit", "palettized-4bit")
+# palettization (k-means) needs scikit-learn, the optional "coreml-palettize" extra
+PALETTIZED = ("palettized-6bit", "palettized-4bit") if importlib.util.find_spec("sklearn") else ()
+PRECISIONS = ("fp32", "fp16", "int8-weights", *PALETTIZED)
 
 
 @pytest.fixture(scope="module")
 def coreml_packages(trained_checkpoint, tmp_path_factory) -> dict[str, Path]:
     import modnet_edge
 
-    if importlib.util.find_spec("sklearn") is None:
-        pytest.skip("scikit-learn is not installed (palettization needs it: pip install -e '.[coreml-palettize]')")
     out = tmp_path_factory.mktemp("coreml-parity")
     return {p: modnet_edge.export(trained_checkpoint, format="coreml", precision=p, output=out / f"modnet.{p}.mlpackage",
                                   size=SIZE) for p in PRECISIONS}
@@ -54,7 +54,7 @@ def test_compressed_weights_decode_as_coremltools_does(coreml_packages):
 
     from modnet_edge.runtimes.coreml_reference import CoreMLReferenceBackend
 
-    for precision in ("int8-weights", "palettized-6bit", "palettized-4bit"):
+    for precision in ("int8-weights", *PALETTIZED):
         with CoreMLReferenceBackend(coreml_packages[precision]) as backend:
             ops = [op for op in backend.program.operations if op.type.startswith("constexpr_")]
             assert len(ops) > 50  # every large weight tensor is compressed

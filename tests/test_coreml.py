@@ -308,3 +308,15 @@ def test_neural_network_model_is_refused(tmp_path):
     ct.utils.save_spec(spec, str(path))
     with pytest.raises(ArtifactError, match="not an ML Program"):
         CoreMLReferenceBackend(path)
+
+
+def test_palettization_without_scikit_learn_says_what_to_install(random_ckpt, tmp_path, monkeypatch):
+    import importlib.util as util
+
+    import modnet_edge
+    from modnet_edge.errors import BackendUnavailableError
+
+    real = util.find_spec
+    monkeypatch.setattr(util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    with pytest.raises(BackendUnavailableError, match=r"coreml-palettize"):
+        modnet_edge.export(random_ckpt, format="coreml", precision="palettized-4bit", output=tmp_path / "p.mlpackage")
