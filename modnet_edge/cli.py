@@ -24,15 +24,12 @@ COMMANDS: dict[str, str] = {
     "bench": "modnet_edge.benchmarks.command",
     "report": "modnet_edge.benchmarks.report_command",
     "pipeline": "modnet_edge.benchmarks.pipeline_command",
-    "bench": "modnet_edge.benchmarks.command",
-    "report": "modnet_edge.benchmarks.report_command",
-    "pipeline": "modnet_edge.benchmarks.pipeline_command",
-    "train": "modnet_edge.train.command",
-    "adapt": "modnet_edge.train.adapt_command",
-    "evaluate": "modnet_edge.parity_tests.evaluate_command",
     "tensorrt-build": "modnet_edge.export.tensorrt_command",
     "gpu-speed": "modnet_edge.benchmarks.gpu_speed",
     "info": "modnet_edge.runtimes.info_command",
+    "train": "modnet_edge.train.command",
+    "adapt": "modnet_edge.train.adapt_command",
+    "evaluate": "modnet_edge.parity_tests.evaluate_command",
 }
 
 
