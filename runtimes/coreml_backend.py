@@ -3,9 +3,11 @@
 An .mlpackage's input is either a tensor (already normalised to [-1, 1]) or an *image* whose [-1, 1]
 normalisation is baked into the program (scale/bias), so an iOS app can hand over a camera pixel
 buffer.  Behind the predictor both look the same: for an image input, :meth:`prepare_input` maps the
-predictor's normalised float32 array back to the uint8 RGB picture Core ML would receive (undoing the
-artifact's own mean/std and rounding, exactly the quantisation an app's pixel buffer has), so parity
-measures what a phone computes.
+predictor's normalised float32 array back to pixel values by undoing the artifact's own mean/std.  Core
+ML itself takes 8-bit pictures, so the real backend rounds them to uint8, the quantisation an app's
+pixel buffer has.  The reference execution by default hands the program the unrounded pixel values
+(Core ML turns the picture into exactly such a float tensor before the program's scale/bias), so its
+parity isolates the converted model; ``round_pixels=True`` reproduces the device's uint8 input instead.
 
 :class:`CoreMLBackend` runs the model with Core ML itself and therefore needs macOS; elsewhere it stops
 with a clear error pointing to ``runtime="reference"`` (:mod:`modnet_edge.runtimes.coreml_reference`).
@@ -34,6 +36,7 @@ class CoreMLBackendBase(Backend):
     """Shared by the real and the reference Core ML backends: reads the package's description."""
 
     format = "coreml"
+    round_pixels = True  # image inputs are fed as uint8 pictures
 
     def _describe(self, program: MLProgram) -> None:
         self.program_inputs: dict[str, Feature] = {f.name: f for f in program.inputs}
@@ -45,7 +48,8 @@ class CoreMLBackendBase(Backend):
 
     def prepare_input(self, name: str, array: np.ndarray) -> np.ndarray:
         """Tensor inputs: the array in the model's dtype.  Image inputs: the normalised array mapped
-        back to uint8 pixels with the artifact's own mean/std (what a pixel buffer would hold)."""
+        back to pixel values 0..255 with the artifact's own mean/std, as uint8 when ``round_pixels``
+        (what a pixel buffer holds), else as float32 (what the program receives from Core ML)."""
         feature = self.program_inputs.get(name)
         if feature is None or feature.kind != "image":
             return super().prepare_input(name, array)
@@ -59,6 +63,8 @@ class CoreMLBackendBase(Backend):
         pixels = array.astype(np.float32) * std.reshape(axis_shape) + mean.reshape(axis_shape)
         if spec.layout == "NHWC":
             pixels = pixels.transpose(0, 3, 1, 2)
+        if not self.round_pixels:
+            return np.ascontiguousarray(pixels, dtype=np.float32)
         return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
     def _check_shapes(self, feed: dict[str, np.ndarray]) -> None:

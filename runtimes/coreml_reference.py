@@ -125,12 +125,19 @@ def _as_declared(value: np.ndarray, dtype: str) -> np.ndarray:
 
 
 class CoreMLReferenceBackend(CoreMLBackendBase):
-    """Runs an .mlpackage by executing its ML Program in NumPy (any system, CPU)."""
+    """Runs an .mlpackage by executing its ML Program in NumPy (any system, CPU).
+
+    Image inputs take uint8 pictures (1, 3, H, W) like Core ML, and also float32 pixel values 0..255
+    (what Core ML hands the program after converting the picture).  ``round_pixels``: whether the
+    predictor's input is rounded to uint8 as on a device (default False: parity then measures the
+    converted model alone, not the 8-bit quantisation of the input picture).
+    """
 
     runtime = "reference"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, round_pixels: bool = False) -> None:
         super().__init__(path)
+        self.round_pixels = bool(round_pixels)
         self.program = MLProgram.read(self.path)
         self._describe(self.program)
         if len(self.program.outputs) != len(self.program.function_outputs):
@@ -146,6 +153,16 @@ class CoreMLReferenceBackend(CoreMLBackendBase):
     @property
     def op_types(self) -> list[str]:
         return self.program.op_types
+
+    def _check_feed(self, feed: dict[str, np.ndarray]) -> None:
+        """As the base class, except that image inputs may also be float32 pixel values."""
+        relaxed = dict(feed)
+        for name, arr in feed.items():
+            feature = self.program_inputs.get(name)
+            if feature is not None and feature.kind == "image" and isinstance(arr, np.ndarray) \
+                    and arr.dtype == np.float32:
+                relaxed[name] = np.broadcast_to(np.uint8(0), arr.shape)  # shape-only stand-in
+        super()._check_feed(relaxed)
 
     def _run_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check_shapes(feed)

@@ -130,6 +130,7 @@ def test_enumerated_image_input_model(tmp_path, random_ckpt):
     import modnet_edge
     from modnet_edge.errors import FeedError
     from modnet_edge.runtimes.coreml_program import MLProgram
+    from modnet_edge.runtimes.coreml_reference import CoreMLReferenceBackend
 
     path = modnet_edge.export(random_ckpt, format="coreml", precision="fp32", output=tmp_path / "img.mlpackage",
                               size=(128, 128), shapes="enumerated", sizes=[(128, 128), (128, 192)],
@@ -144,11 +145,16 @@ def test_enumerated_image_input_model(tmp_path, random_ckpt):
         x = pixels.astype(np.float32) / 127.5 - 1.0
         assert float(np.mean((out.astype(np.float64) - _torch_matte(random_ckpt, x)) ** 2)) <= 1e-9
         normalised = x[:, :, :, :128]
-        assert np.array_equal(predictor.backend.prepare_input("input", normalised), pixels[:, :, :, :128])
+        unrounded = predictor.backend.prepare_input("input", normalised)  # what Core ML hands the program
+        assert unrounded.dtype == np.float32 and np.abs(unrounded - pixels[:, :, :, :128]).max() < 1e-3
+        np.testing.assert_allclose(predictor.backend.run({"input": unrounded})["matte"],
+                                   predictor.backend.run({"input": pixels[:, :, :, :128]})["matte"], atol=1e-5)
         with pytest.raises(FeedError, match="enumerated"):
             predictor.backend.run({"input": pixels[:, :, :96, :]})
         with pytest.raises(FeedError, match="must be 128"):  # the resize rule gives 512x768 here
             predictor.predict(np.zeros((128, 192, 3), np.uint8))
+    device_like = CoreMLReferenceBackend(path, round_pixels=True)  # the uint8 picture a device gets
+    assert np.array_equal(device_like.prepare_input("input", x[:, :, :, :128] + 0.001), pixels[:, :, :, :128])
 
 
 @pytest.mark.slow
