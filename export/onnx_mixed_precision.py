@@ -44,6 +44,7 @@ def keep_nodes_fp32(model: Any, select: Callable[[Any], bool]) -> int:
                      if n.op_type == "Cast" and n.output[0] == f"{n.input[0]}/fp32"}
     dropped = {id(earlier_casts[f"{t}/fp32"]) for n in chosen for t in n.output
                if is_fp16(t) and f"{t}/fp32" in earlier_casts}
+    producers = {o: n for n in model.graph.node for o in n.output}
     readers: dict[str, list[Any]] = {}
     for n in model.graph.node:
         if id(n) in dropped:
@@ -67,7 +68,10 @@ def keep_nodes_fp32(model: Any, select: Callable[[Any], bool]) -> int:
                 continue
             if t not in fp32_name:
                 twin = f"{t}/fp32"
-                if twin in existing:
+                source = producers.get(t)
+                if source is not None and source.op_type == "Cast" and types.get(source.input[0]) == TensorProto.FLOAT:
+                    twin = source.input[0]  # t is a rounded FP32 tensor (e.g. the input cast): use the original
+                elif twin in existing:
                     pass
                 elif t in inits:
                     arr = numpy_helper.to_array(inits[t]).astype(np.float32)

@@ -108,17 +108,20 @@ def keep_normalization_fp32(model: Any) -> int:
 
 
 def keep_matching_fp32(model: Any, patterns: Sequence[str]) -> int:
-    """Run the nodes whose names match any regex in ``patterns`` in FP32 (e.g. ``/f_branch/``)."""
+    """Run in FP32 the nodes whose names match any regex in ``patterns`` (e.g. ``/f_branch/``)."""
     import re
 
-    try:
-        compiled = [re.compile(p) for p in patterns]
-    except re.error as exc:
-        raise ConfigError(f"fp32_nodes pattern is not a valid regular expression: {exc}") from None
-    for pattern in compiled:
-        if not any(pattern.search(n.name) for n in model.graph.node):
-            raise ConfigError(f"fp32_nodes pattern {pattern.pattern!r} matches no node of the graph")
-    return keep_nodes_fp32(model, lambda n: any(p.search(n.name) for p in compiled))
+    selected: set[str] = set()
+    for pattern in patterns:
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"fp32_nodes {pattern!r} is not a valid regular expression ({exc})") from None
+        found = {n.name for n in model.graph.node if regex.search(n.name)}
+        if not found:
+            raise ConfigError(f"fp32_nodes pattern {pattern!r} matches no node of the graph")
+        selected |= found
+    return keep_nodes_fp32(model, lambda n: n.name in selected)
 
 
 def check_tensorrt_ready(model: Any) -> dict[str, Any]:
@@ -231,13 +234,15 @@ def _check_qdq_node(node: Any, inits: dict[str, Any], numpy_helper: Any) -> list
 # --------------------------------------------------------------------------------------------------
 def export_tensorrt_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp32", *,
                          static_shape: tuple[int, int] | None = None, batch: int | None = None,
-                         profile: Any = None, keep_io_types: bool = False, fp32_normalization: bool = True,
+                         profile: Any = None, keep_io_types: bool | None = None, fp32_normalization: bool = True,
                          fp32_nodes: str | Sequence[str] = (),
                          opset: int = 17, calibration: Any = None, **int8_options: Any) -> Path:
     """Export a TensorRT-ready ONNX; returns ``output`` (manifest written beside it).
 
     ``static_shape`` (H, W) and ``batch``, or ``profile`` ("MIN:OPT:MAX" / dict): the input shapes
-    (default static 1x3x512x512).  ``keep_io_types``: float32 input/output around an FP16 graph.
+    (default static 1x3x512x512).  ``keep_io_types`` (FP16 only, default True): float32 input and
+    output around the FP16 graph -- the image is cast inside the engine and the matte leaves it
+    unrounded (measured: MSE 8.95e-07 with vs 1.03e-06 without, interim checkpoint, 256x256).
     ``fp32_nodes``: regexes on node names (which carry the module path, e.g. ``/f_branch/``) that
     compute in FP32 inside the FP16 graph (mixed precision, honoured by strongly typed builds).
     ``calibration`` and ``int8_options`` (see :func:`modnet_edge.export.tensorrt_qdq.quantize_for_tensorrt`)
@@ -255,6 +260,7 @@ def export_tensorrt_onnx(checkpoint: Checkpoint, output: str | Path, precision: 
         raise ConfigError(f"calibration options {sorted(int8_options) or ['calibration']} only apply to int8")
     if keep_io_types and precision != "fp16":
         raise ConfigError("keep_io_types only applies to fp16")
+    keep_io_types = precision == "fp16" if keep_io_types is None else keep_io_types
     if fp32_nodes and precision != "fp16":
         raise ConfigError("fp32_nodes only applies to fp16 (the other precisions compute in FP32 already)")
     prof = ShapeProfile.resolve(static_shape, batch, profile)

@@ -37,6 +37,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "fp16": modnet_edge.export(ckpt, "tensorrt-onnx", "fp16", folder / "m.fp16.trt.onnx", static_shape=(64, 64)),
         "dyn": modnet_edge.export(ckpt, "tensorrt-onnx", "fp32", folder / "m.dyn.trt.onnx",
                                   profile="1x3x64x64:1x3x96x96:2x3x128x128"),
+        "fp16-mixed": modnet_edge.export(ckpt, "tensorrt-onnx", "fp16", folder / "m.mixed.trt.onnx",
+                                         static_shape=(64, 64), keep_io_types=False, fp32_nodes=["/f_branch/"]),
     }
 
 
@@ -91,7 +93,9 @@ def test_fp32_file_is_tensorrt_ready_and_records_profile_and_builds(exported: di
 def test_fp16_file_is_strongly_typed_with_fp32_normalization(exported: dict[str, Path]) -> None:
     model = onnx.load(str(exported["fp16"]))
     assert check_tensorrt_ready(model)["problems"] == []
-    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
+    # float32 I/O by default: the image is cast inside, the matte leaves unrounded
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
     inits = {i.name: i for i in model.graph.initializer}
     producers = {o: n for n in model.graph.node for o in n.output}
     consumers = {i: n for n in model.graph.node for i in n.input}
@@ -108,8 +112,27 @@ def test_fp16_file_is_strongly_typed_with_fp32_normalization(exported: dict[str,
     assert meta.extra["tensorrt"]["build_modes"] == ["fp16"]
     assert meta.extra["tensorrt"]["trtexec"]["fp16"].endswith("--stronglyTyped")
     with modnet_edge.load(exported["fp16"]) as pred:
+        assert pred.backend.inputs[0].dtype == np.float32
+        assert np.isfinite(pred.predict(np.full((64, 64, 3), 90, np.uint8))).all()
+
+
+def test_fp16_with_fp32_islands_and_fp16_io(exported: dict[str, Path]) -> None:
+    model = onnx.load(str(exported["fp16-mixed"]))
+    assert check_tensorrt_ready(model)["problems"] == []
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    conv_types = {(n.name.split("/")[2], inits[n.input[1]]) for n in model.graph.node if n.op_type == "Conv"}
+    assert ("f_branch", TensorProto.FLOAT) in conv_types and ("f_branch", TensorProto.FLOAT16) not in conv_types
+    assert ("backbone", TensorProto.FLOAT16) in conv_types
+    info = read_manifest(exported["fp16-mixed"]).extra["tensorrt"]
+    assert info["fp32_nodes"]["patterns"] == ["/f_branch/"] and info["fp32_nodes"]["nodes"] > 4
+    with modnet_edge.load(exported["fp16-mixed"]) as pred:
         assert pred.backend.inputs[0].dtype == np.float16
         assert np.isfinite(pred.predict(np.full((64, 64, 3), 90, np.uint8))).all()
+    with pytest.raises(ConfigError, match="matches no node"):
+        from modnet_edge.export.tensorrt_onnx import keep_matching_fp32
+
+        keep_matching_fp32(model, ["/no_such_branch/"])
 
 
 def test_profile_file_has_dynamic_axes_and_records_the_range(exported: dict[str, Path]) -> None:
@@ -202,6 +225,7 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
     ckpt = random_checkpoint(0)
     cases = [({"precision": "int4"}, "fp32, fp16 or int8"),
              ({"precision": "fp32", "keep_io_types": True}, "only applies to fp16"),
+             ({"precision": "fp32", "fp32_nodes": ["/f_branch/"]}, "only applies to fp16"),
              ({"precision": "fp16", "calibration": "synthetic"}, "only apply to int8"),
              ({"precision": "fp32", "static_shape": (64, 64), "profile": "1x3x64x64:1x3x64x64:1x3x64x64"}, "not both"),
              ({"precision": "fp32", "static_shape": (60, 64)}, "multiple"),
