@@ -83,3 +83,16 @@ def test_commands_report_bad_configs_in_one_line(tmp_path, capsys):
     assert "bogus" in capsys.readouterr().err
     assert main(["adapt", str(tmp_path / "missing.pt"), str(tmp_path), "-o", str(tmp_path / "s")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_predict_command_accepts_videos(tmp_path, small_checkpoint, capsys):
+    video = _video(tmp_path / "walk.mp4", frames=4)
+    assert main(["predict", str(small_checkpoint), str(video), "-o", str(tmp_path / "out"), "--ofd",
+                 "--threads", "1"]) == 0
+    assert "4 frames" in capsys.readouterr().out
+    assert (tmp_path / "out" / "walk.alpha.mp4").stat().st_size > 0
+    assert (tmp_path / "out" / "walk.composite.mp4").stat().st_size > 0
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 20)
+    assert main(["predict", str(small_checkpoint), str(broken), "-o", str(tmp_path / "out2")]) == 2
+    assert "not a readable video" in capsys.readouterr().err
