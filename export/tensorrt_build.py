@@ -139,8 +139,9 @@ def build_engine(onnx_path: str | Path, output: str | Path, *, build_mode: str |
                  hardware_compatibility: str | None = None, device: int = 0, verbose: bool = False) -> Path:
     """Build a TensorRT engine from a TensorRT-ready ONNX; writes ``output`` + manifest, returns ``output``.
 
-    ``build_mode``: ``fp32`` | ``fp16-flag`` (fp32 ONNX) | ``fp16`` (fp16 ONNX) | ``int8`` (Q/DQ ONNX);
-    default from the ONNX's precision.  ``profile`` overrides the recorded one (same graph, other range).
+    ``build_mode``: ``fp32`` | ``fp16-flag`` (fp32 ONNX) | ``fp16`` (fp16 ONNX) | ``int8`` |
+    ``int8-fp16-flag`` (Q/DQ ONNX); default from the ONNX's precision.  ``*-flag`` modes are TensorRT
+    10's weakly typed builds (TensorRT picks FP16 where it is faster); the others are strongly typed.  ``profile`` overrides the recorded one (same graph, other range).
     ``timing_cache``: file read when present and written back (atomically) after the build.
     ``hardware_compatibility``: None or ``"ampere+"``; ``version_compatible``: the engine also loads in
     later TensorRT versions of the same major (both trade some speed for portability).
@@ -157,9 +158,9 @@ def build_engine(onnx_path: str | Path, output: str | Path, *, build_mode: str |
     prof = ShapeProfile.parse(profile if profile is not None else meta.extra["tensorrt"]["profile"])
     trt = import_tensorrt()
     env = gpu_environment(device)
-    if mode == "fp16-flag" and not hasattr(trt.BuilderFlag, "FP16"):
-        raise ConfigError(f"TensorRT {trt.__version__} has no weakly typed FP16 (BuilderFlag.FP16 was removed in "
-                          "TensorRT 11); build the strongly typed fp16 ONNX with build mode 'fp16'")
+    if mode.endswith("-flag") and not hasattr(trt.BuilderFlag, "FP16"):
+        raise ConfigError(f"TensorRT {trt.__version__} has no weak typing (BuilderFlag.FP16/INT8 were removed in "
+                          f"TensorRT 11); use build mode {mode.split('-')[0]!r} (strongly typed)")
     import torch
 
     torch.cuda.set_device(device)
@@ -215,7 +216,10 @@ def _configure(trt: Any, config: Any, mode: str, allow_tf32: bool, version_compa
     set_flags: list[str] = []
     if not allow_tf32 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # FP32 must mean FP32 for the parity budget
-    if mode == "fp16-flag":
+    if mode == "int8-fp16-flag":
+        config.set_flag(trt.BuilderFlag.INT8)  # weakly typed Q/DQ networks need it to use INT8 kernels
+        set_flags.append("INT8")
+    if mode in ("fp16-flag", "int8-fp16-flag"):
         config.set_flag(trt.BuilderFlag.FP16)
         set_flags.append("FP16")
     if version_compatible:

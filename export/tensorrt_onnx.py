@@ -12,7 +12,9 @@ what TensorRT needs on top of a plain ONNX file:
   precision) for ``STRONGLY_TYPED`` / ``--stronglyTyped`` builds, the only FP16 route TensorRT 11
   keeps.  InstanceNormalization runs in FP32 inside it by default (``fp32_normalization``): the
   variance of a feature map is a sum of squares that FP16 can overflow, and TensorRT honours the
-  types written in a strongly typed graph, so the graph itself must say FP32 there.
+  types written in a strongly typed graph, so the graph itself must say FP32 there.  Input and
+  output stay float32 by default (cast inside); ``fp32_nodes`` adds further FP32 islands by node
+  name (:mod:`modnet_edge.export.onnx_mixed_precision`).
 - **INT8** (``precision="int8"``): explicit quantization (Q/DQ) from the shared calibration source,
   see :mod:`modnet_edge.export.tensorrt_qdq`.  TensorRT >= 10 deprecates implicit calibration.
 
@@ -51,6 +53,8 @@ BUILD_MODES: dict[str, tuple[str, str, bool, tuple[str, ...]]] = {
     "fp16-flag": ("fp32", "fp16", False, ("--fp16",)),  # weakly typed: TensorRT 10 only
     "fp16": ("fp16", "fp16", True, ("--stronglyTyped",)),
     "int8": ("int8", "int8", True, ("--stronglyTyped",)),
+    # weakly typed, TensorRT 10 only: Q/DQ layers in INT8, TensorRT may run the float rest in FP16
+    "int8-fp16-flag": ("int8", "int8", False, ("--int8", "--fp16")),
 }
 DEFAULT_BUILD_MODE = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
 INT8_OPTIONS = frozenset({"calibration_size", "calibration_seed", "method", "percentile", "keep_float",
@@ -309,7 +313,8 @@ def _finish_metadata(meta: ArtifactMetadata, precision: str, prof: ShapeProfile,
     n = prof.static_batch or "batch"
     h, w = prof.static_size or ("height", "width")
     meta.input_shape = [n, 3, h, w]
-    meta.tools = {**meta.tools, **tool_versions("onnxruntime")} if precision == "int8" else meta.tools
+    if precision == "int8":
+        meta.tools = {**meta.tools, **tool_versions("onnxruntime")}
     modes = build_modes_for(precision)
     engine = output.with_name(output.name.removesuffix(".onnx").removesuffix(".trt") + ".engine")
     meta.extra["tensorrt"] = {

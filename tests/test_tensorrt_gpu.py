@@ -34,10 +34,11 @@ from modnet_edge.train.checkpoint import random_checkpoint, read_checkpoint  # n
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 SIZE = (128, 128)
 HAS_WEAK_FP16 = hasattr(trt.BuilderFlag, "FP16")  # removed in TensorRT 11
-MODES = ["fp32", "fp16", "int8"] + (["fp16-flag"] if HAS_WEAK_FP16 else [])
-ONNX_OF = {"fp32": "fp32", "fp16-flag": "fp32", "fp16": "fp16", "int8": "int8"}
+MODES = ["fp32", "fp16", "int8"] + (["fp16-flag", "int8-fp16-flag"] if HAS_WEAK_FP16 else [])
+ONNX_OF = {"fp32": "fp32", "fp16-flag": "fp32", "fp16": "fp16", "int8": "int8", "int8-fp16-flag": "int8"}
 # engine vs the same ONNX in ONNX Runtime CPU: mean / max absolute difference of the matte
-TOLERANCE = {"fp32": (1e-5, 1e-3), "fp16": (5e-3, 0.1), "fp16-flag": (5e-3, 0.1), "int8": (2e-2, 0.5)}
+TOLERANCE = {"fp32": (1e-5, 1e-3), "fp16": (5e-3, 0.1), "fp16-flag": (5e-3, 0.1), "int8": (2e-2, 0.5),
+             "int8-fp16-flag": (2e-2, 0.5)}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,9 @@ def test_engines_record_build_environment_and_trtexec(built: dict) -> None:
         assert info["tensorrt_version"] == trt.__version__ and info["gpu_name"] == torch.cuda.get_device_name(0)
         assert info["compute_capability"] == env["compute_capability"] and info["build_mode"] == mode
         assert info["profile"]["static"] and len(plan) == info["plan_bytes"]
-        assert ("--fp16" if mode == "fp16-flag" else "--stronglyTyped") in info["trtexec"]
-        assert read_manifest(path).precision == meta.precision == {"fp16-flag": "fp16"}.get(mode, mode)
+        assert ("--fp16" if mode.endswith("-flag") else "--stronglyTyped") in info["trtexec"]
+        expected = {"fp16-flag": "fp16", "int8-fp16-flag": "int8"}.get(mode, mode)
+        assert read_manifest(path).precision == meta.precision == expected
     assert built["cache"].stat().st_size > 0, "timing cache not written"
 
 
