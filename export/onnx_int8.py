@@ -137,13 +137,13 @@ def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str 
             else:
                 quantize_static(str(float_path), str(quantized), reader, **kwargs)
         qmodel = onnx.load(str(quantized))
+        weights = f"int{7 if reduce_range else 8} symmetric " + ("per-channel" if per_channel else "per-tensor")
         meta = ArtifactMetadata(
-            format="onnx", precision="int8-a16" if activation_type == "uint16" else "int8", preprocessing=spec, model=checkpoint.model_config.to_dict(),
-            input_shape=input_shape, source=checkpoint.source_info(),
+            format="onnx", precision="int8-a16" if activation_type == "uint16" else "int8", preprocessing=spec,
+            model=checkpoint.model_config.to_dict(), input_shape=input_shape, source=checkpoint.source_info(),
             tools=tool_versions("torch", "onnx", "onnxslim", "onnxruntime"),
             extra={"opset": opset, "io_dtype": "float32", "quantization": {
-                "scheme": "static QDQ", "reduce_range": reduce_range,
-                "weights": f"int{7 if reduce_range else 8} symmetric " + ("per-channel" if per_channel else "per-tensor"),
+                "scheme": "static QDQ", "reduce_range": reduce_range, "weights": weights,
                 "activations": f"{activation_type} per-tensor", "method": method,
                 **({"percentile": percentile} if method == "percentile" else {}),
                 "keep_float": keep, "float_nodes": len(excluded)},

@@ -148,9 +148,10 @@ def test_bad_calibration_requests(ckpt, calib, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="asked for 5 calibration samples"):
         modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "b.onnx", calibration=folder, calibration_size=5,
                            static_shape=SHAPE)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no images"):
-        modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "c.onnx", calibration=tmp_path / "cache-none",
-                           static_shape=SHAPE) if (tmp_path / "cache-none").mkdir() is None else None
+        modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "c.onnx", calibration=tmp_path / "empty",
+                           static_shape=SHAPE)
     with pytest.raises(ConfigError, match="calibration method"):
         modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "d.onnx", calibration=calib, method="kl")
     arrays = CalibrationSource.from_arrays([np.zeros((1, 3, 32, 32), np.float32)])
