@@ -77,7 +77,8 @@ def _torch_case(net: Any, variant: str, batch: int, size: tuple[int, int], devic
     x = torch.rand(batch, 3, *size, device=device, dtype=dtype).mul_(2).sub_(1).contiguous(memory_format=fmt)
     notes = ["cudnn.benchmark on"] if device.startswith("cuda") else []
     if not half and device.startswith("cuda"):
-        notes.append(f"fp32 convolutions may use TF32 (torch.backends.cudnn.allow_tf32={torch.backends.cudnn.allow_tf32})")
+        notes.append("fp32 convolutions may use TF32 "
+                     f"(torch.backends.cudnn.allow_tf32={torch.backends.cudnn.allow_tf32})")
 
     def forward(inp: Any) -> Any:
         return model(inp, inference=True)

@@ -141,7 +141,8 @@ def build_engine(onnx_path: str | Path, output: str | Path, *, build_mode: str |
 
     ``build_mode``: ``fp32`` | ``fp16-flag`` (fp32 ONNX) | ``fp16`` (fp16 ONNX) | ``int8`` |
     ``int8-fp16-flag`` (Q/DQ ONNX); default from the ONNX's precision.  ``*-flag`` modes are TensorRT
-    10's weakly typed builds (TensorRT picks FP16 where it is faster); the others are strongly typed.  ``profile`` overrides the recorded one (same graph, other range).
+    10's weakly typed builds (TensorRT picks FP16 where it is faster); the others are strongly typed.
+    ``profile`` overrides the recorded one (same graph, other range).
     ``timing_cache``: file read when present and written back (atomically) after the build.
     ``hardware_compatibility``: None or ``"ampere+"``; ``version_compatible``: the engine also loads in
     later TensorRT versions of the same major (both trade some speed for portability).
@@ -212,7 +213,8 @@ def _parser_error(error: Any) -> str:
 
 
 def _configure(trt: Any, config: Any, mode: str, allow_tf32: bool, version_compatible: bool,
-               hardware_compatibility: str | None, workspace_mib: int | None, optimization_level: int | None) -> list[str]:
+               hardware_compatibility: str | None, workspace_mib: int | None,
+               optimization_level: int | None) -> list[str]:
     set_flags: list[str] = []
     if not allow_tf32 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # FP32 must mean FP32 for the parity budget

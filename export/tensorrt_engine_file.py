@@ -174,4 +174,5 @@ def header_summary(meta: ArtifactMetadata) -> str:
     prof = info.get("profile") or {}
     return json.dumps({"precision": meta.precision, "build_mode": info.get("build_mode"),
                        "tensorrt": info.get("tensorrt_version"), "gpu": info.get("gpu_name"),
-                       "cc": info.get("compute_capability"), "profile": {k: prof.get(k) for k in ("min", "opt", "max")}})
+                       "cc": info.get("compute_capability"),
+                       "profile": {k: prof.get(k) for k in ("min", "opt", "max")}})

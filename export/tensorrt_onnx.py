@@ -185,7 +185,8 @@ def check_tensorrt_ready(model: Any) -> dict[str, Any]:
             quantized += 1
             if w_src is None or w_src.op_type != "DequantizeLinear":
                 problems.append(f"Conv {conv.name!r}: quantized input but float weights (TensorRT needs both)")
-        if len(conv.input) > 2 and conv.input[2] in producers and producers[conv.input[2]].op_type == "DequantizeLinear":
+        bias_src = producers.get(conv.input[2]) if len(conv.input) > 2 else None
+        if bias_src is not None and bias_src.op_type == "DequantizeLinear":
             problems.append(f"Conv {conv.name!r}: quantized (int32) bias; TensorRT keeps bias in float")
         for q in (c for c in consumers.get(conv.output[0], []) if c.op_type == "QuantizeLinear"):
             # fine when the Q/DQ is the next Conv's input quantization (and, sharing it, the residual Add

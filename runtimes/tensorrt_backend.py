@@ -70,8 +70,9 @@ class TensorRTBackend(Backend):
         index = _device_index(device)
         env = gpu_environment(index)
         info = (meta.extra.get("tensorrt") or {}) if meta is not None else {}
-        self.warnings: list[str] = (check_compatible(info, env, self.path, allow_other_gpu) if meta is not None
-                                    else ["raw TensorRT plan without a modnet-edge header: build environment unchecked"])
+        self.warnings: list[str] = (
+            check_compatible(info, env, self.path, allow_other_gpu) if meta is not None
+            else ["raw TensorRT plan without a modnet-edge header: build environment unchecked"])
         self.embedded_metadata = meta
         self.device = f"cuda:{index}"
         self.cuda_graph = bool(cuda_graph)

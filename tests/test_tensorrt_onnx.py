@@ -164,7 +164,8 @@ def _qdq_graph(zero_point: np.ndarray, quantize_conv_output: bool = False, bias_
     w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.int8), "w_q")
     inits = [numpy_helper.from_array(np.array(0.02, np.float32), "s"), numpy_helper.from_array(zero_point, "zp"),
              w, numpy_helper.from_array(np.full(4, 0.01, np.float32), "w_s"),
-             numpy_helper.from_array(np.zeros(4, np.int8), "w_zp"), numpy_helper.from_array(np.zeros(4, np.float32), "b")]
+             numpy_helper.from_array(np.zeros(4, np.int8), "w_zp"),
+             numpy_helper.from_array(np.zeros(4, np.float32), "b")]
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"], name="q"),
              helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"], name="dq"),
              helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_zp"], ["wd"], name="wdq", axis=0)]
