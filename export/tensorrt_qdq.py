@@ -32,7 +32,11 @@ regexes are those of :mod:`modnet_edge.export.onnx_int8`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
+import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +44,7 @@ from typing import Any
 from modnet_edge.errors import BackendUnavailableError, ConfigError
 from modnet_edge.train.checkpoint import Checkpoint
 
-from .onnx_int8 import METHODS, _quiet, graph_sha256, resolve_keep_float
+from .onnx_int8 import METHODS, graph_sha256, resolve_keep_float
 from .tensorrt_profile import ShapeProfile
 
 QUANTIZED_OPS = ("Conv",)
@@ -163,6 +167,20 @@ def _read_float_inputs(model: Any, excluded: set[str], residual_qdq: bool) -> in
                 node.input[i] = q.input[0]
                 count += 1
     return count
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ONNX Runtime's quantiser prints advice (pre-processing, opset) through the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def _ort_version() -> str:
