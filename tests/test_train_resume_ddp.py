@@ -17,8 +17,8 @@ import modnet_edge
 from modnet_edge.errors import CheckpointError, ConfigError
 from modnet_edge.train.checkpoint import read_checkpoint
 
-# tiny but complete: 3 epochs x 4 steps, validation each epoch, a resumable checkpoint after every step
-TINY = {"size": 64, "batch_size": 2, "epochs": 3, "synthetic_count": 8, "synthetic_val_count": 2,
+# tiny but complete: 2 epochs x 3 steps, validation each epoch, a resumable checkpoint after every step
+TINY = {"size": 64, "batch_size": 2, "epochs": 2, "synthetic_count": 6, "synthetic_val_count": 2,
         "threads": 1, "save_every": 1, "log_every": 1, "lr_step_epochs": 2, "progress": False,
         "zero_init_residual": True}
 
@@ -53,7 +53,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     try:
         while time.time() < deadline and proc.poll() is None:
             marks = [r for r in _records(killed) if r.get("kind") == "checkpoint" and r.get("file") == "last.pt"]
-            if any(r["epoch"] == 1 and r["batch_in_epoch"] == 2 for r in marks):
+            if any(r["epoch"] == 1 and r["batch_in_epoch"] == 1 for r in marks):
                 break  # mid-way through the second epoch
             time.sleep(0.02)
         assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
@@ -64,13 +64,13 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
             proc.kill()
             proc.wait(30)
     state = read_checkpoint(killed / "last.pt").training_state
-    assert state is not None and state["epoch"] == 1 and 2 <= state["batch_in_epoch"] < 4
-    assert state["step"] < 12
+    assert state is not None and state["epoch"] == 1 and 1 <= state["batch_in_epoch"] < 3
+    assert state["step"] < 6
 
     resumed = modnet_edge.train(dict(TINY), output=killed, resume=True)
     straight = modnet_edge.train(dict(TINY), output=tmp_path / "straight")
     a, b = read_checkpoint(killed / "last.pt"), read_checkpoint(tmp_path / "straight" / "last.pt")
-    assert a.training_state["step"] == b.training_state["step"] == 12
+    assert a.training_state["step"] == b.training_state["step"] == 6
     assert a.state_dict.keys() == b.state_dict.keys()
     for key in a.state_dict:
         assert torch.equal(a.state_dict[key], b.state_dict[key]), key
@@ -99,8 +99,8 @@ def test_ddp_two_gloo_processes_only_rank0_writes(tmp_path):
     recs = _records(out)
     starts = [r for r in recs if r["kind"] == "start"]
     assert len(starts) == 1 and starts[0]["world"] == 2  # one writer although two processes trained
-    assert starts[0]["steps_per_epoch"] == 4  # 8 samples split over 2 ranks, 1 per rank per step
-    assert len([r for r in recs if r["kind"] == "train"]) == 4
+    assert starts[0]["steps_per_epoch"] == 3  # 6 samples split over 2 ranks, 1 per rank per step
+    assert len([r for r in recs if r["kind"] == "train"]) == 3
     assert sorted(p.name for p in out.iterdir() if p.suffix == ".pt") == ["best.pt", "last.pt"]
     state = read_checkpoint(out / "last.pt").training_state
     assert state["world"] == 2 and len(state["rng"]) == 2  # every rank's RNG state, for exact resume

@@ -124,7 +124,7 @@ def _to_tensors(arrays: dict[str, np.ndarray], spec: PreprocessSpec, has_fgbg: b
     chw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))  # noqa: E731
     zeros = np.zeros_like(rgb)
     return {"image": torch.from_numpy(image), "rgb": chw(u8.astype(np.float32) / 255.0),
-            "alpha": torch.from_numpy(np.ascontiguousarray(arrays["alpha"], dtype=np.float32))[None],
+            "alpha": torch.from_numpy(np.array(arrays["alpha"], dtype=np.float32))[None],  # a writable copy
             "fg": chw(arrays.get("fg", zeros)), "bg": chw(arrays.get("bg", zeros)),
             "has_fgbg": torch.tensor(has_fgbg)}
 

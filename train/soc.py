@@ -166,7 +166,7 @@ def adapt(checkpoint: str | Path, data: list[str | Path] | str | Path, output: s
         losses["loss"].backward()
         optimizer.step()
         if step % max(cfg.log_every, 1) == 0 or step == 1:
-            log.record("train", step=step, **{k: float(v) for k, v in losses.items()})
+            log.record("train", step=step, **{k: float(v.detach()) for k, v in losses.items()})
     after = consistency(model, frozen, held or train_frames[:4], cfg)
     summary = {"before": before, "after": after, "steps": cfg.steps, "frames": len(tensors), "held_out": len(held),
                "seconds": round(time.perf_counter() - t0, 1)}
