@@ -40,12 +40,15 @@ def parity_gate(trained_checkpoint):
 
     gate_all = bool(os.environ.get("MODNET_EDGE_PARITY_CHECKPOINT"))
 
-    def gate(report) -> None:
-        _TABLES.append(report.table() + ("" if gate_all else "\n(built-in synthetic toy checkpoint: fp32 budgets "
-                                         f"gate; other precisions gate at MSE <= {TOY_SANITY_MSE:.0e}, their "
-                                         "deployment-budget verdicts above are informative)"))
+    def gate(report, only=None) -> None:
+        """Gate every result of ``report`` (a ParityReport), or only the ArtifactParity ``only``."""
+        if only is None:
+            _TABLES.append(report.table() + ("" if gate_all else "\n(built-in synthetic toy checkpoint: fp32 "
+                                             "budgets gate; other precisions gate at MSE <= "
+                                             f"{TOY_SANITY_MSE:.0e}; their deployment-budget verdicts above are "
+                                             "informative)"))
         failures = []
-        for r in report.results:
+        for r in report.results if only is None else [only]:
             if gate_all or r.precision == "fp32":
                 if not r.passed:
                     failures.append(f"{r.artifact}: {r.precision} drift MSE {r.drift.mse:.3e} / band "
@@ -53,7 +56,7 @@ def parity_gate(trained_checkpoint):
             elif not r.drift.mse <= TOY_SANITY_MSE:
                 failures.append(f"{r.artifact}: {r.precision} drift MSE {r.drift.mse:.3e} > sanity bound "
                                 f"{TOY_SANITY_MSE:.0e} (conversion broken?)")
-        assert not failures, "\n".join(failures) + "\n" + report.table()
+        assert not failures, "\n".join(failures) + ("\n" + report.table() if only is None else "")
 
     return gate
 
