@@ -13,15 +13,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from modnet_edge.cli import size_arg
+
 HELP = "benchmark artifacts (or ingest phone/board results) and check them against device speed targets"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 512x512, got {text!r}") from None
-    return h, w
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edge-runner", action="store_true", help="print the path of the standalone edge_runner.py "
                         "(copy it to a Jetson/Raspberry Pi: it needs only numpy and the runtime) and exit")
     g = parser.add_argument_group("local measurement")
-    g.add_argument("--size", type=_size, action="append", metavar="HxW",
+    g.add_argument("--size", type=size_arg, action="append", metavar="HxW",
                    help="input size, repeatable (default 512x512; static-shape models use their own)")
     g.add_argument("--mode", choices=("model", "end-to-end", "both"), default="model",
                    help="model: backend.run on a preprocessed feed; end-to-end: decode+preprocess+infer+postprocess")

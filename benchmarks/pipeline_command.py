@@ -11,16 +11,10 @@ import os
 import time
 from pathlib import Path
 
+from modnet_edge.cli import size_arg
+
 HELP = ("the main job: checkpoint -> every export this machine can make -> parity -> benchmark -> report "
         "(DIR/report.html, summary.json, junit.xml); exit 1 when any gate fails")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 512x512, got {text!r}") from None
-    return h, w
 
 
 def _usable_cores() -> int:
@@ -43,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "precisions)")
     parser.add_argument("--device-class", help="device class for speed targets (default: detected)")
     parser.add_argument("--targets", type=Path, help="targets file (default: the shipped targets.json)")
-    parser.add_argument("--size", type=_size, default=(512, 512), metavar="HxW", help="benchmark input size")
+    parser.add_argument("--size", type=size_arg, default=(512, 512), metavar="HxW", help="benchmark input size")
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations per artifact")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=10.0, help="cap on each artifact's timed phase")

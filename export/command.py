@@ -8,15 +8,9 @@ from pathlib import Path
 
 from modnet_edge.core import FORMATS
 
+from modnet_edge.cli import size_arg
+
 HELP = "export a checkpoint to a deployable artifact (writes the artifact and its .manifest.json)"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 512x512, got {text!r}") from None
-    return h, w
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="onnx", choices=[f for f, v in FORMATS.items() if v.exporter])
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("-o", "--output", type=Path, help="artifact path (default: <checkpoint>.<precision><suffix>)")
-    parser.add_argument("--static-shape", type=_size, metavar="HxW", help="fixed input size instead of dynamic")
+    parser.add_argument("--static-shape", type=size_arg, metavar="HxW", help="fixed input size instead of dynamic")
     parser.add_argument("--calibration", metavar="DATA", help="INT8 calibration data: a folder of representative "
                         "images, a video, or 'synthetic' (the built-in set)")
     parser.add_argument("--calibration-size", type=int, metavar="N", help="calibration samples to use "

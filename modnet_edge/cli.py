@@ -33,6 +33,15 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    """argparse type for ``HxW`` sizes (``512x512``), shared by every command that takes one."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 512x512, got {text!r}") from None
+    return h, w
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modnet-edge", description="MODNet portrait matting: train, export, "
                                      "run and verify on every deployment format.")
