@@ -30,22 +30,20 @@ def coreml_packages(trained_checkpoint, tmp_path_factory) -> dict[str, Path]:
     import modnet_edge
 
     out = tmp_path_factory.mktemp("coreml-parity")
-    return {p: modnet_edge.export(trained_checkpoint, format="coreml", precision=p, output=out / f"modnet.{p}.mlpackage",
-                                  size=SIZE) for p in PRECISIONS}
+    return {p: modnet_edge.export(trained_checkpoint, format="coreml", precision=p,
+                                  output=out / f"modnet.{p}.mlpackage", size=SIZE) for p in PRECISIONS}
 
 
-def test_coreml_parity_every_precision(coreml_packages, parity_images, record_parity):
+def test_coreml_parity_every_precision(coreml_packages, parity_images, parity_gate):
     from modnet_edge.parity_tests.parity import run_parity
 
     report = run_parity(list(coreml_packages.values()), images=parity_images, progress=False)
-    record_parity(report)
     runtimes = {r.runtime for r in report.results}
     assert runtimes == ({"coreml", "reference"} if sys.platform == "darwin" else {"reference"})
     by_precision = {r.precision: r for r in report.results if r.runtime == "reference"}
     assert set(by_precision) == set(PRECISIONS)
     assert by_precision["fp32"].drift.mse <= 1e-9  # the executor reproduces PyTorch
-    assert by_precision["fp16"].drift.mse <= 1e-6
-    assert report, report.table()
+    parity_gate(report)
 
 
 def test_compressed_weights_decode_as_coremltools_does(coreml_packages):
@@ -57,7 +55,7 @@ def test_compressed_weights_decode_as_coremltools_does(coreml_packages):
     for precision in ("int8-weights", *PALETTIZED):
         with CoreMLReferenceBackend(coreml_packages[precision]) as backend:
             ops = [op for op in backend.program.operations if op.type.startswith("constexpr_")]
-            assert len(ops) > 50  # every large weight tensor is compressed
+            assert len(ops) >= 10  # every weight tensor of >= 65536 elements is compressed
             for op in ops:
                 a = op.attributes
                 if op.type == "constexpr_lut_to_dense":

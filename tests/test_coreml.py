@@ -206,7 +206,9 @@ def test_export_option_errors(random_ckpt, tmp_path):
     cases = [dict(precision="int4"), dict(output=tmp_path / "m.onnx"), dict(size=(100, 128)),
              dict(deployment_target="iOS18"), dict(input_type="video"), dict(shapes="ragged"),
              dict(shapes="range", size=(512, 512), size_range=(64, 256)), dict(colour="rgb"),
-             dict(precision="fp16", compute_precision="fp32"), dict(static_shape=(128, 128), shapes="range")]
+             dict(precision="fp16", compute_precision="fp32"), dict(static_shape=(128, 128), shapes="range"),
+             dict(size=(128,)), dict(shapes="enumerated", sizes=[(128, 96, 3)]), dict(compress_threshold=4096),
+             dict(precision="int8-weights", compress_threshold=0)]
     for case in cases:
         kwargs = {"precision": "fp16", "output": tmp_path / "m.mlpackage", **case}
         with pytest.raises(ConfigError):
