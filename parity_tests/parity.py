@@ -37,6 +37,8 @@ BUDGETS: dict[str, Budget] = {
     "fp32": Budget(mse=1e-9),
     "fp16": Budget(mse=1e-6),
     "int8": Budget(mse=1e-4, band_mse=1e-3),
+    # palettized weights (Core ML k-means look-up tables) are weight compression like int8-weights
+    "palettized": Budget(mse=1e-4, band_mse=1e-3),
     # 4-bit tables (16 weight values per tensor) cannot meet that; this sits ~3x above healthy Core ML
     # exports of two trained checkpoints (10 portraits, 256x256: 3.7e-4 / 6.6e-4; 6-bit: 2.0e-5 / 5.0e-5),
     # so a broken decode or too coarse a table (4-bit with the small layers palettized too: 1.2e-2) fails.
