@@ -126,7 +126,7 @@ def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str 
                              "uint16": QuantType.QUInt16}[activation_type],
             weight_type=QuantType.QInt8, nodes_to_exclude=excluded, calibrate_method=ort_method, extra_options=extra)
         quantized = Path(work) / "int8.onnx"
-        with _quiet():
+        with quiet_quantizer():
             if cache_state == "hit":
                 quantize_static(str(float_path), str(quantized), None,
                                 calibration_cache_path=str(cache.path(key, ".ort.json")), **kwargs)
@@ -240,7 +240,7 @@ def _ort_version() -> str:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_quantizer():
     """ONNX Runtime's quantiser logs advice through the root logger and prints; keep the console clean."""
     root = logging.getLogger()
     level = root.level

@@ -32,11 +32,7 @@ regexes are those of :mod:`modnet_edge.export.onnx_int8`.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import io
-import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +40,7 @@ from typing import Any
 from modnet_edge.errors import BackendUnavailableError, ConfigError
 from modnet_edge.train.checkpoint import Checkpoint
 
-from .onnx_int8 import METHODS, graph_sha256, resolve_keep_float
+from .onnx_int8 import METHODS, graph_sha256, quiet_quantizer, resolve_keep_float
 from .tensorrt_profile import ShapeProfile
 
 QUANTIZED_OPS = ("Conv",)
@@ -118,7 +114,7 @@ def quantize_for_tensorrt(float_path: Path, checkpoint: Checkpoint, profile: Sha
         calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                           "percentile": CalibrationMethod.Percentile}[method], extra_options=extra)
     quantized = workdir / "qdq.onnx"
-    with _quiet():
+    with quiet_quantizer():
         if state == "hit":
             quantize_static(str(float_path), str(quantized), None,
                             calibration_cache_path=str(cache.path(key, ".ort.json")), **kwargs)
@@ -167,20 +163,6 @@ def _read_float_inputs(model: Any, excluded: set[str], residual_qdq: bool) -> in
                 node.input[i] = q.input[0]
                 count += 1
     return count
-
-
-@contextlib.contextmanager
-def _quiet():
-    """ONNX Runtime's quantiser prints advice (pre-processing, opset) through the root logger."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
 
 
 def _ort_version() -> str:
