@@ -16,6 +16,8 @@ the calibration cache, with one of three methods: ``minmax``, ``entropy`` (KL di
   maps, and the convolutions right after them.  A Concat in QDQ shares one scale across its inputs,
   so the image ([-1, 1]) would be quantised with the features' much larger range.
 * ``fusion-head``: the last fusion convolutions (``f_branch.conv_f``), which write the matte.
+* ``instance-norm``: the IBNorm instance normalisations (ONNX Runtime computes them in float between
+  Q/DQ pairs anyway; excluding them removes that requantisation).
 * ``backbone``, ``lr-branch``, ``hr-branch``, ``fusion-branch``: a whole part of the network (to find
   where the drift comes from, and what keeping that part in float costs).
 """
@@ -42,8 +44,8 @@ from .onnx_export import embed_metadata, export_onnx
 
 METHODS = ("minmax", "entropy", "percentile")
 # Presets of ``keep_float`` besides the structural ``image-concat``: node-name patterns (module paths).
-_PRESET_PATTERNS = {"fusion-head": "/f_branch/conv_f/", "backbone": "/backbone/", "lr-branch": "/lr_branch/",
-                    "hr-branch": "/hr_branch/", "fusion-branch": "/f_branch/"}
+_PRESET_PATTERNS = {"fusion-head": "/f_branch/conv_f/", "instance-norm": "/inorm/", "backbone": "/backbone/",
+                    "lr-branch": "/lr_branch/", "hr-branch": "/hr_branch/", "fusion-branch": "/f_branch/"}
 KEEP_FLOAT_PRESETS = ("image-concat", *_PRESET_PATTERNS)
 ACTIVATION_TYPES = ("uint8", "int8", "uint16")
 

@@ -21,8 +21,9 @@ images dominate; ``method="minmax"`` (default) keeps the true running min/max ov
 
 ``keep_float`` leaves ops in float (regexes on the op's output tensor name, which carries the PyTorch
 module path), with presets ``image-concat`` (the concatenations joining the raw image or its
-downscaled copies to features, and the convolutions after them), ``fusion-head`` (``f_branch.conv_f``)
-and whole parts: ``backbone``, ``lr-branch``, ``hr-branch``, ``fusion-branch``.
+downscaled copies to features, and the convolutions after them), ``fusion-head`` (``f_branch.conv_f``),
+``instance-norm`` (the moments arithmetic of every IBNorm: in int8 the squared deviations lose the small
+variances) and whole parts: ``backbone``, ``lr-branch``, ``hr-branch``, ``fusion-branch``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ MODES = {"fp16": "fp16", "dynamic": "int8-dynamic", "weights": "int8-weights", "
 METHODS = ("minmax", "moving-average")
 # Presets of ``keep_float`` besides the structural ``image-concat``: patterns on op output names, which
 # carry the PyTorch module path as litert-torch writes it (class name + attribute).
-_PRESET_PATTERNS = {"fusion-head": "Sequential_conv_f", "backbone": "MobileNetV2Backbone_backbone",
+_PRESET_PATTERNS = {"fusion-head": "Sequential_conv_f", "instance-norm": "InstanceNormByMoments_inorm",
+                    "backbone": "MobileNetV2Backbone_backbone",
                     "lr-branch": "LRBranch_lr_branch", "hr-branch": "HRBranch_hr_branch",
                     "fusion-branch": "FusionBranch_f_branch"}
 KEEP_FLOAT_PRESETS = ("image-concat", *_PRESET_PATTERNS)

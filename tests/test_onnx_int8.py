@@ -114,6 +114,11 @@ def test_keep_float_presets_and_regexes(ckpt, calib, int8_model, tmp_path: Path)
     assert {"/net/hr_branch/Concat", "/net/hr_branch/Concat_2", "/net/f_branch/Concat_1"} <= set(names)
     assert all(n in concat_inputs or "Conv" in n for n in names)
     assert all("/f_branch/conv_f/" in n for n in resolve_keep_float(float_model, ["fusion-head"]))
+    norms = resolve_keep_float(float_model, ["instance-norm"])
+    assert len(norms) == 16 and all(n.endswith("InstanceNormalization") for n in norms)
+    parts = {p: set(resolve_keep_float(float_model, [p])) for p in ("backbone", "lr-branch", "hr-branch",
+                                                                    "fusion-branch")}
+    assert all(parts.values()) and sum(map(len, parts.values())) == len(set().union(*parts.values()))
     mixed = modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "mixed.onnx", calibration=calib, static_shape=SHAPE,
                                keep_float=["image-concat", "fusion-head"], calibration_cache=cache)
     assert _ops(mixed)["QuantizeLinear"] < _ops(full)["QuantizeLinear"]
