@@ -21,13 +21,6 @@ pytestmark = pytest.mark.slow
 SIZE = (128, 128)
 CALIBRATION_SIZE = 16
 PARITY_IMAGES = 4
-
-# Variants that quantise activations do not reach the INT8 budget (MSE <= 1e-4) on this network: the
-# issue-4 report measures them (at 512x512, the interim synthetic checkpoint, 10 portraits: full INT8
-# 1.2e-3 ONNX / 1.35e-3 TFLite, int16 activations 2.7e-4, dynamic range 3.9e-4).  They are gated by an
-# MSE ceiling about 5x their drift here at 128x128 (so a regression still fails); everything else must
-# meet its budget.  Lower these when a better-trained default network brings them within budget.
-OVER_BUDGET_CEILINGS = {"int8": 2e-3, "int8-a16": 1e-3, "int8-dynamic": 2e-3}
 SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "person-seg" / "image"
 
 # Every TFLite variant: (file stem, precision, options).
@@ -75,23 +68,20 @@ def edge_artifacts(trained_checkpoint, tmp_path_factory) -> dict[str, Path]:
     return arts
 
 
-def test_every_edge_artifact_against_its_budget(edge_artifacts, parity_images, record_parity):
-    """fp32, fp16 and weight-only INT8 must be within budget; the variants that quantise activations
-    are gated by OVER_BUDGET_CEILINGS (see there) and show FAIL in the printed table when over budget."""
+def test_every_edge_artifact_against_its_budget(edge_artifacts, parity_images, parity_gate):
+    """Gated by the suite's policy (``parity_gate``): on the built-in toy checkpoint fp32 budgets gate and
+    every other artifact must stay under the sanity bound; on a deployment checkpoint
+    (MODNET_EDGE_PARITY_CHECKPOINT) every budget gates.  Full INT8 of MODNet does not reach the INT8
+    budget on the synthetic-trained networks measured so far (see the issue-4 report)."""
     from modnet_edge.parity_tests.parity import run_parity
 
     report = run_parity(list(edge_artifacts.values()), images=parity_images, limit=PARITY_IMAGES, progress=False)
-    record_parity(report)
     assert len(report.results) == len(edge_artifacts)
     for result in report.results:
         assert result.budget == BUDGETS[result.precision.split("-")[0]]
         if result.precision == "fp32":  # the instance-norm rewrite and the NHWC wrapper change no numerics
             assert result.drift.max_abs < 1e-3, report.table()
-        ceiling = OVER_BUDGET_CEILINGS.get(result.precision)
-        if ceiling is None:
-            assert result.passed, f"{Path(result.artifact).name} exceeds its budget\n{report.table()}"
-        else:
-            assert result.drift.mse <= ceiling, f"{Path(result.artifact).name} drifted past {ceiling}\n{report.table()}"
+    parity_gate(report)
 
 
 def test_int8_artifacts_record_their_calibration(edge_artifacts, trained_checkpoint, tmp_path, monkeypatch):
