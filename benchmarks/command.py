@@ -87,7 +87,8 @@ def _baseline_subject(args: argparse.Namespace, device_class: Any, subjects: lis
     from .runner import subject_for_checkpoint
 
     wanted = device_class.baselines()
-    have = {(s.artifact.get("format"), s.artifact.get("precision")) for s in subjects}
+    # a checkpoint given as a subject (no manifest, so no precision recorded) runs in fp32: it is the baseline
+    have = {(s.artifact.get("format"), s.artifact.get("precision") or "fp32") for s in subjects}
     if not wanted or ("pytorch", "fp32") not in wanted or ("pytorch", "fp32") in have:
         return None
     for path in args.artifacts:
