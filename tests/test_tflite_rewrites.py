@@ -1,11 +1,16 @@
-"""The graph rewrites applied before TFLite conversion compute the same matte (fast: PyTorch only)."""
+"""TFLite export internals that need no converter: the graph rewrites compute the same matte, and the
+converter's chatter is silenced without losing it when a conversion fails."""
 
 from __future__ import annotations
+
+import logging
+import os
 
 import pytest
 import torch
 
-from modnet_edge.export.tflite_export import ConvIBNormReLU, IBNormReLU, InstanceNormByMoments, converter_friendly
+from modnet_edge.export.tflite_export import (ConvIBNormReLU, IBNormReLU, InstanceNormByMoments, _converter_quiet,
+                                              converter_friendly)
 from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint
 from modnet_edge.train.network import IBNorm, ModelConfig
 
@@ -32,3 +37,20 @@ def test_converter_friendly_network_computes_the_same_matte(lr_block):
     assert bool(per_half) == (lr_block == "e-aspp")  # only e-ASPP has grouped convolutions before IBNorm
     assert all(isinstance(m.inorm, InstanceNormByMoments) for m in folded + per_half)
     assert any(isinstance(m, IBNorm) for m in net.modules()), "the original network must be left untouched"
+
+
+def test_converter_chatter_is_silenced_and_given_back_when_conversion_fails(capfd):
+    torchao = logging.getLogger("torchao")
+    level, env = torchao.level, os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
+    with _converter_quiet():
+        os.write(2, b"I0000 flatbuffer_export.cc: estimated ops\n")  # C++ logging, straight to descriptor 2
+        torchao.warning("Failed to load an optional kernel")
+        print("litert-torch stage log")
+    out, err = capfd.readouterr()
+    assert "flatbuffer_export" not in err and "optional kernel" not in err and "stage log" not in out
+    with pytest.raises(RuntimeError, match="lowering failed"):
+        with _converter_quiet():
+            os.write(2, b"the converter's clue\n")
+            raise RuntimeError("lowering failed")
+    assert "the converter's clue" in capfd.readouterr().err
+    assert torchao.level == level and os.environ.get("LITERT_TORCH_SHOW_PROGRESS") == env
