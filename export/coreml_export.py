@@ -15,8 +15,11 @@ metadata in its user-defined metadata (key ``modnet_edge``) and the manifest bes
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Sequence
+import io
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +112,11 @@ def export_coreml(checkpoint: Checkpoint, output: str | Path, precision: str = "
 
     ct = import_coremltools()
     program, route = _source(checkpoint, size_hw, shapes != "fixed")
-    model = convert(program, ct=ct, input_type=input_type, shapes=shapes, size=size_hw,
-                    enumerated=enumerated, size_range=bounds, compute_precision=compute,
-                    deployment_target=deployment_target, image_scale=image_scale, image_bias=image_bias)
-    model, weights = _compress(ct, model, precision, threshold)
+    with _tool_progress_bars_off():
+        model = convert(program, ct=ct, input_type=input_type, shapes=shapes, size=size_hw,
+                        enumerated=enumerated, size_range=bounds, compute_precision=compute,
+                        deployment_target=deployment_target, image_scale=image_scale, image_bias=image_bias)
+        model, weights = _compress(ct, model, precision, threshold)
     meta = ArtifactMetadata(
         format="coreml", precision=precision, preprocessing=spec, model=checkpoint.model_config.to_dict(),
         input_shape=[1, 3, *size_hw] if shapes == "fixed" else [1, 3, "height", "width"],
@@ -128,6 +132,20 @@ def export_coreml(checkpoint: Checkpoint, output: str | Path, precision: str = "
         model.save(str(tmp))
     write_manifest(output, meta)
     return output
+
+
+@contextlib.contextmanager
+def _tool_progress_bars_off() -> Iterator[None]:
+    """coremltools draws a tqdm bar per MIL pass pipeline (five per export) inside the caller's own bars.
+    A bar writes to the ``sys.stderr`` of its creation, so sending ``sys.stderr`` elsewhere meanwhile
+    hides the tool's bars while the caller's, made before, keep drawing; the text comes back on failure."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except BaseException:
+        sys.stderr.write(captured.getvalue())
+        raise
 
 
 def _source(checkpoint: Checkpoint, size: tuple[int, int], flexible: bool) -> tuple[Any, str]:

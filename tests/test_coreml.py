@@ -328,3 +328,19 @@ def test_palettization_without_scikit_learn_says_what_to_install(random_ckpt, tm
     monkeypatch.setattr(util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
     with pytest.raises(BackendUnavailableError, match=r"coreml-palettize"):
         modnet_edge.export(random_ckpt, format="coreml", precision="palettized-4bit", output=tmp_path / "p.mlpackage")
+
+
+def test_coremltools_progress_bars_are_hidden_and_given_back_on_failure(capsys):
+    from tqdm import tqdm
+
+    from modnet_edge.export.coreml_export import _tool_progress_bars_off
+
+    with _tool_progress_bars_off():
+        for _ in tqdm(range(3), desc="Running MIL default pipeline"):
+            pass
+    assert "Running MIL" not in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        with _tool_progress_bars_off():
+            print("what coremltools said before failing", file=sys.stderr)
+            raise RuntimeError("conversion failed")
+    assert "what coremltools said before failing" in capsys.readouterr().err
