@@ -96,13 +96,13 @@ def test_bench_command_adds_the_pytorch_baseline_for_ratio_targets(models, tmp_p
     assert sorted(r.format for r in results) == ["onnx", "pytorch"] and len({r.run_id for r in results}) == 1
     assert "pytorch fp32 baseline" in capsys.readouterr().out
 
+
 def test_a_checkpoint_among_the_subjects_is_the_baseline_not_measured_twice(models, tmp_path, capsys):
     out = tmp_path / "bench.jsonl"
     assert main(["bench", str(models["ckpt"]), str(models["fp32"]), "--size", "64x64", "--iterations", "2",
                  "--warmup", "0", "--threads", "1", "--json", str(out), "--device-class", "any-machine"]) == 0
     assert sorted(r.format for r in read_jsonl(out)) == ["onnx", "pytorch"]
     assert "adding pytorch fp32 baseline" not in capsys.readouterr().out
-
 
 
 def _run_edge(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
