@@ -37,7 +37,10 @@ class TorchBackend(Backend):
             raise ConfigError(f"PyTorch backend precision must be fp32 or fp16, not {precision!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailableError(f"device {device!r} requested but CUDA is not available to PyTorch")
+        # intra-op threads are process-wide in PyTorch: set for this backend's life, given back on close()
+        self._saved_threads: int | None = None
         if threads:
+            self._saved_threads = torch.get_num_threads()
             torch.set_num_threads(int(threads))
         self.device = device
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
@@ -94,3 +97,6 @@ class TorchBackend(Backend):
 
     def close(self) -> None:
         self._module = None  # type: ignore[assignment]
+        if self._saved_threads is not None:
+            torch.set_num_threads(self._saved_threads)
+            self._saved_threads = None

@@ -175,8 +175,9 @@ def test_datasets_factories_and_synthetic(folder: Path) -> None:
     assert len(as_source(folder, size=2)) == 2
 
 
+@pytest.mark.video
 def test_video_frames(tmp_path: Path) -> None:
-    av = pytest.importorskip("av", reason="PyAV is not installed (video calibration is optional)")
+    import av
     path = tmp_path / "clip.mp4"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("mpeg4", rate=10)

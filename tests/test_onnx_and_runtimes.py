@@ -96,7 +96,7 @@ def test_predictor_inputs_and_sizes(onnx_fp32: Path, tmp_path: Path) -> None:
         batch = pred.predict_batch([rgb, rgb[:50], rgb])
         assert [x.shape for x in batch] == [(123, 77), (50, 77), (123, 77)]
         np.testing.assert_allclose(batch[0], a, atol=1e-5)  # stacked with the third image, same answer
-        np.testing.assert_array_equal(batch[0], batch[2])
+        np.testing.assert_allclose(batch[0], batch[2], atol=1e-6)  # rows of one batch: no bit-equality promised
         assert set(pred.last_timings_s) == {"preprocess", "infer", "postprocess", "total"}
 
 

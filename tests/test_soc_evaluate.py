@@ -33,10 +33,13 @@ def _video(path: Path, frames: int = 6, size: int = 64) -> Path:
     return path
 
 
+@pytest.mark.video
 def test_soc_adapts_convolutions_only_and_reports_consistency(tmp_path, small_checkpoint):
     video = _video(tmp_path / "clip.mp4")
+    threads = torch.get_num_threads()
     out = adapt(small_checkpoint, video, tmp_path / "soc", steps=4, size=64, holdout=0.34, progress=False,
                 threads=1, device="cpu")
+    assert torch.get_num_threads() == threads  # a process-wide setting: given back
     before, after = read_checkpoint(small_checkpoint), read_checkpoint(out)
     bn_keys = [k for k in before.state_dict if "running_" in k or k.endswith("num_batches_tracked")]
     assert bn_keys and all(torch.equal(before.state_dict[k], after.state_dict[k]) for k in bn_keys)
@@ -85,6 +88,7 @@ def test_commands_report_bad_configs_in_one_line(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.video
 def test_predict_command_accepts_videos(tmp_path, small_checkpoint, capsys):
     video = _video(tmp_path / "walk.mp4", frames=4)
     assert main(["predict", str(small_checkpoint), str(video), "-o", str(tmp_path / "out"), "--ofd",

@@ -105,6 +105,7 @@ def test_mattes_of_wrong_size_or_channel_count_are_refused(tmp_path):
         train[0]
 
 
+@pytest.mark.video
 def test_unlabeled_sources_and_unreadable_videos(tmp_path):
     root = _write_pairs(tmp_path / "d", n=2)
     assert len(load_unlabeled(root / "image")) == 2

@@ -59,6 +59,7 @@ def _write_video(path, frames=9, h=48, w=64):
             writer.write(rgb)
 
 
+@pytest.mark.video
 def test_predict_video_writes_alpha_and_composite(tmp_path):
     src = tmp_path / "clip.mp4"
     _write_video(src)
@@ -76,6 +77,7 @@ def test_predict_video_writes_alpha_and_composite(tmp_path):
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left behind
 
 
+@pytest.mark.video
 def test_unreadable_video_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.mov"
     bad.write_bytes(b"garbage" * 100)

@@ -124,11 +124,19 @@ def consistency(model: nn.Module, frozen: nn.Module, tensors: list[torch.Tensor]
 def adapt(checkpoint: str | Path, data: list[str | Path] | str | Path, output: str | Path = "runs/soc",
           config: str | Path | dict | SocConfig | None = None, **overrides: Any) -> Path:
     """SOC-adapt ``checkpoint`` on unlabeled ``data``; writes ``output/adapted.pt`` and returns its path."""
+    cfg = soc_config(config, **overrides)
+    saved_threads = torch.get_num_threads()  # process-wide: given back whatever happens
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        return _adapt(checkpoint, data, Path(output), cfg)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _adapt(checkpoint: str | Path, data: list[str | Path] | str | Path, out: Path, cfg: SocConfig) -> Path:
     from tqdm import tqdm
 
-    cfg = soc_config(config, **overrides)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     ckpt = read_checkpoint(checkpoint)
@@ -149,7 +157,6 @@ def adapt(checkpoint: str | Path, data: list[str | Path] | str | Path, output: s
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
 
-    out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     log = RunLog(out, tensorboard=False)
     before = consistency(model, frozen, held or train_frames[:4], cfg)
