@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import get_format, resolve
+from modnet_edge.core import check_output_path, get_format, resolve
 from modnet_edge.errors import BackendUnavailableError, ConfigError
 
 
 def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32", output: str | Path | None = None,
            **options: Any) -> Path:
-    """Export a checkpoint (path, :class:`Checkpoint`, or None for the built-in default network) to
-    ``format`` at ``precision``; returns the artifact path (its manifest is written beside it)."""
-    from modnet_edge.train.checkpoint import Checkpoint, random_checkpoint, read_checkpoint
+    """Export a checkpoint (path, :class:`Checkpoint`, a built-in weights name, or None for the built-in
+    starter weights) to ``format`` at ``precision``; returns the artifact path (its manifest is written
+    beside it)."""
+    from modnet_edge.train.weights import resolve_checkpoint
 
     fmt = get_format(format)
     if fmt.exporter is None:
@@ -23,14 +24,11 @@ def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32"
     if not fmt.can_export():
         raise BackendUnavailableError(f"exporting {format} needs {list(fmt.export_requires)}; "
                                       f"install with: {fmt.install_hint()}")
-    if isinstance(checkpoint, Checkpoint):
-        ckpt = checkpoint
-    elif checkpoint is None:
-        ckpt = random_checkpoint()
-    else:
-        ckpt = read_checkpoint(checkpoint)
+    if output is not None:
+        check_output_path(output)  # before minutes of conversion, not after
+    ckpt = resolve_checkpoint(checkpoint)
     if output is None:
-        stem = ckpt.path.stem if ckpt.path else "modnet"
+        stem = ckpt.path.stem if ckpt.path else str(ckpt.provenance.get("weights", "modnet"))
         output = Path(f"{stem}.{precision}{fmt.suffixes[0]}")
     return resolve(fmt.exporter)(ckpt, Path(output), precision=precision, **options)
 

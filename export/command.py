@@ -46,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
         if args.calibration_size is not None:
             options["calibration_size"] = args.calibration_size
     if args.checkpoint is None:
-        print("note: no checkpoint given: exporting the built-in default network (seeded random init, untrained)")
+        from modnet_edge.train.weights import DEFAULT_WEIGHTS, WEIGHTS
+
+        print(f"note: no checkpoint given: exporting the built-in '{DEFAULT_WEIGHTS}' weights "
+              f"({WEIGHTS[DEFAULT_WEIGHTS].summary})")
     path = export(args.checkpoint, format=args.format, precision=args.precision, output=args.output, **options)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.name}.manifest.json")
     return 0

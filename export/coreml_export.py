@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, tool_versions, write_manifest
+from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, tool_versions
 from modnet_edge.errors import BackendUnavailableError, ConfigError
 from modnet_edge.train.checkpoint import Checkpoint
 
@@ -128,9 +128,8 @@ def export_coreml(checkpoint: Checkpoint, output: str | Path, precision: str = "
                **({"image_scale": image_scale, "image_bias": image_bias, "color_layout": "RGB"}
                   if input_type == "image" else {})})
     _describe(model, meta, author, license, description)
-    with atomic_output(output, suffix=".mlpackage") as tmp:
+    with atomic_output(output, suffix=".mlpackage", manifest=lambda: meta) as tmp:
         model.save(str(tmp))
-    write_manifest(output, meta)
     return output
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from modnet_edge.core import ArtifactMetadata, METADATA_KEY, atomic_output, tool_versions, write_manifest
+from modnet_edge.core import ArtifactMetadata, METADATA_KEY, atomic_output, tool_versions
 from modnet_edge.errors import ConfigError
 from modnet_edge.train.checkpoint import Checkpoint, build_from_checkpoint
 
@@ -68,7 +68,7 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp
     dummy = torch.zeros(batch or 1, 3, h, w, dtype=in_dtype)
     wrapper = _ExportWrapper(net, cast_io=precision == "fp16" and keep_io_types).eval()
 
-    with atomic_output(output) as tmp:
+    with atomic_output(output, manifest=lambda: meta) as tmp:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # legacy-exporter deprecation and instance_norm train-mode notes
             torch.onnx.export(wrapper, (dummy,), str(tmp), dynamo=False, opset_version=opset,
@@ -89,7 +89,6 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp
         embed_metadata(model, meta)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
-    write_manifest(output, meta)
     return output
 
 

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import ArtifactMetadata, atomic_output, tool_versions, write_manifest
+from modnet_edge.core import ArtifactMetadata, atomic_output, tool_versions
 from modnet_edge.errors import BackendUnavailableError, ConfigError
 from modnet_edge.train.checkpoint import Checkpoint
 
@@ -151,10 +151,9 @@ def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str 
                 "keep_float": keep, "float_nodes": len(excluded)},
                 "calibration": {**source.describe(), "cache": cache_state, "cache_key": key.digest}})
         embed_metadata(qmodel, meta)
-        with atomic_output(output) as tmp:
+        with atomic_output(output, manifest=lambda: meta) as tmp:
             onnx.save(qmodel, str(tmp))
         bar.update()
-    write_manifest(output, meta)
     return output
 
 

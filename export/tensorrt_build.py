@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, sha256_path, write_manifest
+from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, sha256_path
 from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError
 from modnet_edge.train.checkpoint import Checkpoint
 
@@ -196,8 +196,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, *, build_mode: str |
             Path(tmp).write_bytes(bytes(cache.serialize()))
     engine_meta = _engine_metadata(meta, onnx_path, output, engine_precision, mode, strongly_typed, prof, env,
                                    config_flags, version_compatible, hardware_compatibility, seconds, timing_cache)
-    write_engine_file(output, bytes(plan), engine_meta)
-    write_manifest(output, engine_meta)
+    write_engine_file(output, bytes(plan), engine_meta)  # with its manifest, as one pair
     print("equivalent trtexec command (writes a raw plan without modnet-edge metadata):\n  "
           + engine_meta.extra["tensorrt"]["trtexec"])
     return output

@@ -40,14 +40,15 @@ class EngineMismatchError(ArtifactError):
 
 
 def write_engine_file(path: str | Path, plan: bytes, meta: ArtifactMetadata) -> Path:
-    """Write header + plan atomically; ``meta.extra['tensorrt']`` gets the plan's size and sha256."""
+    """Write header + plan and the manifest beside, as one atomic pair; ``meta.extra['tensorrt']`` gets
+    the plan's size and sha256."""
     if not plan:
         raise ArtifactError("refusing to write an empty TensorRT plan", path)
     info = dict(meta.extra.get("tensorrt") or {})
     info.update(plan_bytes=len(plan), plan_sha256=hashlib.sha256(plan).hexdigest())
     meta.extra["tensorrt"] = info
     header = meta.to_json().encode("utf-8")
-    with atomic_output(path) as tmp:
+    with atomic_output(path, manifest=lambda: meta) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(MAGIC)
             fh.write(_LEN.pack(len(header)))

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, tool_versions, write_manifest
+from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, tool_versions
 from modnet_edge.errors import ArtifactError, ConfigError
 from modnet_edge.train.checkpoint import Checkpoint
 
@@ -293,9 +293,8 @@ def export_tensorrt_onnx(checkpoint: Checkpoint, output: str | Path, precision: 
         _finish_metadata(meta, precision, prof, output, details, report)
         embed_metadata(model, meta)
         onnx.checker.check_model(model)
-        with atomic_output(output) as tmp:
+        with atomic_output(output, manifest=lambda: meta) as tmp:
             onnx.save(model, str(tmp))
-    write_manifest(output, meta)
     return output
 
 

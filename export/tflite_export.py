@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from modnet_edge.core import ArtifactMetadata, METADATA_KEY, atomic_output, tool_versions, write_manifest
+from modnet_edge.core import ArtifactMetadata, METADATA_KEY, atomic_output, tool_versions
 from modnet_edge.errors import BackendUnavailableError, ConfigError
 from modnet_edge.train.checkpoint import Checkpoint, build_from_checkpoint
 
@@ -234,9 +234,8 @@ def export_tflite(checkpoint: Checkpoint, output: str | Path, precision: str = "
             tools=tool_versions("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"), extra=extra)
         bar.set_postfix_str(steps[-1])
         data = embed_tflite_metadata(model, {METADATA_KEY: meta.to_json().encode()})
-        with atomic_output(output) as tmp:
+        with atomic_output(output, manifest=lambda: meta) as tmp:
             tmp.write_bytes(data)
-        write_manifest(output, meta)
         bar.update()
     return output
 

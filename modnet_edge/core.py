@@ -17,12 +17,12 @@ import importlib.util
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, MetadataError
+from .errors import ArtifactError, ConfigError, MetadataError
 
 VERSION = "0.1.0"
 METADATA_KEY = "modnet_edge"  # key of the JSON metadata entry embedded in every artifact
@@ -180,18 +180,49 @@ def manifest_path(artifact: str | Path) -> Path:
 _CONSISTENT_FIELDS = ("format", "precision", "preprocessing", "model", "input_name", "output_name", "source")
 
 
-def write_manifest(artifact: str | Path, meta: ArtifactMetadata) -> Path:
-    """Write the manifest beside ``artifact``: the metadata plus the artifact's size and sha256."""
-    artifact = Path(artifact)
+def pending_manifest_path(artifact: str | Path) -> Path:
+    """Where a manifest waits while its artifact is being put in place (see :func:`atomic_output`)."""
+    m = manifest_path(artifact)
+    return m.with_name(m.name + ".pending")
+
+
+def _manifest_text(meta: ArtifactMetadata, content: Path, name: str) -> str:
     record = meta.to_dict()
-    record["artifact"] = {"file": artifact.name, "bytes": path_size(artifact), "sha256": sha256_path(artifact)}
+    record["artifact"] = {"file": name, "bytes": path_size(content), "sha256": sha256_path(content)}
+    return json.dumps(record, indent=2, sort_keys=True) + "\n"
+
+
+def write_manifest(artifact: str | Path, meta: ArtifactMetadata) -> Path:
+    """Write the manifest beside ``artifact``: the metadata plus the artifact's size and sha256.
+
+    Exporters pass ``manifest=`` to :func:`atomic_output` instead, so artifact and manifest change as a pair."""
+    artifact = Path(artifact)
     out = manifest_path(artifact)
-    atomic_write_text(out, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out, _manifest_text(meta, artifact, artifact.name))
     return out
+
+
+def _adopt_pending_manifest(artifact: Path) -> None:
+    """Finish a pair a killed writer left half-renamed: a pending manifest whose sha256 matches the
+    artifact now in place describes it and becomes its manifest; one that does not is stale (the kill
+    came before the artifact's rename) and is ignored -- the old pair is still whole."""
+    pending = pending_manifest_path(artifact)
+    if not pending.is_file() or not artifact.exists():
+        return
+    try:
+        expected = (json.loads(pending.read_bytes()).get("artifact") or {}).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return
+    if expected == sha256_path(artifact):
+        try:
+            os.replace(pending, manifest_path(artifact))
+        except OSError:
+            pass  # a concurrent writer finished it first
 
 
 def read_manifest(artifact: str | Path) -> ArtifactMetadata | None:
     """The manifest's metadata, None when no manifest exists; checks the artifact's sha256 against it."""
+    _adopt_pending_manifest(Path(artifact))
     mpath = manifest_path(artifact)
     if not mpath.exists():
         return None
@@ -336,15 +367,99 @@ def _installed(module: str) -> bool:
 # --------------------------------------------------------------------------------------------------
 # Small file helpers shared by every writer
 # --------------------------------------------------------------------------------------------------
+TEMP_MARK = ".modnet-edge-tmp"  # temporary outputs: .<target>.<pid>.<random>.modnet-edge-tmp[<suffix>]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove temporary outputs in ``folder`` left by writers that died (killed mid-write): recognised by
+    their name, and only when the process that made them is gone (a live concurrent writer is left alone)."""
+    import shutil
+
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        if not (entry.name.startswith(".") and TEMP_MARK in entry.name):
+            continue
+        parts = entry.name[: entry.name.rindex(TEMP_MARK)].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or _pid_alive(int(parts[1])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _replaceable_folder(path: Path) -> bool:
+    """A folder at an output path may be replaced only when it is an artifact of ours (a Core ML
+    .mlpackage with our manifest beside it naming it); anything else is the user's and is kept."""
+    mpath = manifest_path(path)
+    if not mpath.is_file():
+        return False
+    try:
+        record = json.loads(mpath.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and (record.get("artifact") or {}).get("file") == path.name
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Refuse, before any work, an output path that would destroy something of the user's: an existing
+    folder that is not an artifact of ours, or a path below a regular file."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink() and not _replaceable_folder(path):
+        raise ArtifactError("output path is an existing folder (not an artifact written by modnet-edge); "
+                            "refusing to replace it: choose a file name", path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ArtifactError(f"cannot write here: {parent} is a file, not a folder", path)
+            break
+    return path
+
+
 @contextlib.contextmanager
-def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_output(path: str | Path, suffix: str | None = None,
+                  manifest: Callable[[], ArtifactMetadata] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    An interrupted export or checkpoint write therefore never leaves a half-written file behind.
+    An interrupted export or checkpoint write therefore never leaves a half-written file behind; a
+    writer killed outright leaves a temporary that the next write to the folder removes.  An existing
+    folder at ``path`` is never deleted unless it is an artifact of ours (see ``_replaceable_folder``).
+
+    ``manifest`` (an artifact's metadata, asked for once the block has written the file) makes artifact
+    and manifest change as one pair: the new manifest is written beside as ``.pending`` first, then the
+    artifact renamed, then the manifest renamed.  Killed at any instant, readers see the whole old pair
+    or the whole new one (:func:`read_manifest` adopts a pending manifest that matches the artifact).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    import shutil
+
+    path = check_output_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ArtifactError("cannot write here: a parent of the output path is a file", path) from None
+    except PermissionError:
+        raise ArtifactError("cannot write here: permission denied", path) from None
+    remove_stale_temporaries(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_MARK + (suffix or ""),
+                                   dir=path.parent)
+    except PermissionError:
+        raise ArtifactError("cannot write here: permission denied", path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     tmp_path.unlink()  # writers create it themselves (some refuse to overwrite)
@@ -352,16 +467,21 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
         yield tmp_path
         if not tmp_path.exists():
             raise RuntimeError(f"writer produced no file at {tmp_path}")
-        if path.is_dir() and not path.is_symlink():
-            import shutil
-
-            shutil.rmtree(path)
+        pending = pending_manifest_path(path)
+        if manifest is not None:
+            atomic_write_text(pending, _manifest_text(manifest(), tmp_path, path.name))
+        old = None
+        if path.is_dir() and not path.is_symlink():  # our own artifact folder (checked above): set aside,
+            old = tmp_path.with_name(tmp_path.name + ".old")  # a rename, so the gap without it is tiny
+            os.replace(path, old)
         os.replace(tmp_path, path)
+        if manifest is not None:
+            os.replace(pending, manifest_path(path))
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp_path.exists():
             if tmp_path.is_dir():
-                import shutil
-
                 shutil.rmtree(tmp_path, ignore_errors=True)
             else:
                 tmp_path.unlink()
