@@ -182,3 +182,30 @@ def test_config_files_overrides_and_unknown_keys(tmp_path):
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({"epochs": 2, "loss": "official"}))
     assert build_config(tmp_path / "run.yaml").epochs == 2
     assert isinstance(build_config(TrainConfig(epochs=5)), TrainConfig)
+
+
+@pytest.mark.parametrize("key,value", [("lr", "NaN"), ("lr", "Infinity"), ("lr_gamma", -5), ("band_ratio", -1),
+                                       ("color_jitter", -3), ("lr_step_epochs", 0), ("momentum", -1),
+                                       ("weight_decay", -1), ("workers", -1), ("threads", -1),
+                                       ("scale_range", [0.5, "NaN"])])
+def test_nonsense_training_settings_are_refused_up_front(key, value, tmp_path) -> None:
+    from modnet_edge.cli import main
+    from modnet_edge.train.config import build_config, parse_overrides
+
+    with pytest.raises(ConfigError, match=key):
+        build_config("quick", parse_overrides([f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]))
+    assert main(["train", "quick", "--set", f"{key}={value if isinstance(value, (str, int)) else json.dumps(value)}",
+                 "--max-steps", "1", "-o", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r" / "best.pt").exists()
+
+
+def test_non_finite_weights_never_reach_a_checkpoint(tmp_path) -> None:
+    from modnet_edge.errors import CheckpointError
+    from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
+
+    net = build_from_checkpoint(random_checkpoint())
+    with torch.no_grad():
+        net.f_branch.conv_f[0].layers[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="non-finite"):
+        save_checkpoint(tmp_path / "nan.pt", net)
+    assert not (tmp_path / "nan.pt").exists()

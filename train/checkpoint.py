@@ -38,7 +38,7 @@ class Checkpoint:
     """A checkpoint read from disk, already remapped to this implementation's keys."""
 
     path: Path | None
-    kind: str  # "modnet-edge" | "official" | "random-init"
+    kind: str  # "modnet-edge" | "official" | "random-init" | "builtin" (weights shipped in the package)
     model_config: ModelConfig
     state_dict: dict[str, torch.Tensor]
     preprocessing: PreprocessSpec
@@ -52,7 +52,7 @@ class Checkpoint:
         if self.path is not None:
             info.update(checkpoint=self.path.name, checkpoint_sha256=self.file_sha256,
                         checkpoint_path=str(self.path.resolve()))
-        for key in ("trained_on", "synthetic", "seed", "note"):
+        for key in ("weights", "trained_on", "synthetic", "seed", "note"):
             if key in self.provenance:
                 info[key] = self.provenance[key]
         return info
@@ -181,7 +181,11 @@ def save_checkpoint(path: str | Path, model: MODNet, *, preprocessing: Preproces
                     training_state: Mapping[str, Any] | None = None) -> Path:
     """Write a modnet-edge checkpoint atomically (a crash mid-write leaves the old file intact)."""
     path = Path(path)
-    sd = {k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()}
+    sd = {k: v.detach().cpu().contiguous().clone() for k, v in _unwrap(model).state_dict().items()}
+    broken = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # a diverged network never reaches a checkpoint (its mattes would be NaN everywhere)
+        raise CheckpointError(f"refusing to save non-finite weights ({len(broken)} tensors, e.g. {broken[0]}): "
+                              "training diverged (lower lr, or check the data)", path)
     prov = {
         "weights_sha256": weights_sha256(sd),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -227,14 +231,11 @@ def random_checkpoint(seed: int = 0, config: ModelConfig | None = None) -> Check
 
 
 def load_network(checkpoint: str | Path | Checkpoint | None = None, device: str = "cpu") -> MODNet:
-    """Official or own checkpoint -> MODNet in inference mode.  ``None``: a seeded random network."""
-    if checkpoint is None:
-        ckpt = random_checkpoint()
-    elif isinstance(checkpoint, Checkpoint):
-        ckpt = checkpoint
-    else:
-        ckpt = read_checkpoint(checkpoint)
-    return build_from_checkpoint(ckpt).to(device)
+    """Official or own checkpoint, or built-in weights by name -> MODNet in inference mode.
+    ``None``: the built-in starter weights (see :mod:`.weights`)."""
+    from .weights import resolve_checkpoint
+
+    return build_from_checkpoint(resolve_checkpoint(checkpoint)).to(device)
 
 
 def _unwrap(model: torch.nn.Module) -> MODNet:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import json
 import types
 from dataclasses import asdict, dataclass, field
@@ -52,6 +53,9 @@ class TrainConfig:
     val_fraction: float = 0.1
     synthetic_count: int = 2000  # training samples of the synthetic set
     synthetic_val_count: int = 32
+    compose: bool = False  # image/ + matte/ portraits: cut out and composite over fresh backgrounds (composites.py)
+    samples_per_epoch: int = 400  # composites drawn per epoch (compose only)
+    synthetic_mix: float = 0.0  # fraction of composite-epoch samples drawn from the synthetic set instead
     # optimisation (paper recipe)
     size: int = 512
     batch_size: int = 16
@@ -63,6 +67,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_step_epochs: int = 10
     lr_gamma: float = 0.1
+    lr_schedule: str = "step"  # "step" (x lr_gamma every lr_step_epochs) | "cosine" (to 0 over the epochs)
     # objective
     loss: str = "paper"  # "paper" | "official" (see train/losses.py)
     lambda_s: float | None = None  # None: the loss preset's value
@@ -77,6 +82,7 @@ class TrainConfig:
     lr_block: str = "se"
     init: str | None = None  # checkpoint to start from (e.g. the segmentation-pretrained one)
     zero_init_residual: bool = False  # start every residual block as identity (ignored with init=)
+    channels_last: bool = False  # NHWC activations on CPU (measured ~20% faster training steps on x86)
     # machinery
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
@@ -107,14 +113,40 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"max_steps must be >= 1 or null, got {self.max_steps}")
-        if self.lr <= 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
+        for name, hint in _field_types().items():  # NaN/inf pass every comparison below: refuse them first
+            value = getattr(self, name)
+            values = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                problems.append(f"{name} must be a finite number, got {value}")
+        checks = [("lr", self.lr > 0, "> 0"), ("lr_gamma", 0 < self.lr_gamma <= 1, "in (0, 1]"),
+                  ("lr_step_epochs", self.lr_step_epochs >= 1, ">= 1"),
+                  ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+                  ("weight_decay", self.weight_decay >= 0, ">= 0"),
+                  ("band_ratio", 0 < self.band_ratio <= 0.5, "in (0, 0.5]"),
+                  ("color_jitter", 0 <= self.color_jitter < 1, "in [0, 1)"),
+                  ("workers", self.workers >= 0, ">= 0"),
+                  ("threads", self.threads is None or self.threads >= 1, ">= 1 (or null: torch's default)"),
+                  ("log_every", self.log_every >= 0, ">= 0"), ("save_every", self.save_every >= 0, ">= 0"),
+                  ("val_every", self.val_every >= 0, ">= 0"), ("synthetic_val_count", self.synthetic_val_count >= 0,
+                                                              ">= 0")]
+        for name, ok, rule in checks:
+            if not ok:
+                problems.append(f"{name} must be {rule}, got {getattr(self, name)}")
+        for name in ("lambda_s", "lambda_d", "lambda_alpha"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.task not in ("auto", "matting", "segmentation"):
             problems.append(f"task must be auto, matting or segmentation, not {self.task!r}")
         if self.optimizer not in ("sgd", "adam"):
             problems.append(f"optimizer must be sgd or adam, not {self.optimizer!r}")
         if self.lr_block not in ("se", "e-aspp"):
             problems.append(f"lr_block must be se or e-aspp, not {self.lr_block!r}")
+        if self.lr_schedule not in ("step", "cosine"):
+            problems.append(f"lr_schedule must be step or cosine, not {self.lr_schedule!r}")
+        if not 0.0 <= self.synthetic_mix <= 1.0:
+            problems.append(f"synthetic_mix must be in [0, 1], got {self.synthetic_mix}")
+        if self.samples_per_epoch < 1:
+            problems.append(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
         if not 0.0 <= self.val_fraction < 1.0:
             problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not (0 < self.scale_range[0] <= self.scale_range[1]):
@@ -143,11 +175,30 @@ PRESETS: dict[str, dict[str, Any]] = {
     # network stays unsaturated on real photos while its logits grow.  Passing the 1e-6 fp16 budget
     # needs a network whose mattes saturate on the parity images (real training data).
     "quick": {"size": 128, "batch_size": 4, "epochs": 1, "synthetic_count": 240, "synthetic_val_count": 8,
-              "lr": 0.01, "lr_step_epochs": 1, "threads": 1, "log_every": 5, "save_every": 0,
+              "lr": 0.01, "lr_step_epochs": 1, "threads": 1, "log_every": 5, "save_every": 20,
               "zero_init_residual": True},
     # The longer synthetic run behind the development checkpoint (about 5 minutes on two idle cores).
     "synthetic": {"size": 128, "batch_size": 4, "epochs": 2, "synthetic_count": 1200, "synthetic_val_count": 16,
                   "lr_step_epochs": 1, "threads": 2, "save_every": 60, "zero_init_residual": True},
+}
+
+
+# Staged presets: a list of configs run one after another, each stage starting from the previous stage's
+# best weights (``init``).  ``modnet-edge train starter --data P3M`` reproduces the shipped starter weights.
+_STARTER_COMMON: dict[str, Any] = {
+    "compose": True, "synthetic_mix": 0.2, "val_fraction": 0.2, "optimizer": "adam", "lr_schedule": "cosine",
+    "color_jitter": 0.3, "threads": 2, "zero_init_residual": True, "channels_last": True, "save_every": 0,
+    "log_every": 10, "seed": 0,
+}
+STAGED_PRESETS: dict[str, list[dict[str, Any]]] = {
+    # The starter weights (see modnet_edge/weights/README.md): ~105 min on 2 x86 cores.
+    # Stage 1 learns the semantics fast at low resolution; stage 2 the detail at 320 px; stage 3 adapts
+    # the statistics (BatchNorm, receptive field) to the 512 px the predictor feeds.
+    "starter": [
+        {**_STARTER_COMMON, "size": 192, "batch_size": 8, "samples_per_epoch": 240, "epochs": 36, "lr": 1e-3},
+        {**_STARTER_COMMON, "size": 320, "batch_size": 8, "samples_per_epoch": 160, "epochs": 20, "lr": 4e-4},
+        {**_STARTER_COMMON, "size": 512, "batch_size": 8, "samples_per_epoch": 80, "epochs": 6, "lr": 1e-4},
+    ],
 }
 
 
@@ -250,7 +301,8 @@ def build_config(config: str | Path | dict[str, Any] | TrainConfig | None = None
         base, where = dict(config), "config"
     elif isinstance(config, (str, Path)):
         if not Path(config).exists() and isinstance(config, str) and "/" not in config and "." not in config:
-            raise ConfigError(f"unknown preset {config!r}; presets: {sorted(PRESETS)} (or pass a config file)")
+            raise ConfigError(f"unknown preset {config!r}; presets: {sorted(PRESETS) + sorted(STAGED_PRESETS)} "
+                              "(or pass a config file)")
         base, where = read_config_file(config), str(config)
     else:
         raise ConfigError(f"config must be a preset name, a file, a dict or a TrainConfig, not {type(config).__name__}")
