@@ -7,6 +7,7 @@ problem reported as an :class:`InputImageError` naming the file.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Union
 
@@ -17,13 +18,28 @@ from .errors import InputImageError
 
 MIN_SIDE = 32
 MAX_SIDE = 16384
+# Pixel cap: 8192 x 8192 (67 MP; phones shoot <= 50 MP).  Decoded, the largest accepted image is 192 MiB
+# of RGB uint8; decoding, preprocessing and a full-size float32 alpha peak at ~505 MiB
+# (tests/test_images_preprocess.py measures it).
+MAX_PIXELS = 8192 * 8192
+# Above this many pixels an image becomes an array band by band: numpy's conversion of a whole Pillow
+# image goes through two full-size temporary copies.
+_BANDED_PIXELS = 1 << 24
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 ImageLike = Union[str, Path, np.ndarray, Image.Image]
 
-# Pillow refuses images above ~179 MP as a decompression-bomb guard; our own MAX_SIDE check is the
-# limit we document, so let Pillow open anything and check the size ourselves before decoding.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's own decompression-bomb guard (warning above ~89 MP, refusal above ~179 MP) stays on; our
+# cap (MAX_PIXELS, checked from the header before any pixel is decoded) is lower, so it never fires
+# on an image we accept.
+
+
+def sample_portraits() -> Path:
+    """The folder of sample portraits shipped in the package (four MIT-licensed P3M photos, short side
+    512; see its README): real images for the main job and the parity suite on a fresh machine."""
+    from importlib import resources
+
+    return Path(str(resources.files("modnet_edge.assets").joinpath("portraits")))
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -44,10 +60,15 @@ def read_image(path: str | Path) -> np.ndarray:
     if path.stat().st_size == 0:
         raise InputImageError("file is empty (0 bytes)", path)
     try:
-        with Image.open(path) as im:
-            _check_size(im.width, im.height, path)
-            im = ImageOps.exif_transpose(im)
-            return pil_to_rgb_uint8(im, path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_size(im.width, im.height, path)
+                ImageOps.exif_transpose(im, in_place=True)  # no second full-size copy
+                return pil_to_rgb_uint8(im, path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputImageError(f"image has more pixels than the {MAX_PIXELS // 2**20} MP limit (decompression bomb?)",
+                              path) from None
     except UnidentifiedImageError:
         raise InputImageError("not a readable image (unknown or corrupt format)", path) from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -60,9 +81,14 @@ def read_matte(path: str | Path) -> np.ndarray:
     if not path.exists() or path.stat().st_size == 0:
         raise InputImageError("matte file is missing or empty", path)
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            arr = np.asarray(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_size(im.width, im.height, path)
+                ImageOps.exif_transpose(im, in_place=True)
+                arr = np.asarray(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputImageError(f"matte has more pixels than the {MAX_PIXELS // 2**20} MP limit", path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputImageError(f"not a readable matte ({exc})", path) from None
     if arr.ndim == 3:
@@ -97,6 +123,13 @@ def pil_to_rgb_uint8(im: Image.Image, where: Any = "image") -> np.ndarray:
         peak = 65535.0 if arr.max() > 255 or im.mode.startswith("I;16") else 255.0
         grey = np.clip(np.rint(arr / peak * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
+    if im.width * im.height > _BANDED_PIXELS:  # large: convert in bands into one preallocated array
+        out = np.empty((im.height, im.width, 3), np.uint8)
+        step = max(1, _BANDED_PIXELS // (16 * im.width))
+        for y in range(0, im.height, step):
+            band = im.crop((0, y, im.width, min(im.height, y + step)))
+            out[y:y + step] = np.asarray(band if band.mode == "RGB" else band.convert("RGB"), dtype=np.uint8)
+        return out
     if im.mode != "RGB":
         im = im.convert("RGB")  # grey, palette, CMYK, RGBA (alpha dropped), LA ...
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
@@ -135,3 +168,6 @@ def _check_size(width: int, height: int, where: Any) -> None:
         raise InputImageError(f"image is {width}x{height}; the smaller side must be >= {MIN_SIDE} px", where)
     if max(width, height) > MAX_SIDE:
         raise InputImageError(f"image is {width}x{height}; the larger side must be <= {MAX_SIDE} px", where)
+    if width * height > MAX_PIXELS:
+        raise InputImageError(f"image is {width}x{height} ({width * height / 1e6:.0f} MP); at most "
+                              f"{MAX_PIXELS / 1e6:.0f} MP are accepted (8192x8192)", where)

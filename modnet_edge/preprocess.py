@@ -15,14 +15,38 @@ import numpy as np
 from .core import PreprocessSpec
 
 
+# Elements (of the axis being resized x the others) handled per block: bounds the float64 working
+# memory of a resize to ~16 MB per array whatever the image size.
+_BLOCK_ELEMENTS = 1 << 21
+
+
 def area_resize(arr: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize an (H, W) or (H, W, C) array with 'area' (adaptive average) resampling, float32 out."""
-    out = arr.astype(np.float64, copy=False)
+    """Resize an (H, W) or (H, W, C) array with 'area' (adaptive average) resampling, float32 out.
+
+    Sums run in float64 (exact for 8-bit inputs) but block by block, so a full-size photo is never
+    turned into float64 as a whole (a 16K x 16K image would need 6 GiB)."""
+    out = arr
     if out.shape[0] != height:
-        out = _area_axis(out, height, axis=0)
+        out = _area_axis_blocked(out, height, axis=0)
     if out.shape[1] != width:
-        out = _area_axis(out, width, axis=1)
-    return out.astype(np.float32)
+        out = _area_axis_blocked(out, width, axis=1)
+    return out.astype(np.float32, copy=False)
+
+
+def _area_axis_blocked(arr: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """``_area_axis`` over slices of the other spatial axis, each converted to float64 on its own."""
+    other = 1 - axis
+    n_other = arr.shape[other]
+    per_line = max(arr.shape[axis], size) * int(np.prod(arr.shape[2:], dtype=np.int64))  # in or out, the larger
+    step = max(1, _BLOCK_ELEMENTS // per_line)
+    shape = list(arr.shape)
+    shape[axis] = size
+    result = np.empty(shape, np.float32)
+    for start in range(0, n_other, step):
+        index = [slice(None)] * arr.ndim
+        index[other] = slice(start, min(start + step, n_other))
+        result[tuple(index)] = _area_axis(arr[tuple(index)].astype(np.float64), size, axis)
+    return result
 
 
 def _area_axis(arr: np.ndarray, size: int, axis: int) -> np.ndarray:
@@ -61,5 +85,6 @@ def postprocess(matte: np.ndarray, height: int, width: int, layout: str = "NCHW"
     if m.ndim != 2:
         raise ValueError(f"expected a single-channel matte, got shape {np.shape(matte)}")
     if m.shape != (height, width):
-        m = area_resize(m, height, width)
+        m = area_resize(m, height, width)  # a fresh array: clipped in place (a full-size alpha is big)
+        return np.clip(m, 0.0, 1.0, out=m)
     return np.clip(m, 0.0, 1.0)

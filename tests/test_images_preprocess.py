@@ -134,3 +134,42 @@ def test_read_matte_forms(tmp_path: Path) -> None:
     Image.fromarray(rgb).save(tmp_path / "c.png")
     with pytest.raises(InputImageError, match="one channel"):
         read_matte(tmp_path / "c.png")
+
+
+_PEAK = """
+import resource, sys
+import numpy as np
+from modnet_edge.core import PreprocessSpec
+from modnet_edge.images import read_image
+from modnet_edge.preprocess import postprocess, preprocess
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rgb = read_image(sys.argv[1])
+x = preprocess(rgb, PreprocessSpec())
+alpha = postprocess(np.full((1, 1) + x.shape[2:], 0.5, np.float32), *rgb.shape[:2])
+print(x.shape, alpha.shape, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+"""
+
+
+@pytest.mark.slow
+def test_the_largest_accepted_image_has_bounded_peak_memory(tmp_path) -> None:
+    """8192 x 8192 (the pixel cap, 192 MiB decoded): decode + preprocess + postprocess to a full-size alpha
+    peak at ~505 MiB here (it was 4.9 GB when area resizing turned the whole image into float64): Pillow's
+    own decoded copy, the RGB array and the float32 alpha; one pixel more is refused from the header."""
+    import subprocess
+    import sys
+
+    from modnet_edge.images import MAX_PIXELS, read_image
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (8192, 8192), (90, 120, 150)).save(big)
+    proc = subprocess.run([sys.executable, "-c", _PEAK, str(big)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shapes, peak = proc.stdout.rsplit(" ", 1)
+    assert "(1, 3, 512, 512)" in shapes and "(8192, 8192)" in shapes
+    decoded = 8192 * 8192 * 3
+    assert int(peak) < 3.5 * decoded, f"peak {int(peak) / 2**20:.0f} MiB for a {decoded / 2**20:.0f} MiB image"
+    over = tmp_path / "over.png"
+    Image.new("L", (8192, 8193)).save(over)
+    assert 8192 * 8193 > MAX_PIXELS
+    with pytest.raises(InputImageError, match="MP"):
+        read_image(over)
