@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import check_output_path, get_format, resolve
+from modnet_edge.core import check_output_path, format_of_path, get_format, resolve
 from modnet_edge.errors import BackendUnavailableError, ConfigError
 
 
@@ -25,6 +25,10 @@ def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32"
         raise BackendUnavailableError(f"exporting {format} needs {list(fmt.export_requires)}; "
                                       f"install with: {fmt.install_hint()}")
     if output is not None:
+        named = format_of_path(output)
+        if named is not fmt:  # a file's suffix is how every loader recognises its format
+            raise ConfigError(f"output {Path(output).name!r} does not end in {' or '.join(fmt.suffixes)}, the suffix "
+                              f"of {format} artifacts" + (f" (it names a {named.name} file)" if named else ""))
         check_output_path(output)  # before minutes of conversion, not after
     ckpt = resolve_checkpoint(checkpoint)
     if output is None:

@@ -37,6 +37,18 @@ class _ExportWrapper(torch.nn.Module):
         return self.net(x, inference=True)
 
 
+def check_onnx_options(opset: Any, batch: Any) -> None:
+    """Opset within what both we and the installed PyTorch exporter support; batch a positive size."""
+    from torch.onnx import _constants
+
+    top = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+    if not isinstance(opset, int) or isinstance(opset, bool) or not 17 <= opset <= top:
+        raise ConfigError(f"opset must be an integer from 17 (InstanceNormalization/Resize semantics we rely on) "
+                          f"to {top} (the newest this PyTorch exports), got {opset!r}")
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        raise ConfigError(f"batch must be a positive integer (or omitted: dynamic), got {batch!r}")
+
+
 def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp32", *, opset: int = 17,
                 static_shape: tuple[int, int] | None = None, batch: int | None = None, simplify: bool = True,
                 keep_io_types: bool = False, **unknown: Any) -> Path:
@@ -56,8 +68,7 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp
     if precision not in ("fp32", "fp16"):
         raise ConfigError(f"ONNX export precision must be fp32 or fp16 (int8 comes from calibration), "
                           f"not {precision!r}")
-    if opset < 17:
-        raise ConfigError(f"opset must be >= 17 (InstanceNormalization/Resize semantics we rely on), got {opset}")
+    check_onnx_options(opset, batch)
     spec = checkpoint.preprocessing.with_fixed_size(static_shape)  # validates multiples of 32
     output = Path(output)
     net = build_from_checkpoint(checkpoint)

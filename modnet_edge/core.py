@@ -80,7 +80,15 @@ class PreprocessSpec:
         return max(rh, self.multiple), max(rw, self.multiple)
 
     def with_fixed_size(self, size: tuple[int, int] | None) -> PreprocessSpec:
-        return dataclasses.replace(self, fixed_size=None if size is None else (int(size[0]), int(size[1])))
+        if size is None:
+            return dataclasses.replace(self, fixed_size=None)
+        try:
+            h, w = size
+            if any(isinstance(v, bool) or int(v) != v for v in (h, w)):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"a static shape is (height, width) in pixels, e.g. (512, 512); got {size!r}") from None
+        return dataclasses.replace(self, fixed_size=(int(h), int(w)))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -110,7 +110,10 @@ def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:
         return read_image(image)
     if isinstance(image, Image.Image):
         _check_size(image.width, image.height, name)
-        return pil_to_rgb_uint8(image, name)
+        try:
+            return pil_to_rgb_uint8(image, name)
+        except ValueError as exc:  # e.g. "Operation on closed image"
+            raise InputImageError(f"unusable PIL image ({exc})", name) from None
     if isinstance(image, np.ndarray):
         return array_to_rgb_uint8(image, name)
     raise InputImageError(f"unsupported image type {type(image).__name__}; pass a path, PIL image or "

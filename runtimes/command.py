@@ -64,6 +64,16 @@ def backend_options(args: argparse.Namespace) -> dict:
     return opts
 
 
+def print_provenance_notes(source: dict | None) -> None:
+    """Name built-in weights and flag synthetic-only or untrained networks (on stderr: never in the data)."""
+    import sys
+
+    from modnet_edge.train.weights import provenance_notes
+
+    for line in provenance_notes(source):
+        print(f"note: {line}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -73,10 +83,17 @@ def run(args: argparse.Namespace) -> int:
     from modnet_edge.runtimes.video import predict_video
     from modnet_edge.videos import is_video
 
+    from modnet_edge.core import check_output_path
+    from modnet_edge.errors import ArtifactError
+
+    if args.output.exists() and not args.output.is_dir():
+        raise ArtifactError("the output must be a folder, and this is a file", args.output)
+    check_output_path(args.output / "matte.png")  # no parent may be a file: say so before any work
     files = collect_inputs(args.inputs)
     videos = [f for f in files if is_video(f)]
     files = [f for f in files if not is_video(f)]
     with load(args.artifact, runtime=args.runtime, **backend_options(args)) as predictor:
+        print_provenance_notes(predictor.metadata.source if predictor.metadata else None)
         for v in videos:
             res = predict_video(predictor, v, args.output, ofd=args.ofd, xi=args.ofd_threshold, color=args.color,
                                 write_composite=not args.no_composite)

@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     meta = info["metadata"]
     if meta:
         print(f"precision: {meta['precision']}   source: {json.dumps(meta.get('source', {}))}")
+        from modnet_edge.train.weights import provenance_notes
+
+        for line in provenance_notes(meta.get("source")):
+            print(line)
         print(f"preprocessing: {json.dumps(meta['preprocessing'])}")
     else:
         print("no modnet-edge metadata (foreign model)")

@@ -8,7 +8,7 @@ from typing import Any
 
 from modnet_edge.core import (FORMATS, ArtifactMetadata, Format, PreprocessSpec, format_of_path, get_format,
                               manifest_path, reconcile_metadata, resolve)
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, MetadataError
+from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError, MetadataError
 
 from .base import Backend
 from .predictor import MattingPredictor
@@ -49,7 +49,22 @@ def open_backend(model_file: str | Path, runtime: str | None = None, format: str
     except ImportError as exc:
         raise BackendUnavailableError(f"the {fmt.name} runtime is not installed ({exc.name}); "
                                       f"install it with: {fmt.install_hint()}") from None
+    _check_options(cls, fmt, options, model_file)
     return cls(model_file, **options)
+
+
+def _check_options(cls: type, fmt: Format, options: dict[str, Any], where: str | Path) -> None:
+    """Refuse an option the chosen backend does not take, naming the ones it does (not a TypeError)."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n in params if n not in ("self", "path")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"option(s) {unknown} do not apply to {fmt.name} artifacts run by {cls.__name__} "
+                          f"(it takes: {', '.join(accepted) or 'none'})", where)
 
 
 def load(path: str | Path, runtime: str | None = None, preprocessing: PreprocessSpec | str | None = None,

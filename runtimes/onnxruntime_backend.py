@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from modnet_edge.core import METADATA_KEY, ArtifactMetadata
-from modnet_edge.errors import ArtifactError, BackendUnavailableError
+from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError
 
 from .base import Backend, TensorInfo
 
@@ -38,6 +38,11 @@ class OnnxRuntimeBackend(Backend):
             raise ArtifactError("ONNX file does not exist", self.path)
         if self.path.stat().st_size == 0:
             raise ArtifactError("ONNX file is empty (0 bytes)", self.path)
+        levels = ("none", "basic", "extended", "all")
+        if optimization not in levels:
+            raise ConfigError(f"optimization must be one of {list(levels)}, not {optimization!r}", self.path)
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be a positive integer, not {threads!r}", self.path)
         wanted = [providers] if isinstance(providers, str) else list(providers or ["cpu"])
         names = [PROVIDERS.get(p.lower(), p) for p in wanted]
         available = ort.get_available_providers()

@@ -35,7 +35,13 @@ class TorchBackend(Backend):
         super().__init__(ckpt.path or "<in-memory checkpoint>" if ckpt else path)
         if precision not in ("fp32", "fp16"):
             raise ConfigError(f"PyTorch backend precision must be fp32 or fp16, not {precision!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
+        try:
+            kind = torch.device(device).type
+        except (RuntimeError, TypeError):
+            kind = None
+        if kind not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be cpu or cuda[:N], not {device!r}")
+        if kind == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError(f"device {device!r} requested but CUDA is not available to PyTorch")
         # intra-op threads are process-wide in PyTorch: set for this backend's life, given back on close()
         self._saved_threads: int | None = None

@@ -233,9 +233,10 @@ def random_checkpoint(seed: int = 0, config: ModelConfig | None = None) -> Check
 def load_network(checkpoint: str | Path | Checkpoint | None = None, device: str = "cpu") -> MODNet:
     """Official or own checkpoint, or built-in weights by name -> MODNet in inference mode.
     ``None``: the built-in starter weights (see :mod:`.weights`)."""
+    from .runstate import pick_device
     from .weights import resolve_checkpoint
 
-    return build_from_checkpoint(resolve_checkpoint(checkpoint)).to(device)
+    return build_from_checkpoint(resolve_checkpoint(checkpoint)).to(pick_device(device))
 
 
 def _unwrap(model: torch.nn.Module) -> MODNet:

@@ -23,11 +23,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from modnet_edge.core import PreprocessSpec, atomic_write_text
+from modnet_edge.core import PreprocessSpec, atomic_output, atomic_write_text, check_output_path
 from modnet_edge.errors import CheckpointError, ConfigError, DataError
 
 from .checkpoint import check_state_dict, read_checkpoint, save_checkpoint
-from .config import TrainConfig, build_config
+from .config import STAGED_PRESETS, TrainConfig, build_config
 from .datasets import build_datasets
 from .logs import RunLog
 from .losses import modnet_loss, segmentation_loss, transition_band
@@ -86,7 +86,8 @@ class Trainer:
         self.task, self.train_set, self.val_set = build_datasets(
             config.data, config.size, task=config.task, val_data=config.val_data, val_fraction=config.val_fraction,
             seed=config.seed, synthetic_count=config.synthetic_count, synthetic_val_count=config.synthetic_val_count,
-            scale_range=config.scale_range, flip=config.flip, color_jitter=config.color_jitter)
+            scale_range=config.scale_range, flip=config.flip, color_jitter=config.color_jitter,
+            compose=config.compose, samples_per_epoch=config.samples_per_epoch, synthetic_mix=config.synthetic_mix)
         self.synthetic = config.data is None
         self.sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world, rank=self.dist.rank,
                                           shuffle=True, seed=config.seed, drop_last=True)
@@ -96,6 +97,8 @@ class Trainer:
                             f"over {self.dist.world} process(es)")
 
         self.model = self._build_model().to(self.device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
         trainable = SemanticPath(self.model) if self.task == "segmentation" else self.model
         self.net: nn.Module = trainable
         if self.dist.world > 1:
@@ -107,8 +110,11 @@ class Trainer:
                                                                     weight_decay=config.weight_decay)
         else:
             self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.lr_step_epochs,
-                                                         gamma=config.lr_gamma)
+        if config.lr_schedule == "cosine":
+            self.scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=config.lr_step_epochs,
+                                                             gamma=config.lr_gamma)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.weights = config.loss_weights()
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
@@ -205,6 +211,7 @@ class Trainer:
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        b["image"] = b["image"].contiguous(memory_format=self.memory_format)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             if self.task == "segmentation":
                 losses = segmentation_loss(self.net(b["image"]), b["alpha"], self.weights)
@@ -331,6 +338,36 @@ class Trainer:
         self.dist.close()
 
 
+def train_stages(name: str, stages: list[dict[str, Any]], data: str | Path | None, output: str | Path,
+                 resume: bool, overrides: dict[str, Any]) -> Path:
+    """Run a staged preset: stage k trains into ``output/stage-k`` starting from stage k-1's best weights.
+
+    With ``resume``, finished stages (their ``best.pt`` and ``done`` marker exist) are skipped and an
+    interrupted stage continues exactly from its ``last.pt``.  The last stage's best checkpoint is
+    also copied to ``output/best.pt``."""
+    import shutil
+
+    out = Path(output)
+    previous: Path | None = None
+    for k, stage in enumerate(stages, 1):
+        folder = out / f"stage-{k}"
+        done = folder / "done"
+        cfg = {**stage, **({"data": str(data)} if data is not None else {}), **overrides}
+        if previous is not None:
+            cfg["init"] = str(previous)
+        cfg.setdefault("extra", {})
+        cfg["extra"] = {**cfg["extra"], "preset": name, "stage": f"{k}/{len(stages)}"}
+        if resume and done.is_file() and (folder / "best.pt").is_file():
+            previous = folder / "best.pt"
+            continue
+        previous = train(cfg, output=folder, resume=bool(resume and (folder / "last.pt").is_file()))
+        atomic_write_text(done, "finished\n")
+    assert previous is not None
+    with atomic_output(out / "best.pt") as tmp:
+        shutil.copyfile(previous, tmp)
+    return out / "best.pt"
+
+
 def train(config_or_path: Any = None, data: str | Path | None = None, output: str | Path = "runs/modnet",
           resume: bool | str | Path = False, **overrides: Any) -> Path:
     """Train MODNet; returns the best checkpoint's path.
@@ -342,7 +379,14 @@ def train(config_or_path: Any = None, data: str | Path | None = None, output: st
         overrides = {**overrides, "data": str(data)}
     if config_or_path is None and overrides.get("data") is None:
         config_or_path = "quick"  # no config and no data: the small, fast synthetic run
+    if isinstance(config_or_path, str) and config_or_path in STAGED_PRESETS:
+        return train_stages(config_or_path, STAGED_PRESETS[config_or_path], overrides.pop("data", None), output,
+                            bool(resume), overrides)
     cfg = build_config(config_or_path, overrides)
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("training output must be a folder, and this path is an existing file", out)
+    check_output_path(out / "config.json")  # no parent of the run folder may be a file
     # process-wide torch settings a run changes (threads, deterministic mode) are restored afterwards
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
     trainer = None

@@ -1,0 +1,72 @@
+"""Bad input is one line naming the file or option (exit 2 on the CLI, a typed error in the API), never
+a traceback: each case here raised a raw TypeError, RuntimeError, IndexError or ValueError before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import modnet_edge
+from modnet_edge.cli import main
+from modnet_edge.errors import ModnetEdgeError
+from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad-input")
+    ckpt = save_checkpoint(d / "ck.pt", build_from_checkpoint(random_checkpoint()))
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(d / "x.png")
+    (d / "afile").write_text("not a folder")
+    onnx = modnet_edge.export(ckpt, "onnx", "fp32", d / "m.onnx", static_shape=(64, 64))
+    return {"dir": d, "ckpt": ckpt, "png": d / "x.png", "file": d / "afile", "onnx": onnx}
+
+
+CLI_CASES = [
+    ("train onto a file", ["train", "quick", "--max-steps", "1", "-o", "{file}"], "existing file"),
+    ("predict below a file", ["predict", "{onnx}", "{png}", "-o", "{file}"], "is a file"),
+    ("export below a file", ["export", "{ckpt}", "-o", "{file}/m.onnx"], "is a file"),
+    ("--device for ONNX", ["predict", "{onnx}", "{png}", "-o", "{dir}/o1", "--device", "cuda"], "device"),
+    ("--device garbage, checkpoint", ["predict", "{ckpt}", "{png}", "-o", "{dir}/o2", "--device", "garbage"],
+     "garbage"),
+    ("--device garbage, train", ["train", "quick", "--max-steps", "1", "-o", "{dir}/t", "--device", "garbage"],
+     "garbage"),
+    ("opset 99", ["export", "{ckpt}", "-o", "{dir}/o.onnx", "--option", "opset=99"], "opset"),
+    ("batch -2", ["export", "{ckpt}", "-o", "{dir}/o.onnx", "--option", "batch=-2"], "batch"),
+    ("batch 0", ["export", "{ckpt}", "-o", "{dir}/o.onnx", "--option", "batch=0"], "batch"),
+    ("suffix of another format", ["export", "{ckpt}", "--format", "onnx", "-o", "{dir}/m.tflite"], ".onnx"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_input_is_one_line_and_exit_2(files, argv, needle, capsys) -> None:
+    argv = [a.format(**files) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"modnet-edge {argv[0]}: error:") and needle in err, err
+
+
+API_CASES = [
+    ("unknown load option", lambda f: modnet_edge.load(f["onnx"], foo=1), "foo"),
+    ("bad optimization level", lambda f: modnet_edge.load(f["onnx"], optimization="max"), "optimization"),
+    ("static shape of one number", lambda f: modnet_edge.export(f["ckpt"], "onnx", "fp32", f["dir"] / "q.onnx",
+                                                                 static_shape=(128,)), "static shape"),
+    ("checkpoint of a wrong type", lambda f: modnet_edge.export(123, "onnx", "fp32", f["dir"] / "q.onnx"), "int"),
+    ("device garbage", lambda f: modnet_edge.load_network(f["ckpt"], device="garbage"), "garbage"),
+]
+
+
+@pytest.mark.parametrize("call,needle", [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
+def test_api_bad_input_raises_the_toolkits_typed_errors(files, call, needle) -> None:
+    with pytest.raises(ModnetEdgeError, match=needle):
+        call(files)
+
+
+def test_a_closed_pil_image_is_a_clear_error(files) -> None:
+    im = Image.open(files["png"])
+    im.close()
+    with modnet_edge.load(files["onnx"]) as predictor, pytest.raises(modnet_edge.InputImageError, match="closed"):
+        predictor.predict(im)
