@@ -193,8 +193,16 @@ def load_images(images: str | Path | Sequence[str | Path] | None, limit: int | N
 def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path | None = None):
     """The checkpoint an artifact came from, verified by sha256 (or rebuilt, for a seeded random net)."""
     from modnet_edge.train.checkpoint import random_checkpoint, read_checkpoint, weights_sha256
+    from modnet_edge.train.weights import BUILTIN_KIND, load_weights
 
     src = meta.source or {}
+    if reference is None and src.get("kind") == BUILTIN_KIND:
+        ckpt = load_weights(str(src.get("weights")))
+        if src.get("weights_sha256") not in (None, weights_sha256(ckpt.state_dict)):
+            raise CheckpointError(f"the installed built-in weights {src.get('weights')!r} are not the ones this "
+                                  "artifact was exported from (weights hash differs); pass reference=/--reference",
+                                  artifact)
+        return ckpt
     if reference is None and src.get("kind") == "random-init":
         ckpt = random_checkpoint(int(src.get("seed", 0)))
         if src.get("weights_sha256") not in (None, weights_sha256(ckpt.state_dict)):
@@ -202,11 +210,17 @@ def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path
         return ckpt
     candidates = [Path(reference)] if reference else [
         Path(p) for p in (src.get("checkpoint_path"), artifact.parent / str(src.get("checkpoint", ""))) if p]
+    replaced = []
     for cand in candidates:
         if cand.is_file():
             if reference is None and src.get("checkpoint_sha256") not in (None, sha256_path(cand)):
+                replaced.append(str(cand))
                 continue
             return read_checkpoint(cand)
+    if replaced:
+        raise CheckpointError(f"the reference checkpoint {replaced[0]} is not the file this artifact was exported from "
+                              "(its sha256 differs from the one recorded at export: replaced or modified); pass "
+                              "reference=/--reference to compare against it anyway", artifact)
     raise CheckpointError(f"cannot find the reference checkpoint {src.get('checkpoint')!r} (looked at "
                           f"{[str(c) for c in candidates]}); pass reference=/--reference", artifact)
 

@@ -70,3 +70,45 @@ def test_a_closed_pil_image_is_a_clear_error(files) -> None:
     im.close()
     with modnet_edge.load(files["onnx"]) as predictor, pytest.raises(modnet_edge.InputImageError, match="closed"):
         predictor.predict(im)
+
+
+def test_checkpoint_messages_say_what_the_file_is(tmp_path) -> None:
+    """Pickled code: refused as code, without torch's advice to load it unsafely; JSON: named as text."""
+    import os
+
+    import torch
+
+    from modnet_edge.errors import CheckpointError
+    from modnet_edge.train.checkpoint import read_checkpoint
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo never run",))
+
+    torch.save({"state_dict": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="pickled Python objects or code") as info:
+        read_checkpoint(tmp_path / "evil.pt")
+    assert "weights_only=False" not in str(info.value) and "likely succeed" not in str(info.value)
+    (tmp_path / "cfg.pt").write_text('{"lr": 0.01}')
+    with pytest.raises(CheckpointError, match=r"text \(JSON\?\)"):
+        read_checkpoint(tmp_path / "cfg.pt")
+
+
+def test_a_replaced_reference_checkpoint_is_named_as_replaced(files, tmp_path) -> None:
+    from modnet_edge.errors import CheckpointError
+
+    ckpt = save_checkpoint(tmp_path / "ref.pt", build_from_checkpoint(random_checkpoint(3)))
+    art = modnet_edge.export(ckpt, "onnx", "fp32", tmp_path / "a.onnx", static_shape=(64, 64))
+    save_checkpoint(tmp_path / "ref.pt", build_from_checkpoint(random_checkpoint(4)))  # replaced after export
+    with pytest.raises(CheckpointError, match="not the file this artifact was exported from"):
+        modnet_edge.parity([art], images=[files["png"]], progress=False)
+
+
+def test_an_unreadable_image_in_a_data_folder_is_named(tmp_path) -> None:
+    from modnet_edge.errors import DataError
+    from modnet_edge.train.datasets import check_matte_header
+
+    (tmp_path / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(DataError, match=r"a\.jpg: unreadable image"):
+        check_matte_header(tmp_path / "a.jpg", tmp_path / "a.png")

@@ -122,16 +122,24 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError("checkpoint file does not exist", path)
     if path.stat().st_size == 0:
         raise CheckpointError("checkpoint file is empty (0 bytes)", path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip; legacy files are a pickle
+        kind = "text (JSON?)" if head.lstrip()[:1] in (b"{", b"[") else "another kind of file"
+        raise CheckpointError(f"not a PyTorch checkpoint: the file is {kind}, not a zip or pickle written by "
+                              "torch.save", path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln), None)
+        # torch's message advises weights_only=False ("will likely succeed"): never repeat that advice
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "unsupported global" in ln.lower()), None)
         if detail:
             raise CheckpointError("refusing to load: the file contains pickled Python objects or code, not "
                                   f"plain weights (only weights_only-loadable checkpoints are accepted): {detail}",
                                   path) from None
-        raise CheckpointError(f"not a readable PyTorch checkpoint (corrupt or truncated?): "
-                              f"{str(exc).splitlines()[0]}", path) from None
+        reason = next((ln.strip() for ln in reversed(str(exc).splitlines())
+                       if ln.strip() and "weights_only" not in ln and "torch.load" not in ln), "unreadable pickle")
+        raise CheckpointError(f"not a readable PyTorch checkpoint (corrupt or truncated?): {reason}", path) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"not a readable PyTorch checkpoint (corrupt or truncated?): {exc}", path) from None
     file_sha = sha256_path(path)

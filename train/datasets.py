@@ -26,6 +26,7 @@ from modnet_edge.images import list_images, read_image, read_matte
 from modnet_edge.preprocess import preprocess
 
 from .augment import AugmentConfig, augment, fit_crop
+from .composites import CompositeAugment, compose_sample, composite_description, load_portraits, synthetic_sample
 from .imaging import resize
 from .synthetic import SYNTHETIC_LABEL, render_portrait
 
@@ -92,13 +93,14 @@ def check_matte_header(image: Path, matte: Path) -> None:
 
     A matte stored at a lower resolution with the image's aspect ratio (common for segmentation masks)
     is accepted and resized when read; any other size difference is an error."""
-    try:
-        with Image.open(image) as im:
-            isize = im.size
-        with Image.open(matte) as mt:
-            msize, mode = mt.size, mt.mode
-    except OSError as exc:
-        raise DataError(f"unreadable file: {exc}", matte) from None
+    sizes = []
+    for path in (image, matte):  # an error names the file that is unreadable, image or matte
+        try:
+            with Image.open(path) as f:
+                sizes.append((f.size, f.mode))
+        except OSError as exc:
+            raise DataError(f"unreadable {'image' if path == image else 'matte'} file: {exc}", path) from None
+    (isize, _), (msize, mode) = sizes
     if mode not in _MATTE_MODES:
         raise DataError(f"matte has mode {mode} ({len(Image.Image.getbands(Image.new(mode, (1, 1))))} channels); "
                         "expected a single-channel (grey) matte, or RGB with equal channels, or RGBA", matte)
@@ -221,6 +223,35 @@ class CompositeFolder(_Base):
         return _to_tensors(arrays, self.spec, True)
 
 
+class PortraitComposites(_Base):
+    """Matted portraits cut out and composited over fresh backgrounds (see :mod:`.composites`), with
+    ``synthetic_mix`` of the samples drawn from the synthetic set instead; ``samples`` per epoch."""
+
+    def __init__(self, pairs: list[tuple[Path, Path]], aug: AugmentConfig, seed: int = 0, samples: int = 400,
+                 synthetic_mix: float = 0.0, composite: CompositeAugment | None = None) -> None:
+        super().__init__(aug, seed, True)
+        for img, matte in pairs:
+            check_matte_header(img, matte)
+        self.portraits, self.backgrounds = load_portraits(pairs)
+        self.samples, self.synthetic_mix = int(samples), float(synthetic_mix)
+        self.composite = composite or CompositeAugment(color_jitter=max(aug.color_jitter, 0.0))
+        self.description = composite_description(pairs, len(self.backgrounds), self.samples, self.synthetic_mix, aug)
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self.rng(index)
+        size = self.aug.size
+        if rng.random() < self.synthetic_mix:
+            arrays = synthetic_sample(self.seed + 1 + self.epoch, index, size)
+            arrays = augment(arrays, rng, self.aug, crop=False)
+        else:
+            arrays = compose_sample(self.portraits, self.backgrounds, int(rng.integers(len(self.portraits))), size,
+                                    rng, self.composite)
+        return _to_tensors(arrays, self.spec, True)
+
+
 def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """A deterministic (train, val) split: at least one of each when n >= 2 and fraction > 0."""
     order = np.random.default_rng([seed & 0xFFFFFFFF, 0x5B17]).permutation(n).tolist()
@@ -231,7 +262,8 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
 def build_datasets(data: str | Path | None, size: int, *, task: str = "auto", val_data: str | Path | None = None,
                    val_fraction: float = 0.1, seed: int = 0, synthetic_count: int = 2000,
                    synthetic_val_count: int = 32, scale_range: tuple[float, float] = (0.8, 1.25), flip: bool = True,
-                   color_jitter: float = 0.2) -> tuple[str, _Base, _Base | None]:
+                   color_jitter: float = 0.2, compose: bool = False, samples_per_epoch: int = 400,
+                   synthetic_mix: float = 0.0) -> tuple[str, _Base, _Base | None]:
     """(task, train set, validation set or None) for a data folder, or the synthetic set when ``data`` is None."""
     aug = AugmentConfig(size, tuple(scale_range), flip, color_jitter)  # type: ignore[arg-type]
     if data is None:
@@ -244,7 +276,16 @@ def build_datasets(data: str | Path | None, size: int, *, task: str = "auto", va
     resolved = "segmentation" if kind == "segmentation" else "matting"
     if task not in ("auto", resolved):
         raise DataError(f"task {task!r} does not fit a {kind} folder (expected {resolved})", data)
-    train_set, val_set = _folder_sets(kind, folders, aug, seed, val_fraction, data)
+    if compose:
+        if kind != "matting":
+            raise DataError(f"compose needs image/ + matte/ portraits, not a {kind} folder", data)
+        pairs = pair_by_stem(folders["image"], folders["matte"], "matte")
+        tr, va = split_indices(len(pairs), val_fraction, seed)
+        train_set: _Base = PortraitComposites([pairs[i] for i in tr], aug, seed, samples_per_epoch, synthetic_mix)
+        val_set: _Base | None = MattingFolder([pairs[i] for i in va], aug, seed, train=False, description=(
+            f"{data} held out: {', '.join(pairs[i][0].stem for i in va)}")) if va else None
+    else:
+        train_set, val_set = _folder_sets(kind, folders, aug, seed, val_fraction, data)
     if val_data is not None:
         vkind, vfolders = find_layout(val_data)
         if vkind == "composite":
