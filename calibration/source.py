@@ -354,6 +354,9 @@ def as_source(data: Any, size: int | None = None, seed: int = 0) -> CalibrationS
     A source (``size``/``seed`` must then be left unset); a folder of images; a video file; the word
     ``"synthetic"``; a sequence of images; or a zero-argument factory of an image iterable.
     """
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise DataError(f"calibration size must be a positive number of samples (or unset: {DEFAULT_SIZE}), "
+                        f"got {size!r}")
     if isinstance(data, CalibrationSource):
         if size is not None and size != len(data):
             raise DataError(f"calibration source already has {len(data)} samples; size={size} cannot change it")

@@ -15,6 +15,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from .errors import ArtifactError, ConfigError, MetadataError
 VERSION = "0.1.0"
 METADATA_KEY = "modnet_edge"  # key of the JSON metadata entry embedded in every artifact
 METADATA_SCHEMA = 1
+INTEGRITY_PLACEHOLDER = "0" * 64  # an artifact's integrity record before sealing (see seal_artifact)
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -58,6 +60,12 @@ class PreprocessSpec:
             raise ConfigError(f"invalid preprocessing: unknown resample {self.resample!r}")
         if self.layout not in ("NCHW", "NHWC"):
             raise ConfigError(f"invalid preprocessing: layout must be NCHW or NHWC, not {self.layout!r}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                raise ConfigError(f"invalid preprocessing: {name} must be three finite numbers, got {values}")
+        if not all(v > 0 for v in self.std):
+            raise ConfigError(f"invalid preprocessing: std must be positive, got {self.std}")
         if self.fixed_size is not None:
             h, w = self.fixed_size
             if h % self.multiple or w % self.multiple or h <= 0 or w <= 0:
@@ -98,20 +106,28 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
+        if not isinstance(data, dict):
+            raise MetadataError(f"preprocessing must be a JSON object, not {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise MetadataError(f"preprocessing has unknown keys {sorted(unknown)}")
         d = dict(data)
-        if d.get("fixed_size") is not None:
-            d["fixed_size"] = tuple(int(v) for v in d["fixed_size"])
-        for key in ("mean", "std"):
-            if key in d:
-                d[key] = tuple(float(v) for v in d[key])
         try:
+            for key in ("ref_size", "multiple"):
+                if key in d and (isinstance(d[key], bool) or not isinstance(d[key], int)):
+                    raise TypeError(f"{key} must be an integer")
+            for key in ("resample", "layout"):
+                if key in d and not isinstance(d[key], str):
+                    raise TypeError(f"{key} must be a string")
+            if d.get("fixed_size") is not None:
+                d["fixed_size"] = tuple(int(v) for v in d["fixed_size"])
+            for key in ("mean", "std"):
+                if key in d:
+                    d[key] = tuple(float(v) for v in d[key])
             return cls(**d)
-        except (TypeError, ValueError) as exc:
-            raise MetadataError(f"invalid preprocessing {data}: {exc}") from exc
+        except (TypeError, ValueError, OverflowError, ConfigError) as exc:
+            raise MetadataError(f"invalid preprocessing {data}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,6 +154,8 @@ class ArtifactMetadata:
     toolkit_version: str = VERSION
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     schema: int = METADATA_SCHEMA
+    # sha256 binding the artifact's bytes and these fields (see seal_artifact); written at export
+    integrity: str = INTEGRITY_PLACEHOLDER
 
     REQUIRED = ("format", "precision", "preprocessing", "model")
 
@@ -156,11 +174,17 @@ class ArtifactMetadata:
         missing = [k for k in cls.REQUIRED if k not in data]
         if missing:
             raise MetadataError(f"metadata lacks required fields {missing}", where)
-        if data.get("schema", 1) > METADATA_SCHEMA:
+        if not isinstance(data.get("schema", 1), int) or data.get("schema", 1) > METADATA_SCHEMA:
             raise MetadataError(f"metadata schema {data['schema']} is newer than this toolkit "
                                 f"understands ({METADATA_SCHEMA}); upgrade modnet-edge", where)
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in data.items() if k in known}
+        kinds = {"format": str, "precision": str, "model": dict, "input_name": str, "output_name": str,
+                 "input_shape": list, "source": dict, "tools": dict, "extra": dict, "toolkit_version": str,
+                 "created": str, "schema": int, "integrity": str}
+        wrong = [k for k, t in kinds.items() if k in d and (not isinstance(d[k], t) or isinstance(d[k], bool))]
+        if wrong:
+            raise MetadataError(f"metadata fields {wrong} have the wrong type", where)
         if d["precision"] not in PRECISIONS and not str(d["precision"]).startswith(("int8", "int16", "palettized")):
             raise MetadataError(f"metadata has unknown precision {d['precision']!r}", where)
         try:
@@ -175,7 +199,76 @@ class ArtifactMetadata:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MetadataError(f"metadata is not valid JSON: {exc}", where) from exc
-        return cls.from_dict(data, where)
+        meta = cls.from_dict(data, where)
+        meta.raw = text.encode() if isinstance(text, str) else bytes(text)  # as stored: integrity checks find it
+        return meta
+
+    def canonical(self) -> bytes:
+        """These fields as canonical JSON, the integrity record itself left out."""
+        d = self.to_dict()
+        d.pop("integrity", None)
+        return json.dumps(d, sort_keys=True).encode()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Integrity: a record inside every artifact that binds its bytes to its embedded metadata, so tampering
+# and corruption are caught without the manifest.  The embedded metadata JSON is excluded from the bytes
+# hashed (it holds the record); its fields are hashed in canonical form instead.  Sealing rewrites the
+# placeholder with the digest in place: same length, so no offset inside the artifact moves.
+# ---------------------------------------------------------------------------------------------------
+def _content_digest(path: Path, raw: bytes) -> str | None:
+    """sha256 of an artifact's file(s) with the first occurrence of ``raw`` cut out (None: not found)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    h, found = hashlib.sha256(), False
+    for f in files:
+        data = f.read_bytes()
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        at = -1 if found else data.find(raw)
+        if at >= 0:
+            data, found = data[:at] + data[at + len(raw):], True
+        h.update(data)
+    return h.hexdigest() if found else None
+
+
+def integrity_digest(path: str | Path, meta: ArtifactMetadata, raw: bytes) -> str:
+    content = _content_digest(Path(path), raw)
+    if content is None:
+        raise MetadataError("the embedded metadata was not found in the artifact's bytes", path)
+    return hashlib.sha256(content.encode() + meta.canonical()).hexdigest()
+
+
+def seal_artifact(path: str | Path, meta: ArtifactMetadata) -> None:
+    """Write the integrity record into an artifact whose embedded metadata is ``meta.to_json()`` (with
+    the placeholder, or a record copied from the artifact it was made from); ``meta.integrity`` is updated
+    so the manifest carries it too."""
+    path = Path(path)
+    raw = meta.to_json().encode()  # as embedded (the record it holds is cut out of the hash, so any value works)
+    if len(meta.integrity) != len(INTEGRITY_PLACEHOLDER):
+        raise MetadataError("integrity record of unexpected length in the metadata to seal", path)
+    digest = integrity_digest(path, meta, raw)
+    meta.integrity = digest
+    sealed = meta.to_json().encode()
+    assert len(sealed) == len(raw)
+    for f in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        data = f.read_bytes()
+        at = data.find(raw)
+        if at >= 0:
+            with open(f, "r+b") as fh:
+                fh.seek(at)
+                fh.write(sealed)
+            return
+
+
+def verify_integrity(path: str | Path, meta: ArtifactMetadata) -> None:
+    """Refuse an artifact whose bytes or embedded metadata changed after export (an artifact written
+    before integrity records existed, or metadata not read from the file, is not checked)."""
+    raw = getattr(meta, "raw", None)
+    if raw is None or meta.integrity == INTEGRITY_PLACEHOLDER:
+        return
+    if integrity_digest(path, meta, raw) != meta.integrity:
+        raise MetadataError("the artifact does not match the integrity record in its own metadata: its weights, "
+                            "graph or embedded metadata were changed after export (tampered or corrupted)", path)
 
 
 def manifest_path(artifact: str | Path) -> Path:
@@ -244,7 +337,10 @@ def read_manifest(artifact: str | Path) -> ArtifactMetadata | None:
 
 
 def reconcile_metadata(artifact: str | Path, embedded: ArtifactMetadata | None) -> ArtifactMetadata | None:
-    """Combine embedded metadata and manifest; refuse when both exist and disagree."""
+    """Combine embedded metadata and manifest; refuse when both exist and disagree, or when the artifact
+    no longer matches the integrity record in its embedded metadata."""
+    if embedded is not None:
+        verify_integrity(artifact, embedded)
     manifest = read_manifest(artifact)
     if embedded is None or manifest is None:
         return embedded or manifest
@@ -441,7 +537,7 @@ def check_output_path(path: str | Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_output(path: str | Path, suffix: str | None = None,
-                  manifest: Callable[[], ArtifactMetadata] | None = None) -> Iterator[Path]:
+                  manifest: Callable[[], ArtifactMetadata] | None = None, seal: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     An interrupted export or checkpoint write therefore never leaves a half-written file behind; a
@@ -452,6 +548,7 @@ def atomic_output(path: str | Path, suffix: str | None = None,
     and manifest change as one pair: the new manifest is written beside as ``.pending`` first, then the
     artifact renamed, then the manifest renamed.  Killed at any instant, readers see the whole old pair
     or the whole new one (:func:`read_manifest` adopts a pending manifest that matches the artifact).
+    With ``seal`` the artifact (which embeds ``manifest()``'s JSON) first gets its integrity record.
     """
     import shutil
 
@@ -477,7 +574,10 @@ def atomic_output(path: str | Path, suffix: str | None = None,
             raise RuntimeError(f"writer produced no file at {tmp_path}")
         pending = pending_manifest_path(path)
         if manifest is not None:
-            atomic_write_text(pending, _manifest_text(manifest(), tmp_path, path.name))
+            meta = manifest()
+            if seal:
+                seal_artifact(tmp_path, meta)
+            atomic_write_text(pending, _manifest_text(meta, tmp_path, path.name))
         old = None
         if path.is_dir() and not path.is_symlink():  # our own artifact folder (checked above): set aside,
             old = tmp_path.with_name(tmp_path.name + ".old")  # a rename, so the gap without it is tiny

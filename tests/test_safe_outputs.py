@@ -92,7 +92,7 @@ def replace(src, dst):
 os.replace = replace
 meta = ArtifactMetadata(format="onnx", precision="fp16", model={}, preprocessing=PreprocessSpec(),
                         input_name="input", output_name="matte", source={})
-with atomic_output(target, manifest=lambda: meta) as tmp:
+with atomic_output(target, manifest=lambda: meta, seal=False) as tmp:
     tmp.write_text("new artifact")
 """
 
@@ -104,7 +104,7 @@ def test_artifact_and_manifest_change_as_one_pair_whenever_killed(tmp_path: Path
     target = tmp_path / "m.onnx"
     old = ArtifactMetadata(format="onnx", precision="fp32", model={}, preprocessing=PreprocessSpec(),
                            input_name="input", output_name="matte", source={})
-    with atomic_output(target, manifest=lambda: old) as tmp:
+    with atomic_output(target, manifest=lambda: old, seal=False) as tmp:
         tmp.write_text("old artifact")
     proc = subprocess.run([sys.executable, "-c", _KILL_AT_RENAME, str(target), str(kill_at)], capture_output=True)
     assert proc.returncode == (0 if kill_at == 99 else -9), proc.stderr.decode()[-800:]
