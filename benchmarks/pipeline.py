@@ -2,7 +2,7 @@
 
 One command, one output folder, one verdict::
 
-    DIR/checkpoint/...        (only when no checkpoint was given: the quick synthetic training run)
+    DIR/checkpoint/...        (only when no checkpoint was given: the built-in starter weights as a file)
     DIR/artifacts/            every exported artifact with its .manifest.json
     DIR/parity.json           drift of every artifact against the PyTorch reference
     DIR/bench.jsonl           speed results of one interleaved run (the reference included)
@@ -32,19 +32,19 @@ from typing import Any
 
 from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_size, resolve, sha256_path
 from modnet_edge.errors import BackendUnavailableError, ConfigError
+from modnet_edge.images import sample_portraits
 
 from .runner import BenchConfig
 from .summary import (ArtifactEntry, attach_parity, attach_speed, failed_gate, group_parity, overall_pass,
                       write_outputs)
 
 MANIFEST_KIND = "modnet-edge pipeline"
-PORTRAITS = Path("data") / "p3m-portraits" / "image"
 
 
 @dataclass
 class PipelineOptions:
     output: Path
-    checkpoint: Path | None = None
+    checkpoint: str | Path | None = None  # None: the built-in starter weights; or a weights name, or a file
     images: Path | None = None  # None: ../shared portraits when present, else generated images
     limit: int | None = 4
     formats: Sequence[str] | None = None  # "onnx" or "onnx:fp16" items; None: every format this machine exports
@@ -62,15 +62,6 @@ def _log(message: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(message)
-
-
-def find_portraits() -> Path | None:
-    """The shared real portraits beside the checkout (``../shared``), looked up from cwd and from here."""
-    for root in (Path.cwd().parent, Path(__file__).resolve().parents[1].parent):
-        folder = root / "shared" / PORTRAITS
-        if folder.is_dir() and any(folder.iterdir()):
-            return folder
-    return None
 
 
 def _prepare_output(folder: Path) -> None:
@@ -91,18 +82,23 @@ def _prepare_output(folder: Path) -> None:
 
 
 def _checkpoint(opts: PipelineOptions) -> tuple[Path, dict[str, Any]]:
-    if opts.checkpoint is not None:
-        from modnet_edge.train.checkpoint import read_checkpoint
+    """The checkpoint file every stage reads: the user's, or the built-in starter weights written out
+    as a float32 checkpoint (no training at run time)."""
+    from modnet_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
+    from modnet_edge.train.weights import DEFAULT_WEIGHTS, describe_weights, resolve_checkpoint
 
-        ckpt = read_checkpoint(opts.checkpoint)  # fails early and clearly on a bad file
-        return Path(opts.checkpoint), {"path": str(opts.checkpoint), "kind": ckpt.kind, "trained_here": False}
-    opts.log("no checkpoint given: training the built-in default network briefly on the synthetic set "
-             "(preset 'quick'); its mattes show the toolkit works, not production quality")
-    import modnet_edge.train as train
-
-    path = Path(train("quick", output=opts.output / "checkpoint"))
-    return path, {"path": str(path), "kind": "modnet-edge", "trained_here": True,
-                  "note": "trained by the pipeline: preset 'quick' on the built-in synthetic set"}
+    ckpt = resolve_checkpoint(opts.checkpoint)  # fails early and clearly on a bad file
+    if ckpt.path is not None:
+        return ckpt.path, {"path": str(ckpt.path), "kind": ckpt.kind, "trained_here": False,
+                           "synthetic_only": bool(ckpt.provenance.get("synthetic")),
+                           "note": ckpt.provenance.get("note")}
+    name = str(ckpt.provenance.get("weights", DEFAULT_WEIGHTS))
+    note = describe_weights(ckpt.provenance) or f"built-in weights {name!r}"
+    opts.log(f"no checkpoint given: {note}")
+    path = save_checkpoint(opts.output / "checkpoint" / f"{name}.pt", build_from_checkpoint(ckpt),
+                           preprocessing=ckpt.preprocessing, provenance=ckpt.provenance)
+    return path, {"path": str(path), "kind": ckpt.kind, "weights": name, "trained_here": False,
+                  "synthetic_only": bool(ckpt.provenance.get("synthetic")), "note": note}
 
 
 def _exporter_options(fmt: Format, precision: str, images: Path | None) -> dict[str, Any]:
@@ -261,16 +257,15 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     dclass = table.get(opts.device_class) if opts.device_class else table.detect(device)
     parse_formats(opts.formats)
     if opts.checkpoint is not None:
-        from modnet_edge.train.checkpoint import read_checkpoint
+        from modnet_edge.train.weights import resolve_checkpoint
 
-        read_checkpoint(opts.checkpoint)
+        resolve_checkpoint(opts.checkpoint)
     if opts.images is not None and not Path(opts.images).is_dir():
         raise ConfigError("images must be a folder of images", opts.images)
     _prepare_output(opts.output)
-    shared = None if opts.images else find_portraits()
-    images = opts.images or shared
-    image_note = (f"images from {images}" if opts.images else f"real portraits (shared P3M set) from {shared}"
-                  if shared else "generated synthetic portraits (no real images found beside the checkout)")
+    images = opts.images or sample_portraits()
+    image_note = (f"images from {images}" if opts.images else
+                  f"the package's sample portraits ({images}; training images of the starter weights)")
     image_note += f", first {opts.limit}" if opts.limit else ""
     opts.log(f"images for parity and calibration: {image_note}")
     stages: dict[str, float] = {}
@@ -309,6 +304,8 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     reference = next((r for r in results if r.artifact.get("path") and Path(r.artifact["path"]).resolve()
                       == ckpt_path.resolve() and r.mode == "model"), None)
     context = {"checkpoint": f"{ckpt_path} ({ckpt_info.get('note') or ckpt_info['kind']})",
+               "warning": ("the checkpoint was trained on the built-in SYNTHETIC set only: not a portrait matter, "
+                           "its mattes of real photos are not meaningful") if ckpt_info.get("synthetic_only") else None,
                "images": image_note, "device": f"{device['cpu']}, {device['usable_cores']} cores"
                + (f", GPU {', '.join(device['gpu'])}" if device["gpu"] else "") + f", {device['os']}",
                "device_class": f"{dclass.name}: {dclass.description}",
@@ -372,5 +369,5 @@ def pipeline(checkpoint: str | Path | None = None, output: str | Path = "modnet-
     ``options``: :class:`PipelineOptions` fields (``images``, ``limit``, ``formats``, ``device_class``,
     ``targets``, ``bench=BenchConfig(...)``, ``speed_gate`` ...).
     """
-    return run_pipeline(PipelineOptions(output=Path(output), checkpoint=Path(checkpoint) if checkpoint else None,
+    return run_pipeline(PipelineOptions(output=Path(output), checkpoint=checkpoint or None,
                                         **options))

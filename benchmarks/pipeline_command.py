@@ -25,12 +25,12 @@ def _usable_cores() -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", nargs="?", type=Path, help="official or modnet-edge checkpoint; omitted: "
-                        "train the built-in default briefly on the synthetic set (and say so)")
+    parser.add_argument("checkpoint", nargs="?", help="official or modnet-edge checkpoint, or a built-in weights "
+                        "name; omitted: the built-in 'starter' weights (see `modnet-edge weights`)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (new, empty, or a previous "
                         "pipeline's)")
-    parser.add_argument("--images", type=Path, help="folder of images for parity and INT8 calibration (default: "
-                        "../shared/data/p3m-portraits/image when present, else generated portraits)")
+    parser.add_argument("--images", type=Path, help="folder of images for parity and INT8 calibration (default: the "
+                        "package's four sample portraits)")
     parser.add_argument("--limit", type=int, default=4, help="use at most N images for parity")
     parser.add_argument("--formats", help="comma-separated formats, optionally with a precision, e.g. "
                         "'onnx,tflite:int8' (default: every format this machine can export, at its pipeline "

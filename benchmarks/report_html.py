@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import atomic_write_text
+from modnet_edge.runtimes.outputs import composite
 
 from .results import BenchResult
 from .summary import ArtifactEntry, _fmt, drift_verdict, failed_gate, failure_reason, overall_pass, speed_verdict
@@ -182,7 +183,11 @@ def _pictures(parity: Any, max_images: int) -> str:
             if name not in r.mattes:
                 continue
             if not ref_done:
-                tiles.append(_figure(matte_image(r.reference_mattes[name]), "reference matte (PyTorch FP32)"))
+                ref = r.reference_mattes[name]
+                tiles.append(_figure(matte_image(ref), "reference matte (PyTorch FP32)"))
+                rgb = parity.pictures[name]
+                if rgb.shape[:2] == ref.shape:
+                    tiles.append(_figure(composite(rgb, ref), "reference composite over green"))
                 ref_done = True
             runtime = getattr(r, "runtime", "")
             label = f"{Path(r.artifact).name} ({r.precision}{', ' + runtime if runtime == 'reference' else ''})"

@@ -25,6 +25,7 @@ def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32"
         raise BackendUnavailableError(f"exporting {format} needs {list(fmt.export_requires)}; "
                                       f"install with: {fmt.install_hint()}")
     if output is not None:
+        check_output_path(output)  # before minutes of conversion, not after
         named = format_of_path(output)
         if named is not fmt:  # a file's suffix is how every loader recognises its format
             raise ConfigError(f"output {Path(output).name!r} does not end in {' or '.join(fmt.suffixes)}, the suffix "

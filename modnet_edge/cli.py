@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "train": "modnet_edge.train.command",
     "adapt": "modnet_edge.train.adapt_command",
     "evaluate": "modnet_edge.parity_tests.evaluate_command",
+    "quality": "modnet_edge.benchmarks.quality_command",
+    "weights": "modnet_edge.train.weights_command",
 }
 
 

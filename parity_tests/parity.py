@@ -261,6 +261,9 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
     from modnet_edge.runtimes.predictor import MattingPredictor
     from modnet_edge.runtimes.torch_backend import TorchBackend
 
+    artifacts = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
+    if not artifacts:  # a verdict over nothing would be a pass that checked nothing
+        raise ConfigError("no artifacts to check: name at least one")
     pictures, source = load_images(images, limit)
     names = list(pictures)
     kept = set(names if keep_mattes is True else names[:int(keep_mattes)])  # False -> 0 -> none kept

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from modnet_edge.parity_tests.expected_misses import gated
 from modnet_edge.parity_tests.parity import BUDGETS, ParityReport, run_parity
 
 pytestmark = pytest.mark.slow
@@ -64,20 +65,25 @@ def trt_onnx(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="module")
-def report(trt_onnx: dict[str, Path], parity_images: Path | None) -> ParityReport:
+def report(trt_onnx: dict[str, Path], parity_images: Path, record_parity) -> ParityReport:
     """One parity run over all four files (one PyTorch reference pass)."""
     result = run_parity(list(trt_onnx.values()), images=parity_images, progress=False)
-    assert ("folder" in result.image_source) == (parity_images is not None)
+    assert "folder" in result.image_source
+    shipped = [r for r in result.results if not Path(r.artifact).name.startswith("m.int8-full")]
+    record_parity(ParityReport(shipped, result.images, result.image_source))
     return result
 
 
-def test_tensorrt_ready_onnx_within_budget(report: ParityReport, parity_gate) -> None:
-    """fp32, fp16 and the default int8 file, gated by the suite's policy (``parity_gate``)."""
-    shipped = [r for r in report.results if not Path(r.artifact).name.startswith("m.int8-full")]
-    assert [r.precision for r in shipped] == ["fp32", "fp16", "int8"]
-    for result in shipped:
-        assert result.format == "tensorrt-onnx" and result.budget == BUDGETS[result.precision]
-    parity_gate(ParityReport(shipped, report.images, report.image_source))
+SHIPPED = {"m.fp32.trt.onnx": "fp32", "m.fp16.trt.onnx": "fp16", "m.int8.trt.onnx": "int8"}
+
+
+@pytest.mark.parametrize("name", gated(SHIPPED))
+def test_tensorrt_ready_onnx_within_budget(name: str, report: ParityReport, parity_gate) -> None:
+    """fp32, fp16 and the default int8 file, each against its budget."""
+    result = next(r for r in report.results if Path(r.artifact).name == name)
+    assert result.format == "tensorrt-onnx" and result.precision == SHIPPED[name]
+    assert result.budget == BUDGETS[result.precision]
+    parity_gate(report, only=result)
 
 
 def test_full_int8_is_what_breaks_the_budget(report: ParityReport, record_parity) -> None:

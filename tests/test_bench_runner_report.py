@@ -187,7 +187,7 @@ def test_report_command_writes_a_self_contained_page_that_renders(models, tmp_pa
     page = (out / "report.html").read_text()
     assert not re.search(r"https?://", page) and "<script" not in page and "<link" not in page
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == 1 + 1 + 2 * 2  # input, reference matte, then a matte and a heat map per artifact
+    assert len(sources) == 1 + 2 + 2 * 2  # input, reference matte and composite, then a matte and a heat map each
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert page.count("<svg") >= 2  # the fps chart and the heat-map scale
 

@@ -23,7 +23,7 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
 def test_export_predict_parity_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     onnx_path = tmp_path / "m.onnx"
     assert main(["export", "--format", "onnx", "--precision", "fp32", "-o", str(onnx_path)]) == 0
-    assert "seeded random init" in capsys.readouterr().out
+    assert "built-in 'starter' weights" in capsys.readouterr().out
     images = tmp_path / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -31,6 +31,7 @@ def test_export_predict_parity_round_trip(tmp_path: Path, capsys: pytest.Capture
         Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(images / name)
     out = tmp_path / "out"
     assert main(["predict", str(onnx_path), str(images), "-o", str(out)]) == 0
+    assert "built-in weights 'starter'" in capsys.readouterr().err  # predict names the network behind it
     assert sorted(p.name for p in out.iterdir()) == ["a.alpha.png", "a.composite.png", "b.alpha.png",
                                                     "b.composite.png"]
     assert Image.open(out / "a.alpha.png").size == (90, 70)

@@ -27,7 +27,8 @@ def test_export_writes_artifact_manifest_and_embedded_metadata(onnx_fp32: Path) 
     props = {p.key: p.value for p in model.metadata_props}
     meta = json.loads(props["modnet_edge"])
     assert meta["precision"] == "fp32" and meta["format"] == "onnx"
-    assert meta["preprocessing"]["ref_size"] == 512 and meta["source"]["kind"] == "random-init"
+    assert meta["preprocessing"]["ref_size"] == 512  # no checkpoint given: the built-in starter weights
+    assert meta["source"]["kind"] == "builtin" and meta["source"]["weights"] == "starter"
     assert "torch" in meta["tools"] and "onnx" in meta["tools"]
     manifest = read_manifest(onnx_fp32)
     assert manifest is not None and manifest.precision == "fp32"

@@ -1,0 +1,197 @@
+"""Matting quality side by side: our networks and a peer model on the same real images, in one table.
+
+Why: a drift verdict says an artifact computes what its network does; it says nothing about whether
+that network mattes.  This measures it, on labelled folders a user points at:
+
+* portraits (``image/`` + ``matte/``): MSE, MAD, SAD, Grad, Conn against the soft mattes, and the share of
+  *unsure* pixels (alpha strictly between 0.05 and 0.95: a good matte is unsure only at the boundary);
+  images a built-in network was trained on are reported apart from unseen ones (never mixed);
+* person segmentation (``image/`` + ``mask/``): intersection over union at alpha >= 0.5.
+
+Every subject runs through the same predictor users get (:func:`modnet_edge.runtimes.load`).  A peer
+that carries no modnet-edge metadata is fed as its authors document (``PEERS``), e.g. MediaPipe's selfie
+segmentation model (Apache-2.0; ``selfie_segmentation.tflite`` inside the ``mediapipe`` 0.10.x wheels):
+RGB stretched to 256x256, values in [0, 1], NHWC, one sigmoid channel out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modnet_edge.core import PreprocessSpec, atomic_write_text
+from modnet_edge.errors import ConfigError
+from modnet_edge.images import read_image, read_matte
+from modnet_edge.preprocess import area_resize
+
+UNSURE = (0.05, 0.95)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A foreign model compared against ours: how to feed it, and where it comes from."""
+
+    name: str
+    preprocessing: PreprocessSpec
+    source: str
+    license: str
+
+
+PEERS: dict[str, Peer] = {
+    "mediapipe-selfie": Peer(
+        "mediapipe-selfie",
+        PreprocessSpec(ref_size=256, fixed_size=(256, 256), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), layout="NHWC"),
+        "MediaPipe selfie segmentation (general 256x256 model), mediapipe/modules/selfie_segmentation/"
+        "selfie_segmentation.tflite in the mediapipe 0.10.x wheels", "Apache-2.0"),
+}
+
+
+@dataclass
+class Subject:
+    """One model in the comparison: a label, the file, and (peers) the preprocessing to state."""
+
+    label: str
+    path: Path
+    preprocessing: PreprocessSpec | None = None
+    seen: frozenset[str] = frozenset()  # stems of images it was trained on (built-in weights record them)
+
+
+@dataclass
+class QualityReport:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    conditions: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> str:
+        head = (f"{'model':<28} {'images':<22} {'n':>3} {'MSE':>9} {'MAD':>9} {'SAD':>8} {'Grad':>8} {'Conn':>8} "
+                f"{'unsure':>7} {'IoU':>6}")
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            m = r["metrics"]
+            cell = lambda k, f: f"{m[k]:{f}}" if k in m else "-"  # noqa: E731
+            lines.append(f"{r['model'][:28]:<28} {r['images'][:22]:<22} {r['count']:>3} {cell('mse', '9.5f'):>9} "
+                         f"{cell('mad', '9.5f'):>9} {cell('sad', '8.2f'):>8} {cell('grad', '8.2f'):>8} "
+                         f"{cell('conn', '8.2f'):>8} {cell('unsure', '7.3f'):>7} {cell('iou', '6.3f'):>6}")
+        lines.append("MSE, MAD: per-pixel means vs soft mattes; SAD, Grad, Conn: sums / 1000; unsure: share of pixels "
+                     f"with alpha in ({UNSURE[0]}, {UNSURE[1]}); IoU at alpha >= 0.5 vs binary masks")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "conditions": self.conditions}
+
+    def write_json(self, path: str | Path) -> Path:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return Path(path)
+
+
+def make_subject(spec: str) -> Subject:
+    """``PATH`` (our artifact or checkpoint, or a built-in weights name), or ``PEER=PATH`` for a peer model."""
+    name, sep, rest = spec.partition("=")
+    if sep:
+        if name not in PEERS:
+            raise ConfigError(f"unknown peer {name!r}; known peers: {sorted(PEERS)}")
+        path = Path(rest)
+        if not path.is_file():
+            raise ConfigError(f"peer model file does not exist: {path}")
+        return Subject(name, path, PEERS[name].preprocessing)
+    from modnet_edge.train.weights import WEIGHTS, resolve_checkpoint
+
+    if spec in WEIGHTS and not Path(spec).exists():
+        w = WEIGHTS[spec]
+        return Subject(f"{spec} (built-in)", Path(spec), None, frozenset(w.training_images))
+    ckpt_like = Path(spec)
+    if not ckpt_like.exists():
+        raise ConfigError(f"no such artifact, checkpoint or built-in weights: {spec}")
+    seen: frozenset[str] = frozenset()
+    if ckpt_like.suffix in (".pt", ".pth", ".ckpt"):
+        seen = frozenset(resolve_checkpoint(ckpt_like).provenance.get("training_images") or ())
+    return Subject(ckpt_like.name, ckpt_like, None, seen)
+
+
+def _predictor(subject: Subject) -> Any:
+    from modnet_edge.runtimes.loader import load
+
+    if subject.preprocessing is not None:
+        return load(subject.path, preprocessing=subject.preprocessing)
+    if not subject.path.exists():  # a built-in weights name: write the float32 checkpoint once, then load it
+        import tempfile
+
+        from modnet_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
+        from modnet_edge.train.weights import load_weights
+
+        ckpt = load_weights(str(subject.path))
+        folder = Path(tempfile.mkdtemp(prefix="modnet-edge-quality-"))
+        subject.path = save_checkpoint(folder / f"{subject.path}.pt", build_from_checkpoint(ckpt),
+                                       preprocessing=ckpt.preprocessing, provenance=ckpt.provenance)
+    return load(subject.path)
+
+
+def _pairs(folder: Path, target: str) -> list[tuple[Path, Path]]:
+    from modnet_edge.train.datasets import find_layout, pair_by_stem
+
+    kind, folders = find_layout(folder)
+    want = "segmentation" if target == "mask" else "matting"
+    if kind != want:
+        raise ConfigError(f"expected a {want} folder (image/ + {target}/), found a {kind} folder", folder)
+    return pair_by_stem(folders["image"], folders.get("matte") or folders.get("mask"), target)
+
+
+def _at_size(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    return pred if pred.shape == gt.shape else area_resize(pred, gt.shape[0], gt.shape[1])
+
+
+def matting_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    from modnet_edge.train.metrics import matting_metrics
+
+    scores = matting_metrics(pred, gt)
+    scores["unsure"] = float(np.mean((pred > UNSURE[0]) & (pred < UNSURE[1])))
+    return scores
+
+
+def iou(pred: np.ndarray, mask: np.ndarray) -> float:
+    p, m = pred >= 0.5, mask >= 0.5
+    union = np.logical_or(p, m).sum()
+    return float(np.logical_and(p, m).sum() / union) if union else 1.0
+
+
+def compare_quality(subjects: list[str], portraits: str | Path | None = None,
+                    segmentation: str | Path | None = None, limit: int | None = None,
+                    progress: bool = True) -> QualityReport:
+    """Every subject on every folder given; returns a :class:`QualityReport` (``.table()`` to print)."""
+    from tqdm import tqdm
+
+    if not subjects:
+        raise ConfigError("name at least one model to evaluate")
+    if portraits is None and segmentation is None:
+        raise ConfigError("give a portraits folder (image/ + matte/) and/or a segmentation folder (image/ + mask/)")
+    made = [make_subject(s) for s in subjects]
+    matting = _pairs(Path(portraits), "matte") if portraits else []
+    seg = _pairs(Path(segmentation), "mask")[:limit] if segmentation else []
+    report = QualityReport(conditions={"portraits": str(portraits) if portraits else None,
+                                       "segmentation": str(segmentation) if segmentation else None,
+                                       "segmentation_images": len(seg), "peers": {
+                                           s.label: {"source": PEERS[s.label].source, "license": PEERS[s.label].license}
+                                           for s in made if s.label in PEERS}})
+    for subject in made:
+        with _predictor(subject) as predictor:
+            groups: dict[str, list[dict[str, float]]] = {}
+            for img, matte in tqdm(matting, desc=f"{subject.label}: portraits", disable=not progress, unit="img"):
+                gt = read_matte(matte)
+                pred = _at_size(predictor.predict(read_image(img)), gt)
+                key = "seen in training" if img.stem in subject.seen else "unseen portraits"
+                groups.setdefault(key, []).append(matting_scores(pred, gt))
+            for key, rows in sorted(groups.items(), key=lambda kv: kv[0] != "unseen portraits"):
+                report.rows.append({"model": subject.label, "images": key, "count": len(rows),
+                                    "metrics": {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}})
+            ious = []
+            for img, mask in tqdm(seg, desc=f"{subject.label}: segmentation", disable=not progress, unit="img"):
+                gt = read_matte(mask)
+                ious.append(iou(_at_size(predictor.predict(read_image(img)), gt), gt))
+            if ious:
+                report.rows.append({"model": subject.label, "images": "person masks", "count": len(ious),
+                                    "metrics": {"iou": float(np.mean(ious)),
+                                                "iou_median": float(np.median(ious))}})
+    return report

@@ -1,0 +1,1 @@
+"""Files shipped inside the package: built-in weights (weights/) and sample portraits (portraits/)."""

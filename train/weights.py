@@ -1,0 +1,172 @@
+"""Built-in weights: a table of the networks that ship inside the package (timm/torchvision style).
+
+Each entry names its file, the sha256 the file must have (checked on every load), how its inputs are
+preprocessed, the recipe and data that made it (with their licenses) and its measured quality, so a
+user can see what a network is before trusting its mattes.  Weights are stored as float16 tensors
+(half the size) and upcast to float32 on load: the float32 network *is* the reference every artifact
+is compared against (its content hash, ``weights_sha256``, is what exported artifacts record).
+
+``resolve_checkpoint`` is the one place that turns what a user passed (nothing, a weights name, a
+file, a :class:`Checkpoint`) into a checkpoint: ``load_network``, ``export`` and the pipeline all use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from modnet_edge.core import PreprocessSpec
+from modnet_edge.errors import CheckpointError
+
+from .checkpoint import Checkpoint, read_checkpoint, weights_sha256
+
+ASSETS = "modnet_edge.assets"
+BUILTIN_KIND = "builtin"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One row of the weights table."""
+
+    name: str
+    file: str  # inside modnet_edge/assets/weights/
+    sha256: str  # of the stored file
+    summary: str
+    recipe: str  # how to reproduce: the exact command
+    data: tuple[dict[str, str], ...]  # what it was trained on, each with its license
+    quality: dict[str, Any] = field(default_factory=dict)  # measured, with where and how
+    synthetic_only: bool = False
+    training_images: tuple[str, ...] = ()  # stems of the real images it learned from (quality splits on them)
+    preprocessing: PreprocessSpec = field(default_factory=PreprocessSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "file": self.file, "sha256": self.sha256, "summary": self.summary,
+                "recipe": self.recipe, "data": list(self.data), "quality": self.quality,
+                "synthetic_only": self.synthetic_only, "training_images": list(self.training_images),
+                "preprocessing": self.preprocessing.to_dict()}
+
+
+WEIGHTS: dict[str, Weights] = {}
+DEFAULT_WEIGHTS = "starter"
+
+
+def _register(w: Weights) -> Weights:
+    WEIGHTS[w.name] = w
+    return w
+
+
+_register(Weights(
+    name="starter",
+    file="starter-v1.fp16.pt",
+    sha256="02ce290532531ef488ac09765379373706305b569f2a28926681fed3fa0327e1",
+    summary=("MODNet trained by this toolkit on 8 MIT-licensed P3M portraits composited over procedural and "
+             "real backgrounds, plus the synthetic set; a starter that mattes people, not production quality "
+             "(bring the official MODNet weights or your own for that)"),
+    recipe="modnet-edge train starter --data P3M_PORTRAITS -o runs/starter  (3 stages: 192, 320, 512 px)",
+    data=(
+        {"name": "P3M-10k portraits p_07141906, p_09ba26b4, p_22fc0130, p_51c916fc, p_71bcce3a, p_a09f6d7a, "
+                 "p_bac3c1ff, p_bc5cfad1 (soft mattes are P3M-Net predictions)", "license": "MIT"},
+        {"name": "modnet-edge built-in synthetic portraits (procedural)", "license": "Apache-2.0 (this project)"},
+    ),
+    training_images=("p_07141906", "p_09ba26b4", "p_22fc0130", "p_51c916fc", "p_71bcce3a", "p_a09f6d7a",
+                     "p_bac3c1ff", "p_bc5cfad1"),
+    quality={},
+))
+
+
+def weights_file(name: str) -> Path:
+    w = get_weights(name)
+    return Path(str(resources.files(ASSETS).joinpath("weights", w.file)))
+
+
+def get_weights(name: str) -> Weights:
+    if name not in WEIGHTS:
+        raise CheckpointError(f"no built-in weights named {name!r}; available: {sorted(WEIGHTS)}")
+    return WEIGHTS[name]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_weights(name: str = DEFAULT_WEIGHTS) -> Checkpoint:
+    """The built-in network ``name`` as a float32 checkpoint; the stored file's sha256 is checked first."""
+    w = get_weights(name)
+    path = weights_file(name)
+    if not path.is_file():
+        raise CheckpointError(f"built-in weights {name!r} are missing from the installed package", path)
+    actual = _file_sha256(path)
+    if actual != w.sha256:
+        raise CheckpointError(f"built-in weights {name!r}: file sha256 {actual[:12]}... differs from the table's "
+                              f"{w.sha256[:12]}... (corrupted or replaced)", path)
+    stored = read_checkpoint(path)
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in stored.state_dict.items()}
+    prov = dict(stored.provenance)
+    prov.update({"weights": name, "weights_sha256": weights_sha256(sd), "synthetic": w.synthetic_only,
+                 "note": w.summary, "trained_on": "; ".join(f"{d['name']} ({d['license']})" for d in w.data)})
+    return Checkpoint(None, BUILTIN_KIND, stored.model_config, sd, w.preprocessing, prov, None, actual)
+
+
+def resolve_checkpoint(checkpoint: Any = None) -> Checkpoint:
+    """What a user passed -> a checkpoint: None is the default built-in weights, a built-in name (that is
+    not an existing file) those weights, a path a checkpoint file, a :class:`Checkpoint` itself."""
+    if isinstance(checkpoint, Checkpoint):
+        return checkpoint
+    if checkpoint is None:
+        return load_weights(DEFAULT_WEIGHTS)
+    if isinstance(checkpoint, str) and checkpoint in WEIGHTS and not Path(checkpoint).exists():
+        return load_weights(checkpoint)
+    if not isinstance(checkpoint, (str, Path)):
+        raise CheckpointError(f"checkpoint must be a path, a built-in weights name {sorted(WEIGHTS)} or a "
+                              f"Checkpoint, not {type(checkpoint).__name__}")
+    return read_checkpoint(checkpoint)
+
+
+def save_weights_file(ckpt: Checkpoint, output: str | Path, provenance: dict[str, Any] | None = None) -> Path:
+    """Store a checkpoint compactly for the package: float tensors as float16 (what ``load_weights`` reads)."""
+    from .checkpoint import build_from_checkpoint, save_checkpoint
+
+    model = build_from_checkpoint(ckpt)
+    model.half()
+    for name, buf in model.named_buffers():  # BatchNorm statistics too: float16 is ample for them
+        if buf.is_floating_point():
+            buf.data = buf.data.half()
+    prov = {k: v for k, v in ckpt.provenance.items() if k not in ("weights_sha256", "host")}
+    prov.update(provenance or {})
+    prov["host"] = "redacted"
+    return save_checkpoint(output, model, preprocessing=ckpt.preprocessing, provenance=prov)
+
+
+def provenance_notes(source: dict[str, Any] | None) -> list[str]:
+    """What a user must know about the network behind a checkpoint or artifact, from its recorded
+    source: built-in weights named with their measured quality; synthetic-only or untrained networks
+    flagged (their mattes of real photos mean nothing)."""
+    source = source or {}
+    notes = []
+    line = describe_weights(source)
+    if line:
+        notes.append(line)
+    if source.get("kind") == "random-init":
+        notes.append("WARNING: a randomly initialised, untrained network: its mattes are noise")
+    elif source.get("synthetic"):
+        notes.append("WARNING: trained on the built-in SYNTHETIC set only: not a portrait matter, its mattes of "
+                     "real photos are not meaningful")
+    return notes
+
+
+def describe_weights(provenance: dict[str, Any]) -> str | None:
+    """One line naming built-in weights and their measured quality, or None for other checkpoints."""
+    name = provenance.get("weights")
+    if not name or name not in WEIGHTS:
+        return None
+    w = WEIGHTS[name]
+    q = w.quality.get("headline")
+    return f"built-in weights '{name}': {w.summary}" + (f" Measured: {q}" if q else "")
+
