@@ -61,7 +61,7 @@ def _register(w: Weights) -> Weights:
 _register(Weights(
     name="starter",
     file="starter-v1.fp16.pt",
-    sha256="02ce290532531ef488ac09765379373706305b569f2a28926681fed3fa0327e1",
+    sha256="79b78ef8db80490d696b258734d3edb7e57a2707f842b7eeec7a4082e3120484",
     summary=("MODNet trained by this toolkit on 8 MIT-licensed P3M portraits composited over procedural and "
              "real backgrounds, plus the synthetic set; a starter that mattes people, not production quality "
              "(bring the official MODNet weights or your own for that)"),
@@ -73,7 +73,19 @@ _register(Weights(
     ),
     training_images=("p_07141906", "p_09ba26b4", "p_22fc0130", "p_51c916fc", "p_71bcce3a", "p_a09f6d7a",
                      "p_bac3c1ff", "p_bc5cfad1"),
-    quality={},
+    quality={
+        "headline": ("on 2 held-out P3M portraits MSE 0.055, MAD 0.076 (7.8% unsure pixels); on 290 person-seg photos "
+                     "IoU 0.44. MediaPipe selfie segmentation on the same: MSE 0.0093, IoU 0.88 -- it does not beat "
+                     "that peer yet"),
+        "held_out_portraits": {"images": ["p_514ca06a", "p_818e689d"], "mse": 0.05522, "mad": 0.07556, "sad": 119.41,
+                               "grad": 49.24, "conn": 112.06, "unsure": 0.078},
+        "training_portraits": {"images": 8, "mse": 0.09765, "mad": 0.12263, "unsure": 0.111,
+                               "note": "the original photos: their backgrounds were never seen whole in training"},
+        "person_seg_iou": {"images": 290, "mean": 0.444, "note": "evaluation only (no license: never trained on)"},
+        "peer_mediapipe_selfie": {"held_out_portraits_mse": 0.0093, "held_out_portraits_mad": 0.0201,
+                                  "person_seg_iou": 0.876},
+        "measured": "2026-12-01, `modnet-edge quality` (mattes against P3M-Net pseudo ground truth, full images)",
+    },
 ))
 
 
