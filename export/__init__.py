@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import check_output_path, format_of_path, get_format, resolve
-from modnet_edge.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core import check_output_path, format_of_path, get_format, is_our_artifact, resolve
+from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError
 
 
 def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32", output: str | Path | None = None,
@@ -26,11 +26,17 @@ def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32"
                                       f"install with: {fmt.install_hint()}")
     if output is not None:
         check_output_path(output)  # before minutes of conversion, not after
+        if Path(output).is_file() and not is_our_artifact(output):
+            raise ArtifactError("output exists and is not an artifact written by modnet-edge; refusing to overwrite "
+                                "it: choose another name, or move it away first", output)
         named = format_of_path(output)
         if named is not fmt:  # a file's suffix is how every loader recognises its format
             raise ConfigError(f"output {Path(output).name!r} does not end in {' or '.join(fmt.suffixes)}, the suffix "
                               f"of {format} artifacts" + (f" (it names a {named.name} file)" if named else ""))
         check_output_path(output)  # before minutes of conversion, not after
+        if Path(output).is_file() and not is_our_artifact(output):
+            raise ArtifactError("output exists and is not an artifact written by modnet-edge; refusing to overwrite "
+                                "it: choose another name, or move it away first", output)
     ckpt = resolve_checkpoint(checkpoint)
     if output is None:
         stem = ckpt.path.stem if ckpt.path else str(ckpt.provenance.get("weights", "modnet"))

@@ -507,6 +507,21 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
+def is_our_artifact(path: str | Path) -> bool:
+    """Whether an existing file at an output path is an artifact modnet-edge wrote (and so ours to
+    replace): its manifest names it, or its bytes hold our embedded metadata."""
+    path = Path(path)
+    if _replaceable_folder(path):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    # the metadata entry's name (ONNX metadata_props, TFLite metadata) or our JSON (engine header)
+    return METADATA_KEY.encode() in data or b'"toolkit_version"' in data
+
+
 def _replaceable_folder(path: Path) -> bool:
     """A folder at an output path may be replaced only when it is an artifact of ours (a Core ML
     .mlpackage with our manifest beside it naming it); anything else is the user's and is kept."""

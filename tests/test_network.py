@@ -125,7 +125,8 @@ def test_checkpoint_of_another_architecture_lists_keys(tmp_path: Path) -> None:
     assert str(path) in msg
 
 
-@pytest.mark.parametrize("content,match", [(b"", "empty"), (b"\x00not a zip" * 10, "not a readable")])
+@pytest.mark.parametrize("content,match", [(b"", "empty"), (b"\x00not a zip" * 10, "not a PyTorch checkpoint"),
+                                           (b"PK\x03\x04 truncated zip", "not a readable")])
 def test_empty_or_corrupt_checkpoint(tmp_path: Path, content: bytes, match: str) -> None:
     path = tmp_path / "bad.ckpt"
     path.write_bytes(content)

@@ -115,3 +115,17 @@ def test_artifact_and_manifest_change_as_one_pair_whenever_killed(tmp_path: Path
         assert target.read_text() == "new artifact"  # the artifact was in place: the new pair is adopted
     atomic_write_text(tmp_path / "next.json", "{}")  # the next write to the folder clears dead writers' temps
     assert not [p.name for p in tmp_path.iterdir() if TEMP_MARK in p.name]
+
+
+def test_export_never_overwrites_a_file_that_is_not_ours(tmp_path: Path, capsys) -> None:
+    from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "c.pt", build_from_checkpoint(random_checkpoint()))
+    mine = tmp_path / "thesis.onnx"
+    mine.write_text("a user's file that happens to end in .onnx")
+    assert main(["export", str(ckpt), "-o", str(mine), "--static-shape", "64x64"]) == 2
+    assert "not an artifact written by modnet-edge" in capsys.readouterr().err
+    assert mine.read_text().startswith("a user's file")
+    ours = tmp_path / "m.onnx"
+    for _ in range(2):  # an artifact of ours is replaced, manifest and all
+        assert main(["export", str(ckpt), "-o", str(ours), "--static-shape", "64x64"]) == 0
