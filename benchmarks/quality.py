@@ -17,6 +17,7 @@ RGB stretched to 256x256, values in [0, 1], NHWC, one sigmoid channel out.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,20 +112,17 @@ def make_subject(spec: str) -> Subject:
     return Subject(ckpt_like.name, ckpt_like, None, seen)
 
 
-def _predictor(subject: Subject) -> Any:
+def _predictor(subject: Subject, scratch: Path) -> Any:
     from modnet_edge.runtimes.loader import load
 
     if subject.preprocessing is not None:
         return load(subject.path, preprocessing=subject.preprocessing)
-    if not subject.path.exists():  # a built-in weights name: write the float32 checkpoint once, then load it
-        import tempfile
-
+    if not subject.path.exists():  # a built-in weights name: written as a float32 checkpoint for the run
         from modnet_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
         from modnet_edge.train.weights import load_weights
 
         ckpt = load_weights(str(subject.path))
-        folder = Path(tempfile.mkdtemp(prefix="modnet-edge-quality-"))
-        subject.path = save_checkpoint(folder / f"{subject.path}.pt", build_from_checkpoint(ckpt),
+        subject.path = save_checkpoint(scratch / f"{subject.path}.pt", build_from_checkpoint(ckpt),
                                        preprocessing=ckpt.preprocessing, provenance=ckpt.provenance)
     return load(subject.path)
 
@@ -161,8 +159,6 @@ def compare_quality(subjects: list[str], portraits: str | Path | None = None,
                     segmentation: str | Path | None = None, limit: int | None = None,
                     progress: bool = True) -> QualityReport:
     """Every subject on every folder given; returns a :class:`QualityReport` (``.table()`` to print)."""
-    from tqdm import tqdm
-
     if not subjects:
         raise ConfigError("name at least one model to evaluate")
     if portraits is None and segmentation is None:
@@ -175,23 +171,31 @@ def compare_quality(subjects: list[str], portraits: str | Path | None = None,
                                        "segmentation_images": len(seg), "peers": {
                                            s.label: {"source": PEERS[s.label].source, "license": PEERS[s.label].license}
                                            for s in made if s.label in PEERS}})
-    for subject in made:
-        with _predictor(subject) as predictor:
-            groups: dict[str, list[dict[str, float]]] = {}
-            for img, matte in tqdm(matting, desc=f"{subject.label}: portraits", disable=not progress, unit="img"):
-                gt = read_matte(matte)
-                pred = _at_size(predictor.predict(read_image(img)), gt)
-                key = "seen in training" if img.stem in subject.seen else "unseen portraits"
-                groups.setdefault(key, []).append(matting_scores(pred, gt))
-            for key, rows in sorted(groups.items(), key=lambda kv: kv[0] != "unseen portraits"):
-                report.rows.append({"model": subject.label, "images": key, "count": len(rows),
-                                    "metrics": {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}})
-            ious = []
-            for img, mask in tqdm(seg, desc=f"{subject.label}: segmentation", disable=not progress, unit="img"):
-                gt = read_matte(mask)
-                ious.append(iou(_at_size(predictor.predict(read_image(img)), gt), gt))
-            if ious:
-                report.rows.append({"model": subject.label, "images": "person masks", "count": len(ious),
-                                    "metrics": {"iou": float(np.mean(ious)),
-                                                "iou_median": float(np.median(ious))}})
+    with tempfile.TemporaryDirectory(prefix="modnet-edge-quality-") as scratch:
+        for subject in made:
+            _evaluate_subject(subject, Path(scratch), matting, seg, report, progress)
     return report
+
+
+def _evaluate_subject(subject: Subject, scratch: Path, matting: list[tuple[Path, Path]],
+                      seg: list[tuple[Path, Path]], report: QualityReport, progress: bool) -> None:
+    from tqdm import tqdm
+
+    with _predictor(subject, scratch) as predictor:
+        groups: dict[str, list[dict[str, float]]] = {}
+        for img, matte in tqdm(matting, desc=f"{subject.label}: portraits", disable=not progress, unit="img"):
+            gt = read_matte(matte)
+            pred = _at_size(predictor.predict(read_image(img)), gt)
+            key = "seen in training" if img.stem in subject.seen else "unseen portraits"
+            groups.setdefault(key, []).append(matting_scores(pred, gt))
+        for key, rows in sorted(groups.items(), key=lambda kv: kv[0] != "unseen portraits"):
+            report.rows.append({"model": subject.label, "images": key, "count": len(rows),
+                                "metrics": {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}})
+        ious = []
+        for img, mask in tqdm(seg, desc=f"{subject.label}: segmentation", disable=not progress, unit="img"):
+            gt = read_matte(mask)
+            ious.append(iou(_at_size(predictor.predict(read_image(img)), gt), gt))
+        if ious:
+            report.rows.append({"model": subject.label, "images": "person masks", "count": len(ious),
+                                "metrics": {"iou": float(np.mean(ious)),
+                                            "iou_median": float(np.median(ious))}})
