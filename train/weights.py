@@ -12,13 +12,12 @@ file, a :class:`Checkpoint`) into a checkpoint: ``load_network``, ``export`` and
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import PreprocessSpec
+from modnet_edge.core import PreprocessSpec, sha256_path
 from modnet_edge.errors import CheckpointError
 
 from .checkpoint import Checkpoint, read_checkpoint, weights_sha256
@@ -100,21 +99,13 @@ def get_weights(name: str) -> Weights:
     return WEIGHTS[name]
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_weights(name: str = DEFAULT_WEIGHTS) -> Checkpoint:
     """The built-in network ``name`` as a float32 checkpoint; the stored file's sha256 is checked first."""
     w = get_weights(name)
     path = weights_file(name)
     if not path.is_file():
         raise CheckpointError(f"built-in weights {name!r} are missing from the installed package", path)
-    actual = _file_sha256(path)
+    actual = sha256_path(path)
     if actual != w.sha256:
         raise CheckpointError(f"built-in weights {name!r}: file sha256 {actual[:12]}... differs from the table's "
                               f"{w.sha256[:12]}... (corrupted or replaced)", path)
