@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-size", type=int, metavar="N", help="calibration samples to use "
                         "(chosen deterministically by --calibration-seed; default: all images of a folder)")
     parser.add_argument("--calibration-seed", type=int, default=0, metavar="S", help="seed of the sample selection")
+    parser.add_argument("--budget", metavar="auto|MSE", help="search for the fastest variant whose matte drift "
+                        "meets this budget ('auto': the precision's budget; or an MSE such as 1e-4): the most "
+                        "drift-sensitive parts stay in higher precision, judged on held-out --images "
+                        "(onnx/tensorrt-onnx fp16 and int8, tflite int8)")
+    parser.add_argument("--images", metavar="DIR", help="held-out images for --budget (default: the package's "
+                        "sample portraits); never the calibration images")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                         help="extra exporter option, e.g. --option keep_io_types=true --option opset=18")
 
@@ -50,6 +56,34 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"note: no checkpoint given: exporting the built-in '{DEFAULT_WEIGHTS}' weights "
               f"({WEIGHTS[DEFAULT_WEIGHTS].summary})")
+    if args.budget is not None:
+        return _search(args, options)
     path = export(args.checkpoint, format=args.format, precision=args.precision, output=args.output, **options)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.name}.manifest.json")
+    return 0
+
+
+def _search(args: argparse.Namespace, options: dict) -> int:
+    from modnet_edge.benchmarks.precision_search import search_precision
+    from modnet_edge.core import get_format
+    from modnet_edge.errors import ConfigError
+    from modnet_edge.export import check_export_output
+
+    budget: object = args.budget
+    if args.budget != "auto":
+        try:
+            budget = float(args.budget)
+        except ValueError:
+            raise ConfigError(f"--budget must be 'auto' or an MSE such as 1e-4, not {args.budget!r}") from None
+    fmt = get_format(args.format)
+    output = args.output or Path(f"{Path(args.checkpoint).stem if args.checkpoint else 'starter-v1'}."
+                                 f"{args.precision}{fmt.suffixes[0]}")
+    check_export_output(fmt, output)
+    result = search_precision(args.checkpoint, args.format, args.precision, output, budget=budget,
+                              images=args.images, **options)
+    print(result.summary())
+    print(f"search record: {output}.search.json")
+    if result.chosen is None:
+        return 1
+    print(f"wrote {output} ({Path(output).stat().st_size / 1e6:.1f} MB) and {Path(output).name}.manifest.json")
     return 0

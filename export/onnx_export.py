@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from modnet_edge.core import ArtifactMetadata, METADATA_KEY, atomic_output, tool
 from modnet_edge.errors import ConfigError
 from modnet_edge.train.checkpoint import Checkpoint, build_from_checkpoint
 
+# traced and simplified graphs of this process, by weights and export settings (metadata is added after)
+_GRAPH_MEMO: dict[tuple[Any, ...], bytes] = {}
 DYNAMIC_AXES = {"input": {0: "batch", 2: "height", 3: "width"}, "matte": {0: "batch", 2: "height", 3: "width"}}
 
 
@@ -51,11 +54,13 @@ def check_onnx_options(opset: Any, batch: Any) -> None:
 
 def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp32", *, opset: int = 17,
                 static_shape: tuple[int, int] | None = None, batch: int | None = None, simplify: bool = True,
-                keep_io_types: bool = False, **unknown: Any) -> Path:
+                keep_io_types: bool = False, fp32_nodes: str | Sequence[str] = (), **unknown: Any) -> Path:
     """Export ``checkpoint`` to ``output``; returns the path.  Writes ``output`` + ``.manifest.json``.
 
     ``static_shape``: (H, W) multiples of 32 for a fixed-shape model (batch 1 unless ``batch``), else
     batch/height/width are dynamic.  ``keep_io_types``: fp16 model with float32 input/output.
+    ``fp32_nodes`` (fp16 only): FP32 islands, by regexes on node names or module selectors
+    (``module:lr_branch.conv_lr16x``), see :func:`.onnx_mixed_precision.select_nodes`.
     ``precision="int8"`` (needs ``calibration=``) is delegated to :mod:`.onnx_int8`.
     """
     if precision == "int8":
@@ -69,6 +74,9 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp
         raise ConfigError(f"ONNX export precision must be fp32 or fp16 (int8 comes from calibration), "
                           f"not {precision!r}")
     check_onnx_options(opset, batch)
+    islands = [fp32_nodes] if isinstance(fp32_nodes, str) else list(fp32_nodes)
+    if islands and precision != "fp16":
+        raise ConfigError("fp32_nodes only applies to fp16 (an fp32 export computes in FP32 already)")
     spec = checkpoint.preprocessing.with_fixed_size(static_shape)  # validates multiples of 32
     output = Path(output)
     net = build_from_checkpoint(checkpoint)
@@ -79,28 +87,68 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp
     dummy = torch.zeros(batch or 1, 3, h, w, dtype=in_dtype)
     wrapper = _ExportWrapper(net, cast_io=precision == "fp16" and keep_io_types).eval()
 
-    with atomic_output(output, manifest=lambda: meta) as tmp:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")  # legacy-exporter deprecation and instance_norm train-mode notes
-            torch.onnx.export(wrapper, (dummy,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=["input"], output_names=["matte"], do_constant_folding=True,
-                              dynamic_axes=None if static_shape else _dynamic_axes(batch))
-        import onnx
+    import json
 
-        model = onnx.load(str(tmp))
-        if simplify:
-            model = _simplify(model)
+    import onnx
+
+    key = (checkpoint.source_info()["weights_sha256"], json.dumps(checkpoint.model_config.to_dict(), sort_keys=True),
+           precision, opset, tuple(static_shape) if static_shape else None, batch, simplify, keep_io_types)
+    with atomic_output(output, manifest=lambda: meta) as tmp:
+        if key in _GRAPH_MEMO:  # the same graph again (a precision search tries many island sets on one)
+            model = onnx.load_from_string(_GRAPH_MEMO[key])
+        else:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")  # legacy-exporter deprecation and instance_norm train-mode notes
+                torch.onnx.export(wrapper, (dummy,), str(tmp), dynamo=False, opset_version=opset,
+                                  input_names=["input"], output_names=["matte"], do_constant_folding=True,
+                                  dynamic_axes=None if static_shape else _dynamic_axes(batch))
+            model = onnx.load(str(tmp))
+            if simplify:
+                model = _simplify(model)
+            if len(_GRAPH_MEMO) >= 4:
+                _GRAPH_MEMO.pop(next(iter(_GRAPH_MEMO)))
+            _GRAPH_MEMO[key] = model.SerializeToString()
+        extra: dict[str, Any] = {}
+        if islands:
+            from .onnx_mixed_precision import keep_matching_fp32
+
+            extra["fp32_nodes"] = {"patterns": islands, "nodes": keep_matching_fp32(
+                model, islands, checkpoint.model_config, fp32_twin_weights(checkpoint, opset, static_shape=static_shape, batch=batch))}
         input_shape: list[int | str] = ([batch or 1, 3, h, w] if static_shape
                                         else [batch or "batch", 3, "height", "width"])
         meta = ArtifactMetadata(
             format="onnx", precision=precision, preprocessing=spec, model=checkpoint.model_config.to_dict(),
             input_shape=input_shape, source=checkpoint.source_info(),
             tools=tool_versions("torch", "onnx", "onnxslim"),
-            extra={"opset": opset, "io_dtype": "float32" if in_dtype == torch.float32 else "float16"})
+            extra={"opset": opset, "io_dtype": "float32" if in_dtype == torch.float32 else "float16", **extra})
         embed_metadata(model, meta)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
     return output
+
+
+def fp32_twin_weights(checkpoint: Checkpoint, opset: int, **shape_args: Any) -> dict[str, dict[int, Any]]:
+    """The FP32 weights of every node, from an FP32 export of the same network (for FP32 islands in
+    an FP16 graph, which would otherwise compute with FP16-rounded weights)."""
+    import json
+    import tempfile
+
+    import onnx
+
+    from .onnx_mixed_precision import twin_weights
+
+    key = (checkpoint.source_info()["weights_sha256"], json.dumps(checkpoint.model_config.to_dict(), sort_keys=True),
+           opset, json.dumps(shape_args, sort_keys=True, default=str))
+    if key not in _TWIN_MEMO:  # a precision search exports one network with many island sets
+        with tempfile.TemporaryDirectory(prefix="modnet-fp32-twin-") as work:
+            path = export_onnx(checkpoint, Path(work) / "twin.onnx", "fp32", opset=opset, **shape_args)
+            if len(_TWIN_MEMO) >= 2:
+                _TWIN_MEMO.pop(next(iter(_TWIN_MEMO)))
+            _TWIN_MEMO[key] = twin_weights(onnx.load(str(path)))
+    return _TWIN_MEMO[key]
+
+
+_TWIN_MEMO: dict[tuple[Any, ...], dict[str, dict[int, Any]]] = {}
 
 
 def _dynamic_axes(batch: int | None) -> dict[str, dict[int, str]]:

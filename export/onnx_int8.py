@@ -105,7 +105,7 @@ def export_onnx_int8(checkpoint: Checkpoint, output: str | Path, precision: str 
         bar.set_postfix_str(f"calibrate ({len(source)} samples) and quantise")
         model = onnx.load(str(float_path))
         input_shape = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
-        excluded = resolve_keep_float(model, keep)
+        excluded = resolve_keep_float(model, keep, checkpoint.model_config)
         reader = OrtCalibrationReader(source, model.graph.input[0].name, input_shape)
         ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[method]
@@ -195,12 +195,17 @@ def calibration_memory_options(method: str, batches: int) -> dict[str, Any]:
     return {"CalibStridedMinMax": chunk_size(batches)}
 
 
-def resolve_keep_float(model: Any, keep: Iterable[str]) -> list[str]:
-    """Node names to leave in float: presets (see the module docstring) or regexes on node names."""
+def resolve_keep_float(model: Any, keep: Iterable[str], model_config: Any = None) -> list[str]:
+    """Node names to leave in float: presets (see the module docstring), module selectors
+    (``module:lr_branch.conv_lr16x``, see :mod:`.module_scopes`) or regexes on node names."""
+    from .module_scopes import is_module_selector, onnx_nodes_in, selector_path
+
     nodes = list(model.graph.node)
     names: list[str] = []
     for item in keep:
-        if item == "image-concat":
+        if is_module_selector(item):
+            found = onnx_nodes_in(model, [selector_path(item)], model_config)
+        elif item == "image-concat":
             found = _image_concat_nodes(model)
         elif item in _PRESET_PATTERNS:
             found = [n.name for n in nodes if _PRESET_PATTERNS[item] in n.name]

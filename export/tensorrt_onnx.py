@@ -40,8 +40,8 @@ from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, tool
 from modnet_edge.errors import ArtifactError, ConfigError
 from modnet_edge.train.checkpoint import Checkpoint
 
-from .onnx_export import embed_metadata, export_onnx
-from .onnx_mixed_precision import keep_nodes_fp32
+from .onnx_export import embed_metadata, export_onnx, fp32_twin_weights
+from .onnx_mixed_precision import keep_matching_fp32, keep_nodes_fp32
 from .tensorrt_profile import ShapeProfile
 
 FORMAT_NAME = "tensorrt-onnx"
@@ -109,23 +109,6 @@ def keep_normalization_fp32(model: Any) -> int:
     so this is how an FP16 engine keeps its normalization statistics in FP32.
     """
     return keep_nodes_fp32(model, lambda n: n.op_type == "InstanceNormalization")
-
-
-def keep_matching_fp32(model: Any, patterns: Sequence[str]) -> int:
-    """Run in FP32 the nodes whose names match any regex in ``patterns`` (e.g. ``/f_branch/``)."""
-    import re
-
-    selected: set[str] = set()
-    for pattern in patterns:
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(f"fp32_nodes {pattern!r} is not a valid regular expression ({exc})") from None
-        found = {n.name for n in model.graph.node if regex.search(n.name)}
-        if not found:
-            raise ConfigError(f"fp32_nodes pattern {pattern!r} matches no node of the graph")
-        selected |= found
-    return keep_nodes_fp32(model, lambda n: n.name in selected)
 
 
 def check_tensorrt_ready(model: Any) -> dict[str, Any]:
@@ -281,7 +264,10 @@ def export_tensorrt_onnx(checkpoint: Checkpoint, output: str | Path, precision: 
             details["fp32_normalization_nodes"] = keep_normalization_fp32(model)
         if fp32_nodes:
             patterns = [fp32_nodes] if isinstance(fp32_nodes, str) else list(fp32_nodes)
-            details["fp32_nodes"] = {"patterns": patterns, "nodes": keep_matching_fp32(model, patterns)}
+            details["fp32_nodes"] = {"patterns": patterns,
+                                      "nodes": keep_matching_fp32(
+                                          model, patterns, checkpoint.model_config,
+                                          fp32_twin_weights(checkpoint, opset, **prof.onnx_export_args()))}
         if precision == "int8":
             from .tensorrt_qdq import quantize_for_tensorrt
 

@@ -100,7 +100,7 @@ def quantize_for_tensorrt(float_path: Path, checkpoint: Checkpoint, profile: Sha
     if not isinstance(input_shape[0], int) or input_shape[0] <= 0:
         input_shape[0] = 1 if profile.static_batch is None else profile.static_batch
     input_shape[2:] = list(size)
-    excluded = resolve_keep_float(model, keep)
+    excluded = resolve_keep_float(model, keep, checkpoint.model_config)
     reader = OrtCalibrationReader(source, model.graph.input[0].name, input_shape)
     extra = tensorrt_quant_options(method, percentile)
     key = CacheKey.make(f"onnxruntime-{_ort_version()}", graph_sha256(model), source.fingerprint(), method,

@@ -3,10 +3,12 @@
 Public API (the contract the CLI mirrors one to one)::
 
     load_network(checkpoint)                     -> torch.nn.Module (matte-only, inference mode)
-    export(checkpoint, format, precision, output, **options) -> Path
+    export(checkpoint, format, precision, output, budget=None, **options) -> Path
+                                                   (budget: the fastest variant within a drift budget)
     load(path, **options)                        -> MattingPredictor  (predictor.predict(image) -> alpha)
     open_backend(model_file, **options)          -> Backend (.inputs, .outputs, .run(feed))
     parity(artifacts, images, ...)               -> ParityReport
+    diagnose(artifact, images)                   -> Diagnosis (per-layer drift: where it starts)
     benchmark(artifacts, sizes=..., modes=...)   -> list[BenchResult]  (one interleaved run)
     pipeline(checkpoint=None, output=DIR)        -> manifest dict (manifest["pass"] is the verdict)
 
@@ -19,8 +21,8 @@ import importlib
 from typing import Any
 
 from .core import FORMATS, VERSION, ArtifactMetadata, PreprocessSpec
-from .errors import (ArtifactError, BackendUnavailableError, CheckpointError, ConfigError, DataError, FeedError,
-                     InputImageError, MetadataError, ModnetEdgeError)
+from .errors import (ArtifactError, BackendUnavailableError, BudgetError, CheckpointError, ConfigError, DataError,
+                     FeedError, InputImageError, MetadataError, ModnetEdgeError)
 
 __version__ = VERSION
 
@@ -32,13 +34,15 @@ _LAZY = {
     "benchmark": ("modnet_edge.benchmarks.runner", "benchmark"),
     "pipeline": ("modnet_edge.benchmarks.pipeline", "pipeline"),
     "evaluate": ("modnet_edge.parity_tests.evaluate", "evaluate"),
+    "diagnose": ("modnet_edge.parity_tests.doctor", "diagnose"),
+    "search_precision": ("modnet_edge.benchmarks.precision_search", "search_precision"),
     "CalibrationSource": ("modnet_edge.calibration.source", "CalibrationSource"),
 }
 _SUBPACKAGES = ("train", "export", "runtimes", "calibration", "parity_tests", "benchmarks")
 
 __all__ = ["FORMATS", "ArtifactMetadata", "PreprocessSpec", "ModnetEdgeError", "InputImageError",
            "CheckpointError", "ArtifactError", "MetadataError", "BackendUnavailableError", "ConfigError",
-           "DataError", "FeedError", "export", *_LAZY]
+           "DataError", "FeedError", "BudgetError", "export", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

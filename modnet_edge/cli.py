@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .core import VERSION
-from .errors import ModnetEdgeError
+from .errors import BudgetError, ModnetEdgeError
 
 # subcommand -> module defining HELP, add_arguments(parser) and run(args)
 COMMANDS: dict[str, str] = {
@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "export": "modnet_edge.export.command",
     "predict": "modnet_edge.runtimes.command",
     "parity": "modnet_edge.parity_tests.command",
+    "doctor": "modnet_edge.parity_tests.doctor_command",
     "bench": "modnet_edge.benchmarks.command",
     "report": "modnet_edge.benchmarks.report_command",
     "pipeline": "modnet_edge.benchmarks.pipeline_command",
@@ -66,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
+    except BudgetError as exc:  # a verdict, like a failed parity gate
+        print(f"modnet-edge {args.command}: {exc}", file=sys.stderr)
+        return 1
     except ModnetEdgeError as exc:
         print(f"modnet-edge {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -47,3 +47,7 @@ class DataError(ModnetEdgeError):
 
 class FeedError(ModnetEdgeError):
     """Arrays fed to a backend do not match the model's inputs (names, rank, static dims or dtype)."""
+
+
+class BudgetError(ModnetEdgeError):
+    """No variant of an artifact meets the drift budget it was asked to meet (a verdict: CLI exit 1)."""

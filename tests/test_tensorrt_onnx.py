@@ -130,7 +130,7 @@ def test_fp16_with_fp32_islands_and_fp16_io(exported: dict[str, Path]) -> None:
         assert pred.backend.inputs[0].dtype == np.float16
         assert np.isfinite(pred.predict(np.full((64, 64, 3), 90, np.uint8))).all()
     with pytest.raises(ConfigError, match="matches no node"):
-        from modnet_edge.export.tensorrt_onnx import keep_matching_fp32
+        from modnet_edge.export.onnx_mixed_precision import keep_matching_fp32
 
         keep_matching_fp32(model, ["/no_such_branch/"])
 

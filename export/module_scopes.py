@@ -1,0 +1,108 @@
+"""Naming parts of the network by PyTorch module path, in every format's own tensor and node names.
+
+Exporters and the precision doctor both need to say "this part of MODNet" in a converted graph: keep
+``lr_branch.conv_lr16x`` in float, or compare the tensor that ``hr_branch.conv_hr2x.3`` produced.  A
+*module selector* ``module:<path>`` names a module and everything inside it; this module resolves it:
+
+* ONNX (PyTorch's exporter): node names are the scopes of the modules they came from,
+  ``/net/hr_branch/conv_hr2x/conv_hr2x.3/layers/layers.1/Concat``.  Only modules whose ``forward`` ran
+  leave a scope segment, and a segment names the module relative to an ancestor, so segments are
+  matched against the module tree (:func:`module_of_scope`) rather than joined with dots.
+* TFLite (litert-torch): tensor names carry ``<class>_<attribute>`` per module level
+  (``...HRBranch_hr_branch/...Sequential_conv_hr2x/...``): :func:`tflite_pattern`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+MODULE_PREFIX = "module:"
+
+
+def is_module_selector(item: str) -> bool:
+    return isinstance(item, str) and item.startswith(MODULE_PREFIX)
+
+
+def selector_path(item: str) -> str:
+    return item[len(MODULE_PREFIX):].strip(".")
+
+
+@lru_cache(maxsize=4)
+def _module_names(lr_block: str) -> tuple[str, ...]:
+    from modnet_edge.train.network import MODNet, ModelConfig
+
+    return tuple(n for n, _ in MODNet(ModelConfig(lr_block=lr_block)).named_modules() if n)
+
+
+def module_names(model_config: Any = None) -> tuple[str, ...]:
+    """Qualified module names of the network a config (a ModelConfig or its dict) describes."""
+    lr_block = "se"
+    if model_config is not None:
+        lr_block = model_config.get("lr_block", "se") if isinstance(model_config, dict) else model_config.lr_block
+    return _module_names(lr_block)
+
+
+def module_of_scope(scope: str, modules: Sequence[str]) -> str | None:
+    """The module path of an ONNX node name's scope, or None for a node outside every module.
+
+    Each segment is matched to the shortest descendant of the module found so far whose qualified
+    name is, or ends with, that segment (``/backbone/features.3/...`` -> ``backbone.model.features.3``).
+    """
+    parts = [p for p in scope.strip("/").split("/")[:-1] if p]  # the last part is the op's own name
+    if parts and parts[0] == "net":  # the export wrapper's attribute
+        parts = parts[1:]
+    current = ""
+    for seg in parts:
+        prefix = f"{current}." if current else ""
+        found = [m for m in modules if m.startswith(prefix) and (m == prefix + seg or m.endswith("." + seg))]
+        if not found:
+            break
+        current = min(found, key=len)
+    return current or None
+
+
+def within(path: str | None, module: str) -> bool:
+    """Whether module ``path`` is ``module`` or inside it."""
+    return path is not None and (path == module or path.startswith(module + "."))
+
+
+def onnx_nodes_in(model: Any, modules: Iterable[str], model_config: Any = None) -> list[str]:
+    """Names of the ONNX nodes computed inside any of ``modules`` (module paths)."""
+    names = module_names(model_config)
+    wanted = list(modules)
+    return [n.name for n in model.graph.node
+            if any(within(module_of_scope(n.name, names), m) for m in wanted)]
+
+
+@lru_cache(maxsize=4)
+def _called_modules(lr_block: str) -> frozenset[str]:
+    """Modules whose ``forward`` runs (a Sequential iterated by hand does not): only they leave a level
+    in converted graphs' names."""
+    import torch
+
+    from modnet_edge.train.network import MODNet, ModelConfig
+
+    net = MODNet(ModelConfig(lr_block=lr_block)).eval()
+    called: set[str] = set()
+    names = {m: n for n, m in net.named_modules() if n}
+    handles = [m.register_forward_hook(lambda m, i, o: called.add(names[m])) for m in names]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, 64, 64), inference=True)
+    for h in handles:
+        h.remove()
+    return frozenset(called)
+
+
+def tflite_pattern(module: str, model_config: Any = None) -> str:
+    """A regex on litert-torch tensor names that matches the ops inside ``module``: one
+    ``<class>_<attribute>`` level per module on the way whose forward ran."""
+    lr_block = "se"
+    if model_config is not None:
+        lr_block = model_config.get("lr_block", "se") if isinstance(model_config, dict) else model_config.lr_block
+    called = _called_modules(lr_block)
+    parts = module.split(".")
+    chain = [parts[i - 1] for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in called]
+    return "/".join(r"[^/]*_" + re.escape(seg) for seg in chain) + r"(/|$)"
