@@ -30,26 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import atomic_write_text
+from modnet_edge.export.module_scopes import MODULE_GROUPS
 from modnet_edge.errors import ConfigError
 
-# natural groups of MODNet -> the module selectors they keep (backbone stages grouped by stride)
-_FEATURES = "backbone.model.features."
-MODULE_GROUPS: dict[str, tuple[str, ...]] = {
-    "backbone/2x": tuple(f"{_FEATURES}{i}" for i in (0, 1)),
-    "backbone/4x": tuple(f"{_FEATURES}{i}" for i in (2, 3)),
-    "backbone/8x": tuple(f"{_FEATURES}{i}" for i in (4, 5, 6)),
-    "backbone/16x": tuple(f"{_FEATURES}{i}" for i in range(7, 14)),
-    "backbone/32x": tuple(f"{_FEATURES}{i}" for i in range(14, 19)),
-    "lr/context": ("lr_branch.se_block", "lr_branch.e_aspp"),
-    "lr/16x": ("lr_branch.conv_lr16x",),
-    "lr/8x": ("lr_branch.conv_lr8x",),
-    "hr/encoder": ("hr_branch.tohr_enc2x", "hr_branch.conv_enc2x", "hr_branch.tohr_enc4x", "hr_branch.conv_enc4x"),
-    "hr/4x": ("hr_branch.conv_hr4x",),
-    "hr/2x": ("hr_branch.conv_hr2x",),
-    "fusion/4x": ("f_branch.conv_lr4x",),
-    "fusion/2x": ("f_branch.conv_f2x",),
-    "fusion/head": ("f_branch.conv_f",),
-}
 # (format, precision) -> how a kept set becomes exporter options
 SEARCHABLE = {("onnx", "fp16"), ("tensorrt-onnx", "fp16"), ("onnx", "int8"), ("tensorrt-onnx", "int8"),
               ("tflite", "int8")}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from .targets import Verdict
 
 TILE = 200  # px: longest side of each picture on the page
 HEAT_DECADES = (-6.0, -1.0)  # heat map colour scale: |alpha difference| from 1e-6 (black) to 1e-1 (white)
+BUDGET_DECADES = 2.0  # per-artifact scale: 100x below the budget's RMS error (black) to 100x above (white)
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d232a;background:#fff}
@@ -66,34 +68,43 @@ def matte_image(alpha: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
 
 
-def heat_map(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-    """|candidate - reference| on a log scale (1e-6 black -> 1e-1 white, 'hot' colours) as RGB uint8.
+def heat_map(reference: np.ndarray, candidate: np.ndarray, budget_mse: float | None = None) -> np.ndarray:
+    """|candidate - reference| as RGB uint8, on a log scale.
 
-    Log scale, because FP32 drift lives near 1e-7 and INT8 near 1e-2: on a linear scale one of them is
-    always invisible.  The same scale on every tile makes tiles comparable.
+    With ``budget_mse`` (the artifact's drift budget) the scale is the artifact's own and two-sided:
+    pixels within the budget's RMS error are black -> blue (1/100 of it -> at it), pixels beyond it
+    red -> yellow -> white (at it -> 100x), so a healthy artifact is a dark blue picture and a broken
+    one shows *where* it breaks; the boundary band (where the parity's band MSE is measured) is outlined
+    in green.  Without it: one fixed scale, 1e-6 black -> 1e-1 white ('hot' colours).
     """
     err = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
-    lo, hi = HEAT_DECADES
-    t = np.clip((np.log10(np.maximum(err, 10.0 ** (lo - 1))) - lo) / (hi - lo), 0.0, 1.0)
-    return _hot(t)
+    if budget_mse is None:
+        lo, hi = HEAT_DECADES
+        t = np.clip((np.log10(np.maximum(err, 10.0 ** (lo - 1))) - lo) / (hi - lo), 0.0, 1.0)
+        return _hot(t)
+    from modnet_edge.parity_tests.parity import _dilate, boundary_band
+
+    u = np.clip(np.log10(np.maximum(err, 1e-12) / math.sqrt(budget_mse)) / BUDGET_DECADES, -1.0, 1.0)
+    below = np.clip(u + 1.0, 0.0, 1.0)  # 0 at 1/100 of the budget's RMS, 1 at it
+    rgb = np.stack([np.zeros_like(u), 0.45 * below, below], axis=-1)
+    over = u > 0
+    rgb[over] = _hot(1.0 / 3.0 + (2.0 / 3.0) * u[over]).astype(np.float64) / 255.0  # red at the budget
+    band = boundary_band(reference)
+    edge = band & _dilate(~band, 1)
+    rgb[edge] = (0.1, 0.9, 0.2)
+    return np.rint(rgb * 255).astype(np.uint8)
+
+
+def _budget_legend(budget_mse: float) -> str:
+    rms = math.sqrt(budget_mse)
+    return (f"scale: black \u2264 {rms / 10 ** BUDGET_DECADES:.0e} < blue \u2264 {rms:.0e} (budget RMS) < red < yellow "
+            f"< white \u2265 {rms * 10 ** BUDGET_DECADES:.0e}; green: boundary band")
 
 
 def _hot(t: np.ndarray) -> np.ndarray:
     """The 'hot' colour map: black -> red -> yellow -> white for t in [0, 1]."""
     rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
     return np.rint(rgb * 255).astype(np.uint8)
-
-
-def _legend_svg() -> str:
-    lo, hi = HEAT_DECADES
-    colours = _hot(np.linspace(0.0, 1.0, 11))
-    stops = "".join(f'<stop offset="{k / 10:.1f}" stop-color="rgb({r},{g},{b})"/>'
-                    for k, (r, g, b) in enumerate(colours.tolist()))
-    return (f'<svg width="320" height="34" role="img" aria-label="heat map scale">'
-            f'<defs><linearGradient id="hm">{stops}</linearGradient></defs>'
-            f'<rect x="0" y="0" width="320" height="14" fill="url(#hm)" stroke="#889"/>'
-            f'<text x="0" y="30" font-size="11">|&#916;&#945;| &#8804; 1e{int(lo)}</text>'
-            f'<text x="320" y="30" font-size="11" text-anchor="end">&#8805; 1e{int(hi)}</text></svg>')
 
 
 def fps_chart_svg(rows: Sequence[tuple[str, float, float | None, bool | None]]) -> str:
@@ -175,7 +186,8 @@ def _figure(array: np.ndarray, caption: str) -> str:
 def _pictures(parity: Any, max_images: int) -> str:
     if parity is None or not getattr(parity, "pictures", None):
         return '<p class="muted">No pictures kept (parity did not run, or ran without keeping mattes).</p>'
-    out = [f"<p>Colour scale of the heat maps (same on every tile): {_legend_svg()}</p>"]
+    out = ["<p>Drift maps use each artifact's own budget: dark blue is within it, red to white is beyond it "
+           "(up to 100x the budget's RMS error), green outlines the boundary band.</p>"]
     for name in list(parity.pictures)[:max_images]:
         tiles = [_figure(parity.pictures[name], f"input {name}")]
         ref_done = False
@@ -193,8 +205,9 @@ def _pictures(parity: Any, max_images: int) -> str:
             label = f"{Path(r.artifact).name} ({r.precision}{', ' + runtime if runtime == 'reference' else ''})"
             d = r.per_image.get(name)
             tiles.append(_figure(matte_image(r.mattes[name]), f"matte: {label}"))
-            tiles.append(_figure(heat_map(r.reference_mattes[name], r.mattes[name]),
-                                 f"drift: {label}" + (f", MSE {d.mse:.1e}, max {d.max_abs:.1e}" if d else "")))
+            tiles.append(_figure(heat_map(r.reference_mattes[name], r.mattes[name], r.budget.mse),
+                                 f"drift: {label}" + (f", MSE {d.mse:.1e}, max {d.max_abs:.1e}" if d else "")
+                                 + f" ({_budget_legend(r.budget.mse)})"))
         out.append(f"<h3>{html.escape(name)}</h3><div class=tiles>{''.join(tiles)}</div>")
     return "".join(out)
 

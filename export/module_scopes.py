@@ -21,6 +21,43 @@ from typing import Any
 
 MODULE_PREFIX = "module:"
 
+# MODNet's natural groups (what a precision search keeps or lowers as one) -> their module paths;
+# backbone stages are grouped by stride
+_FEATURES = "backbone.model.features."
+MODULE_GROUPS: dict[str, tuple[str, ...]] = {
+    "backbone/2x": tuple(f"{_FEATURES}{i}" for i in (0, 1)),
+    "backbone/4x": tuple(f"{_FEATURES}{i}" for i in (2, 3)),
+    "backbone/8x": tuple(f"{_FEATURES}{i}" for i in (4, 5, 6)),
+    "backbone/16x": tuple(f"{_FEATURES}{i}" for i in range(7, 14)),
+    "backbone/32x": tuple(f"{_FEATURES}{i}" for i in range(14, 19)),
+    "lr/context": ("lr_branch.se_block", "lr_branch.e_aspp"),
+    "lr/16x": ("lr_branch.conv_lr16x",),
+    "lr/8x": ("lr_branch.conv_lr8x",),
+    "hr/encoder": ("hr_branch.tohr_enc2x", "hr_branch.conv_enc2x", "hr_branch.tohr_enc4x", "hr_branch.conv_enc4x"),
+    "hr/4x": ("hr_branch.conv_hr4x",),
+    "hr/2x": ("hr_branch.conv_hr2x",),
+    "fusion/4x": ("f_branch.conv_lr4x",),
+    "fusion/2x": ("f_branch.conv_f2x",),
+    "fusion/head": ("f_branch.conv_f",),
+}
+
+
+def describe_kept(items: Sequence[str]) -> list[str]:
+    """Kept-in-higher-precision items with each complete group's module selectors shown as the group."""
+    items = list(items)
+    paths = {selector_path(i) for i in items if is_module_selector(i)}
+    out: list[str] = []
+    covered: set[str] = set()
+    for group, modules in MODULE_GROUPS.items():
+        for variant in ("se", "e-aspp"):  # a group may name a block of either low-resolution variant
+            need = {m for m in modules if m in _module_names(variant)}
+            if need and need <= paths:
+                out.append(group)
+                covered |= need
+                break
+    out += [i.removeprefix(MODULE_PREFIX) for i in items if not (is_module_selector(i) and selector_path(i) in covered)]
+    return out
+
 
 def is_module_selector(item: str) -> bool:
     return isinstance(item, str) and item.startswith(MODULE_PREFIX)

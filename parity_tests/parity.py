@@ -126,6 +126,7 @@ class ArtifactParity:
     mattes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     reference_mattes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     runtime: str = ""  # which runtime produced the numbers (e.g. Core ML's 'coreml' or its NumPy 'reference')
+    kept: list[str] = field(default_factory=list)  # parts kept in higher precision (from the artifact's metadata)
 
     @property
     def passed(self) -> bool:
@@ -136,7 +137,8 @@ class ArtifactParity:
 
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": self.artifact, "format": self.format, "precision": self.precision,
-                "reference": self.reference, "runtime": self.runtime, "budget": asdict(self.budget), "pass": self.passed,
+                "reference": self.reference, "runtime": self.runtime, "kept_higher": self.kept,
+                "budget": asdict(self.budget), "pass": self.passed,
                 "drift": asdict(self.drift), "per_image": {k: asdict(v) for k, v in self.per_image.items()}}
 
 
@@ -169,7 +171,29 @@ class ParityReport:
             lines.append(f"{Path(r.artifact).name[:34]:<34} {r.precision:<6} {d.mse:9.2e} {budget:>8} "
                          f"{d.band_mse:9.2e} {d.mad:9.2e} {d.max_abs:8.1e} {d.p99_abs:8.1e}  "
                          f"{'PASS' if r.passed else 'FAIL'}  {r.runtime}")
+        for r in self.results:
+            if r.kept:
+                from modnet_edge.export.module_scopes import describe_kept
+
+                kept = describe_kept(r.kept)
+                shown = ", ".join(kept[:8])
+                more = f" and {len(kept) - 8} more" if len(kept) > 8 else ""
+                lines.append(f"  {Path(r.artifact).name}: kept in higher precision: {shown}{more}")
         return "\n".join(lines)
+
+
+def kept_higher(meta: ArtifactMetadata) -> list[str]:
+    """What an artifact keeps above its precision (FP32 islands of an FP16 graph, float nodes of an
+    INT8 one), as its exporter recorded it: presets, module selectors or node-name patterns."""
+    extra = meta.extra or {}
+    places = [extra, extra.get("tensorrt") or {}]
+    kept: list[str] = []
+    for place in places:
+        kept += list((place.get("fp32_nodes") or {}).get("patterns") or [])
+        kept += list((place.get("quantization") or {}).get("keep_float") or [])
+        if place.get("fp32_normalization_nodes"):
+            kept.append(f"InstanceNormalization ({place['fp32_normalization_nodes']} nodes)")
+    return list(dict.fromkeys(kept))
 
 
 def load_images(images: str | Path | Sequence[str | Path] | None, limit: int | None = None,
@@ -294,5 +318,6 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
             results.append(ArtifactParity(str(artifact), meta.format, meta.precision,
                                           budget_for(meta.precision, budgets), Drift.pool(list(per_image.values())),
                                           per_image, reference=str(ckpt.path or ckpt.kind), mattes=mattes,
-                                          reference_mattes=ref_mattes, runtime=predictor.backend.runtime))
+                                          reference_mattes=ref_mattes, runtime=predictor.backend.runtime,
+                                          kept=kept_higher(meta)))
     return ParityReport(results, names, source, pictures={n: pictures[n] for n in names if n in kept})

@@ -189,7 +189,7 @@ def test_report_command_writes_a_self_contained_page_that_renders(models, tmp_pa
     sources = re.findall(r'src="([^"]*)"', page)
     assert len(sources) == 1 + 2 + 2 * 2  # input, reference matte and composite, then a matte and a heat map each
     assert all(s.startswith("data:image/png;base64,") for s in sources)
-    assert page.count("<svg") >= 2  # the fps chart and the heat-map scale
+    assert page.count("<svg") >= 1 and "budget RMS" in page  # the fps chart; each heat map's own scale
 
     shot = tmp_path / "report.png"
     proc = _render(out / "report.html", tmp_path, "--window-size=1200,1600", f"--screenshot={shot}")
@@ -200,3 +200,27 @@ def test_report_command_writes_a_self_contained_page_that_renders(models, tmp_pa
     assert pixels.std() > 10 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # not blank
     dom = _render(out / "report.html", tmp_path, "--dump-dom").stdout
     assert "modnet-edge report" in dom and "tiny.fp16.onnx" in dom
+
+
+def test_drift_heat_map_separates_healthy_from_broken_on_the_budget_scale() -> None:
+    """Within the budget's RMS error: black/blue, never red; a broken patch: red-to-white exactly there;
+    the boundary band's edge outlined in green."""
+    from modnet_edge.benchmarks.report_html import heat_map
+
+    ref = np.zeros((64, 64), np.float32)
+    ref[:, 32:] = 1.0
+    ref[:, 30:34] = 0.5  # a soft edge: the boundary band
+    rng = np.random.default_rng(0)
+    healthy = ref + rng.uniform(-5e-4, 5e-4, ref.shape).astype(np.float32)  # all < 1e-3, the fp16 budget's RMS
+    broken = healthy.copy()
+    broken[4:12, 4:12] += 0.2
+    budget = 1e-6
+    h = heat_map(ref, healthy, budget).astype(int)
+    b = heat_map(ref, broken, budget).astype(int)
+    green = (h[..., 1] > 200) & (h[..., 0] < 60)
+    assert green.any() and not green[:, :20].any()  # the outline follows the soft edge only
+    red_h = (h[..., 0] > 150) & ~green
+    assert not red_h.any()
+    patch = b[4:12, 4:12]
+    assert (patch[..., 0] > 200).all()  # beyond the budget: red or brighter
+    assert (b[20:28, 4:12, 0] < 50).all()  # healthy pixels of the same image stay dark
