@@ -177,15 +177,35 @@ def run(args: argparse.Namespace) -> int:
 
 
 def verdict_table(verdicts: list[Any]) -> str:
-    head = (f"{'result':<52} {'p50 ms':>8} {'p90 ms':>8} {'fps':>8}  {'class':<18} {'target':<22} "
-            f"{'measured':<11} verdict")
-    lines = [head, "-" * len(head)]
+    head = (f"{'result':<52} {'p50 ms':>8} {'p90 ms':>8} {'fps':>8} {'peak':>5}  {'class':<18} {'target':<22} "
+            f"{'measured':<16} verdict")
+    lines = _machine_lines([v.result for v in verdicts]) + [head, "-" * len(head)]
     for v in verdicts:
         r = v.result
         p90 = f"{r.latency_ms.p90:8.2f}" if r.latency_ms.p90 is not None else f"{'-':>8}"
-        verdict = {True: "MEETS", False: "MISSES", None: "no target"}[v.meets]
-        lines.append(f"{r.label[:52]:<52} {r.latency_ms.typical:8.2f} {p90} {r.fps:8.2f}  {v.device_class[:18]:<18} "
-                     f"{v.required[:22]:<22} {v.measured[:11]:<11} {verdict}")
-        if v.meets is False and v.reason:
+        share = ((r.extra or {}).get("roofline") or {}).get("share")
+        peak = f"{share:5.0%}" if share is not None else f"{'-':>5}"
+        untrusted = v.meets is None and "untrusted" in v.measured
+        verdict = "UNTRUSTED" if untrusted else {True: "MEETS", False: "MISSES", None: "no target"}[v.meets]
+        lines.append(f"{r.label[:52]:<52} {r.latency_ms.typical:8.2f} {p90} {r.fps:8.2f} {peak}  "
+                     f"{v.device_class[:18]:<18} {v.required[:22]:<22} {v.measured[:16]:<16} {verdict}")
+        if (v.meets is False or untrusted) and v.reason:
             lines.append(f"    {v.reason}")
     return "\n".join(lines)
+
+
+def _machine_lines(results: list[Any]) -> list[str]:
+    """Where the local results were measured: CPU, its speed features, isolation, and the peak's derivation."""
+    local = [r for r in results if r.source == "local"]
+    if not local:
+        return []
+    dev, r = local[0].device, local[0]
+    features = ", ".join(dev.get("cpu_features") or []) or "not reported"
+    isolated = all(x.config.get("isolated") for x in local)
+    lines = [f"machine: {dev.get('cpu')} ({dev.get('usable_cores')} usable cores; {features}); "
+             + ("each subject in its own process" if isolated else "subjects shared one process")]
+    roof = (r.extra or {}).get("roofline") or {}
+    if roof.get("derivation"):
+        lines.append(f"peak: {roof['derivation']}; MODNet {roof['gflops_per_frame']} GFLOPs per frame at "
+                     f"{'x'.join(str(v) for v in (r.config.get('model_input_size') or []))}")
+    return lines

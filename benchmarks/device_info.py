@@ -59,8 +59,12 @@ def gpu_names() -> tuple[str, ...]:
 
 @lru_cache(maxsize=1)
 def describe_device() -> dict[str, Any]:
-    """The machine: CPU model, logical cores, usable cores, GPU(s), OS, Python."""
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "usable_cores": _usable_cores(),
+    """The machine: CPU model and the ISA features that decide speed, logical and usable cores, GPU(s),
+    OS, Python."""
+    from .roofline import cpu_features
+
+    return {"cpu": _cpu_model(), "cpu_features": cpu_features(), "cores": os.cpu_count(),
+            "usable_cores": _usable_cores(),
             "gpu": list(gpu_names()), "os": platform.platform(), "machine": platform.machine(),
             "hostname": platform.node(), "python": platform.python_version(), "kind": "local"}
 

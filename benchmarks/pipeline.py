@@ -36,7 +36,7 @@ from modnet_edge.images import sample_portraits
 
 from .runner import BenchConfig
 from .summary import (ArtifactEntry, attach_parity, attach_speed, failed_gate, group_parity, overall_pass,
-                      write_outputs)
+                      speed_verdict, write_outputs)
 
 MANIFEST_KIND = "modnet-edge pipeline"
 
@@ -346,7 +346,7 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
 
 def summary_table(entries: Sequence[ArtifactEntry]) -> str:
     head = (f"{'artifact':<32} {'prec':<12} {'MB':>6} {'MSE':>9} {'band MSE':>9} {'drift':<5} {'p50 ms':>8} "
-            f"{'fps':>7} {'speed':<9} result")
+            f"{'fps':>7} {'peak':>5} {'speed':<9} result")
     lines = [head, "-" * len(head)]
     for e in entries:
         d, lat = e.drift or {}, e.latency_ms or {}
@@ -355,10 +355,11 @@ def summary_table(entries: Sequence[ArtifactEntry]) -> str:
         band = f"{d['band_mse']:9.2e}" if "band_mse" in d else f"{'-':>9}"
         p50 = f"{lat['p50']:8.1f}" if lat.get("p50") is not None else f"{'-':>8}"
         fps = f"{e.fps:7.2f}" if e.fps is not None else f"{'-':>7}"
+        peak = f"{e.peak_share:5.0%}" if e.peak_share is not None else f"{'-':>5}"
         drift = {True: "pass", False: "FAIL", None: "-"}[e.drift_pass]
-        speed = {True: "meets", False: "MISSES", None: "no target"}[e.meets_target] if e.fps is not None else "-"
+        speed = speed_verdict(e)
         result = "PASS" if e.passed else "not run here" if e.status == "not-runnable-here" else f"FAIL ({failed_gate(e)})"
-        lines.append(f"{e.name[:32]:<32} {e.precision[:12]:<12} {mb} {mse} {band} {drift:<5} {p50} {fps} {speed:<9} {result}")
+        lines.append(f"{e.name[:32]:<32} {e.precision[:12]:<12} {mb} {mse} {band} {drift:<5} {p50} {fps} {peak} {speed:<9} {result}")
     return "\n".join(lines)
 
 

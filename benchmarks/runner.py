@@ -16,6 +16,7 @@ not just the one that happened to run during it.  Ratios are computed from one r
 from __future__ import annotations
 
 import inspect
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +47,7 @@ class BenchConfig:
     min_iterations: int = 3
     max_seconds: float | None = None
     threads: int | None = None
+    isolate: bool = True  # each subject in its own worker process (see .isolation); False: one process
     batch: int = 1
     rounds: int = 4
     image: np.ndarray | None = None  # RGB uint8 used for feeds and the end-to-end JPEG (default: synthetic)
@@ -71,6 +73,16 @@ class Subject:
     opener: Callable[[int | None], Any]  # threads -> MattingPredictor (or Backend for foreign models)
     artifact: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    spec: tuple | None = None  # how a worker process rebuilds this subject (picklable); None: in-process only
+
+
+def subject_from_spec(spec: tuple) -> Subject:
+    """Rebuild a subject from its :attr:`Subject.spec` (inside a benchmark worker process)."""
+    if spec[0] == "path":
+        _, path, runtime, options = spec
+        return subject_for_path(path, runtime=runtime, **options)
+    _, checkpoint, label, options = spec
+    return subject_for_checkpoint(checkpoint, label=label, **options)
 
 
 def _accepts(cls: Any, name: str) -> bool:
@@ -109,7 +121,8 @@ def subject_for_path(path: str | Path, runtime: str | None = None, **options: An
             notes.append("model has no modnet-edge metadata: model-only benchmark with a generic feed")
             return open_backend(path, runtime=runtime, **opts)
 
-    return Subject(path.name, opener, artifact_info(path, fmt.name), notes)
+    return Subject(path.name, opener, artifact_info(path, fmt.name), notes,
+                   spec=("path", str(path), runtime, dict(options)))
 
 
 def subject_for_checkpoint(checkpoint: Any, label: str = "pytorch reference", **options: Any) -> Subject:
@@ -126,7 +139,7 @@ def subject_for_checkpoint(checkpoint: Any, label: str = "pytorch reference", **
 
     info = {"name": label, "path": None, "format": "pytorch", "precision": options.get("precision", "fp32"),
             "bytes": None, "sha256": None, "weights_sha256": checkpoint.source_info()["weights_sha256"]}
-    return Subject(label, opener, info)
+    return Subject(label, opener, info, spec=("checkpoint", checkpoint, label, dict(options)))
 
 
 def artifact_info(path: str | Path, fmt: str | None = None) -> dict[str, Any]:
@@ -164,12 +177,20 @@ class _Job:
 
 def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = None, progress: bool = True,
                    run_id: str | None = None) -> list[BenchResult]:
-    """Open every subject, warm each up, then time them interleaved; one result per subject/mode/size."""
+    """Open every subject, warm each up, then time them interleaved; one result per subject/mode/size.
+
+    With ``config.isolate`` (default) every subject runs in its own worker process (:mod:`.isolation`);
+    subjects that cannot be rebuilt in another process are measured here, together, and say so.
+    """
     from tqdm import tqdm
+
+    from .isolation import LoadMeter, run_isolated, stability
 
     cfg = config or BenchConfig()
     run_id = run_id or new_run_id()
     image = cfg.image if cfg.image is not None else _default_image()
+    if cfg.isolate and subjects and all(s.spec is not None for s in subjects):
+        return run_isolated(list(subjects), cfg, image, run_id, progress)
     handles, jobs, extras = [], [], {}
     with tempfile.TemporaryDirectory(prefix="modnet-edge-bench-") as tmp:
         try:
@@ -188,7 +209,8 @@ def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = Non
                 jobs += subject_jobs
             total = sum(cfg.iterations for _ in jobs)
             chunk = max(1, -(-cfg.iterations // max(1, cfg.rounds)))
-            with tqdm(total=total, desc="benchmark (interleaved)", disable=not progress, leave=False) as bar:
+            meter = LoadMeter([os.getpid()])
+            with meter, tqdm(total=total, desc="benchmark (interleaved)", disable=not progress, leave=False) as bar:
                 while not all(j.done(cfg) for j in jobs):
                     for job in jobs:
                         for _ in range(chunk):
@@ -201,7 +223,13 @@ def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = Non
                             job.timed_s += dt
                             bar.update(1)
             gpu = gpu_memory_mb()
-            return [_result(job, cfg, run_id, extras[id(job.subject)], gpu) for job in jobs]
+            results = [_result(job, cfg, run_id, extras[id(job.subject)], gpu) for job in jobs]
+            for r in results:
+                r.extra["stability"] = stability(r, meter.share)
+                r.config["isolated"] = False
+                if len(subjects) > 1:
+                    r.notes.append("subjects shared one process (not isolated): they may disturb each other")
+            return results
         finally:
             for handle in handles:
                 handle.close()
@@ -293,10 +321,17 @@ def _result(job: _Job, cfg: BenchConfig, run_id: str, extra: dict[str, Any], gpu
               "rounds": cfg.rounds, "interleaved_subjects": True, "image": cfg.image_source}
     memory = {"peak_rss_mb": peak_rss_mb(), "rss_delta_mb": extra.get("rss_delta_mb"),
               "gpu_mb": gpu_mb if str(backend.device).startswith("cuda") else None}
+    latency = LatencyStats.from_samples(job.samples_ms)
+    extras: dict[str, Any] = {"load_ms": extra.get("load_ms")}
+    if job.mode == "model" and latency.p50 and str(backend.device).startswith("cpu"):
+        from .roofline import share_of_peak
+
+        threads = cfg.threads if isinstance(cfg.threads, int) else None
+        extras["roofline"] = share_of_peak(str(artifact.get("precision") or "fp32"), latency.p50,
+                                           job.model_size or job.size, job.batch, threads)
     return BenchResult(source="local", run_id=run_id, artifact=artifact, mode=job.mode, runtime=runtime,
                        device=describe_device(), versions=runtime_versions(), config=config,
-                       latency_ms=LatencyStats.from_samples(job.samples_ms), memory=memory, notes=notes,
-                       extra={"load_ms": extra.get("load_ms")})
+                       latency_ms=latency, memory=memory, notes=notes, extra=extras)
 
 
 def benchmark(artifacts: Sequence[str | Path], runtime: str | None = None, progress: bool = True,

@@ -46,6 +46,8 @@ class ArtifactEntry:
     measured: str | None = None
     meets_target: bool | None = None
     speed_note: str | None = None
+    speed_trusted: bool = True  # False: the machine was not quiet while it was timed (no speed verdict)
+    peak_share: float | None = None  # achieved GFLOP/s over the CPU's peak (see benchmarks.roofline)
     export_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -105,6 +107,11 @@ def attach_speed(entry: ArtifactEntry, results: Sequence[BenchResult], verdicts:
     lat = r.latency_ms
     entry.latency_ms = {"p50": lat.p50, "p90": lat.p90, "p99": lat.p99, "mean": lat.mean}
     entry.fps = r.fps
+    stability = (r.extra or {}).get("stability") or {}
+    if stability and not stability.get("stable", True):
+        entry.speed_trusted = False
+        entry.speed_note = f"speed not judged: {stability.get('why')}"
+    entry.peak_share = ((r.extra or {}).get("roofline") or {}).get("share")
     mine_v = [v for v in verdicts if v.result is r]
     entry.meets_target = meets_all(mine_v)
     applicable = [v for v in mine_v if v.meets is not None]
@@ -175,7 +182,11 @@ def _fmt(value: float | None, spec: str = ".2e") -> str:
 
 
 def speed_verdict(e: ArtifactEntry) -> str:
-    return {True: "meets", False: "MISSES", None: "no target"}[e.meets_target] if e.fps is not None else "-"
+    if e.fps is None:
+        return "-"
+    if not e.speed_trusted:
+        return "untrusted"
+    return {True: "meets", False: "MISSES", None: "no target"}[e.meets_target]
 
 
 def drift_verdict(e: ArtifactEntry) -> str:

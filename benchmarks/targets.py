@@ -181,9 +181,18 @@ def _check_one(r: BenchResult, cls: DeviceClass, run: Sequence[BenchResult]) -> 
                                     f"{r.run_id} at the same size/batch/mode, so the ratio cannot be shown"))
             continue
         speedup = base[0].latency_ms.typical / r.latency_ms.typical
+        shaky = [f"{x.artifact.get('name')}: {x.extra['stability']['why']}" for x in (r, base[0])
+                 if not (x.extra or {}).get("stability", {}).get("stable", True)]
+        if shaky:  # a ratio from a disturbed run is not a verdict either way
+            verdicts.append(Verdict(r, cls.name, "ratio", t.describe(), f"{speedup:.2f}x (untrusted)", None, t.source,
+                                    "machine not quiet, ratio not judged: " + "; ".join(shaky),
+                                    required_fps=base[0].fps * t.min_speedup))
+            continue
+        isolated = r.config.get("isolated") and base[0].config.get("isolated")
         verdicts.append(Verdict(r, cls.name, "ratio", t.describe(), f"{speedup:.2f}x", speedup >= t.min_speedup,
                                 t.source, f"median {r.latency_ms.typical:.1f} ms vs baseline "
-                                f"{base[0].latency_ms.typical:.1f} ms in the same run",
+                                f"{base[0].latency_ms.typical:.1f} ms in the same run"
+                                + ("" if isolated else " (subjects shared one process)"),
                                 required_fps=base[0].fps * t.min_speedup))
     if not verdicts:
         verdicts.append(Verdict(r, cls.name, "none", "", f"{r.fps:.1f} fps", None, "",
