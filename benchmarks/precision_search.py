@@ -139,8 +139,12 @@ def rank_groups(checkpoint: Any, precision: str, images: list[Path], options: di
 
     groups = search_groups(precision)
     twin_opts = {k: v for k, v in options.items() if k in ("static_shape", "calibration", "calibration_size",
-                                                             "calibration_seed", "method", "calibration_cache",
-                                                             "opset")}
+                                                             "calibration_seed", "calibration_cache", "opset",
+                                                             "activation_type", "reduce_range", "per_channel")}
+    if options.get("method") in ("minmax", "entropy", "percentile"):
+        twin_opts["method"] = options["method"]
+    if options.get("quantization") == "static16":  # TFLite int16 activations: the twin quantises alike
+        twin_opts["activation_type"] = "uint16"
     from tqdm import tqdm
 
     paths = []

@@ -39,23 +39,26 @@ MODULE_GROUPS: dict[str, tuple[str, ...]] = {
     "fusion/4x": ("f_branch.conv_lr4x",),
     "fusion/2x": ("f_branch.conv_f2x",),
     "fusion/head": ("f_branch.conv_f",),
+    # the branches' own ops, outside every block: resizes, concatenations, the final sigmoid
+    "branch-glue": ("lr_branch$", "hr_branch$", "f_branch$"),
 }
 
 
 def describe_kept(items: Sequence[str]) -> list[str]:
     """Kept-in-higher-precision items with each complete group's module selectors shown as the group."""
     items = list(items)
-    paths = {selector_path(i) for i in items if is_module_selector(i)}
+    paths = {i[len(MODULE_PREFIX):] for i in items if is_module_selector(i)}
     out: list[str] = []
     covered: set[str] = set()
     for group, modules in MODULE_GROUPS.items():
         for variant in ("se", "e-aspp"):  # a group may name a block of either low-resolution variant
-            need = {m for m in modules if m in _module_names(variant)}
+            need = {m for m in modules if m.rstrip("$") in _module_names(variant)}
             if need and need <= paths:
                 out.append(group)
                 covered |= need
                 break
-    out += [i.removeprefix(MODULE_PREFIX) for i in items if not (is_module_selector(i) and selector_path(i) in covered)]
+    out += [i.removeprefix(MODULE_PREFIX) for i in items
+            if not (is_module_selector(i) and i[len(MODULE_PREFIX):] in covered)]
     return out
 
 
@@ -64,7 +67,18 @@ def is_module_selector(item: str) -> bool:
 
 
 def selector_path(item: str) -> str:
+    """The module path of a selector (``module:a.b`` everything inside a.b; ``module:a.b$`` only a.b's
+    own ops, none of its children's)."""
+    return item[len(MODULE_PREFIX):].strip(".").rstrip("$")
+
+
+def selector_module(item: str) -> str:
+    """The module a selector names, with its ``$`` (own ops only) kept, as the resolvers take it."""
     return item[len(MODULE_PREFIX):].strip(".")
+
+
+def _own_only(module: str) -> tuple[str, bool]:
+    return (module[:-1], True) if module.endswith("$") else (module, False)
 
 
 @lru_cache(maxsize=4)
@@ -107,11 +121,16 @@ def within(path: str | None, module: str) -> bool:
 
 
 def onnx_nodes_in(model: Any, modules: Iterable[str], model_config: Any = None) -> list[str]:
-    """Names of the ONNX nodes computed inside any of ``modules`` (module paths)."""
+    """Names of the ONNX nodes computed inside any of ``modules`` (module paths; ``path$``: that
+    module's own nodes only)."""
     names = module_names(model_config)
-    wanted = list(modules)
-    return [n.name for n in model.graph.node
-            if any(within(module_of_scope(n.name, names), m) for m in wanted)]
+    wanted = [_own_only(m) for m in modules]
+    found = []
+    for n in model.graph.node:
+        path = module_of_scope(n.name, names)
+        if any(path == m if own else within(path, m) for m, own in wanted):
+            found.append(n.name)
+    return found
 
 
 @lru_cache(maxsize=4)
@@ -139,7 +158,9 @@ def tflite_pattern(module: str, model_config: Any = None) -> str:
     lr_block = "se"
     if model_config is not None:
         lr_block = model_config.get("lr_block", "se") if isinstance(model_config, dict) else model_config.lr_block
+    module, own = _own_only(module)
     called = _called_modules(lr_block)
     parts = module.split(".")
     chain = [parts[i - 1] for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in called]
-    return "/".join(r"[^/]*_" + re.escape(seg) for seg in chain) + r"(/|$)"
+    # litert-torch joins the names of fused tensors with ';' (``..._lr_branch;2``)
+    return "/".join(r"[^/]*_" + re.escape(seg) for seg in chain) + (r"(;|$)" if own else r"(/|;|$)")

@@ -198,13 +198,13 @@ def calibration_memory_options(method: str, batches: int) -> dict[str, Any]:
 def resolve_keep_float(model: Any, keep: Iterable[str], model_config: Any = None) -> list[str]:
     """Node names to leave in float: presets (see the module docstring), module selectors
     (``module:lr_branch.conv_lr16x``, see :mod:`.module_scopes`) or regexes on node names."""
-    from .module_scopes import is_module_selector, onnx_nodes_in, selector_path
+    from .module_scopes import is_module_selector, onnx_nodes_in, selector_module
 
     nodes = list(model.graph.node)
     names: list[str] = []
     for item in keep:
         if is_module_selector(item):
-            found = onnx_nodes_in(model, [selector_path(item)], model_config)
+            found = onnx_nodes_in(model, [selector_module(item)], model_config)
         elif item == "image-concat":
             found = _image_concat_nodes(model)
         elif item in _PRESET_PATTERNS:

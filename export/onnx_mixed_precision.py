@@ -17,7 +17,7 @@ from typing import Any
 
 from modnet_edge.errors import ConfigError
 
-from .module_scopes import is_module_selector, onnx_nodes_in, selector_path
+from .module_scopes import is_module_selector, onnx_nodes_in, selector_module
 
 
 def keep_nodes_fp32(model: Any, select: Callable[[Any], bool],
@@ -127,7 +127,7 @@ def select_nodes(model: Any, items: Sequence[str], model_config: Any = None, wha
     selected: set[str] = set()
     for item in items:
         if is_module_selector(item):
-            found = set(onnx_nodes_in(model, [selector_path(item)], model_config))
+            found = set(onnx_nodes_in(model, [selector_module(item)], model_config))
         else:
             try:
                 regex = re.compile(item)

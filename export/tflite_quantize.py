@@ -225,9 +225,9 @@ def _op_outputs(float_model: bytes) -> list[tuple[str, list[str], list[str]]]:
 def resolve_keep_float(float_model: bytes, keep: Iterable[str], model_config: Any = None) -> list[str]:
     """Regexes (on op output tensor names) of the ops to leave in float; presets resolved structurally,
     module selectors (``module:lr_branch.conv_lr16x``) through :func:`~.module_scopes.tflite_pattern`."""
-    from .module_scopes import is_module_selector, selector_path, tflite_pattern
+    from .module_scopes import is_module_selector, selector_module, tflite_pattern
 
-    keep = [tflite_pattern(selector_path(k), model_config) if is_module_selector(k) else k for k in keep]
+    keep = [tflite_pattern(selector_module(k), model_config) if is_module_selector(k) else k for k in keep]
     if not keep:
         return []
     ops = _op_outputs(float_model)

@@ -90,9 +90,14 @@ def _existing(path: str | Path) -> Path:
 
 
 class VideoWriter:
-    """Encode RGB uint8 frames to H.264 (yuv420p) -- even width/height are padded by one pixel if needed."""
+    """Encode RGB uint8 frames to H.264 (yuv420p) -- even width/height are padded by one pixel if needed.
 
-    def __init__(self, path: str | Path, fps: Fraction, width: int, height: int, codec: str = "libx264") -> None:
+    ``audio_from``: a video whose first audio stream is copied into this file unchanged (no re-encode),
+    up to ``audio_seconds`` when given (a clip cut by a frame limit keeps just its own sound).
+    """
+
+    def __init__(self, path: str | Path, fps: Fraction, width: int, height: int, codec: str = "libx264",
+                 audio_from: str | Path | None = None) -> None:
         av = _av()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +106,18 @@ class VideoWriter:
         self._stream = self._container.add_stream(codec, rate=fps)
         self._stream.width, self._stream.height, self._stream.pix_fmt = self.width, self.height, "yuv420p"
         self._av = av
+        self._audio_in = self._audio_out = None
+        if audio_from is not None:
+            source = av.open(str(audio_from))
+            if source.streams.audio:
+                self._audio_in = source
+                self._audio_out = self._container.add_stream_from_template(source.streams.audio[0])
+            else:
+                source.close()
+
+    @property
+    def has_audio(self) -> bool:
+        return self._audio_out is not None
 
     def write(self, rgb: np.ndarray) -> None:
         if rgb.ndim == 2:
@@ -111,10 +128,27 @@ class VideoWriter:
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
 
-    def close(self) -> None:
+    def close(self, audio_seconds: float | None = None) -> None:
         for packet in self._stream.encode():
             self._container.mux(packet)
+        if self._audio_in is not None:
+            try:
+                self._copy_audio(audio_seconds)
+            finally:
+                self._audio_in.close()
+                self._audio_in = None
         self._container.close()
+
+    def _copy_audio(self, seconds: float | None) -> None:
+        source_stream = self._audio_in.streams.audio[0]
+        for packet in self._audio_in.demux(source_stream):
+            if packet.dts is None:  # the demuxer's end-of-stream flush packet
+                continue
+            if seconds is not None and packet.pts is not None and packet.time_base is not None \
+                    and float(packet.pts * packet.time_base) >= seconds:
+                break
+            packet.stream = self._audio_out
+            self._container.mux(packet)
 
     def __enter__(self) -> VideoWriter:
         return self

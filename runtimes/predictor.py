@@ -60,15 +60,27 @@ class MattingPredictor:
     def predict(self, image: ImageLike) -> np.ndarray:
         t0 = time.perf_counter()
         rgb = to_rgb_uint8(image, getattr(image, "filename", None) or (image if isinstance(image, str) else "image"))
-        x = self.backend.prepare_input(self.input_name, preprocess(rgb, self.spec))
+        x = self.prepare(rgb)
         t1 = time.perf_counter()
-        out = self.backend.run({self.input_name: x})[self.output_name]
+        out = self.infer(x)
         t2 = time.perf_counter()
-        out = self._dequantize(out)
-        alpha = postprocess(out, rgb.shape[0], rgb.shape[1], self.spec.layout)
+        alpha = self.finish(out, rgb.shape[0], rgb.shape[1])
         t3 = time.perf_counter()
         self.last_timings_s = {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": t3 - t2, "total": t3 - t0}
         return alpha
+
+    # predict() in three stages, so a video pipeline can run them on different threads at once
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 -> the model's input (resized, normalised, laid out and typed for this backend)."""
+        return self.backend.prepare_input(self.input_name, preprocess(rgb, self.spec))
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The model's raw output for a prepared input."""
+        return self.backend.run({self.input_name: x})[self.output_name]
+
+    def finish(self, out: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Raw output -> alpha (height, width) float32 in [0, 1]."""
+        return postprocess(self._dequantize(out), height, width, self.spec.layout)
 
     __call__ = predict
 

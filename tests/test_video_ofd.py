@@ -85,3 +85,66 @@ def test_unreadable_video_is_a_clear_error(tmp_path):
         predict_video(_BlinkingPredictor(), bad, tmp_path / "o", progress=False)
     with pytest.raises(InputImageError, match="does not exist"):
         probe(tmp_path / "missing.mp4")
+
+
+def _write_video_with_audio(path, frames=24, h=48, w=64, fps=12):
+    """A clip with a 440 Hz AAC sound track as long as its pictures."""
+    import av
+
+    with av.open(str(path), mode="w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        aus = out.add_stream("aac", rate=22050)
+        for t in range(frames):
+            rgb = np.zeros((h, w, 3), np.uint8)
+            rgb[..., 0] = 40 + 5 * t
+            for p in vs.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(p)
+        n = int(22050 * frames / fps)
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 22050)).astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+        frame.sample_rate = 22050
+        for p in aus.encode(frame):
+            out.mux(p)
+        for s in (vs, aus):
+            for p in s.encode():
+                out.mux(p)
+
+
+@pytest.mark.video
+def test_composite_keeps_the_source_audio_and_reports_fps(tmp_path):
+    import av
+
+    src = tmp_path / "talk.mp4"
+    _write_video_with_audio(src)
+    res = predict_video(_BlinkingPredictor(), src, tmp_path / "out", progress=False)
+    assert res.frames == 24 and res.audio and res.fps > 0 and res.model_fps >= res.fps
+    with av.open(str(src)) as a, av.open(res.composite_video) as b:
+        assert b.streams.audio and b.streams.audio[0].codec_context.name == a.streams.audio[0].codec_context.name
+        src_samples = sum(f.samples for f in a.decode(audio=0))
+    with av.open(res.composite_video) as b:
+        out_samples = sum(f.samples for f in b.decode(audio=0))
+    assert abs(out_samples - src_samples) <= 2048  # the whole track, give or take one AAC frame
+    cut = predict_video(_BlinkingPredictor(), src, tmp_path / "cut", limit=12, progress=False)
+    with av.open(cut.composite_video) as b:
+        cut_samples = sum(f.samples for f in b.decode(audio=0))
+    assert cut_samples < 0.75 * src_samples  # half the pictures, about half the sound
+    with av.open(res.alpha_video) as b:
+        assert not b.streams.audio  # the matte video stays silent
+
+
+class _FailingPredictor(_BlinkingPredictor):
+    def predict(self, rgb):
+        if getattr(self, "_n", 0) == 5:
+            raise RuntimeError("model crashed on frame 5")
+        self._n = getattr(self, "_n", 0) + 1
+        return super().predict(rgb)
+
+
+@pytest.mark.video
+def test_a_failing_stage_stops_the_job_and_leaves_no_video(tmp_path):
+    src = tmp_path / "clip.mp4"
+    _write_video(src, frames=12)
+    with pytest.raises(RuntimeError, match="frame 5"):
+        predict_video(_FailingPredictor(), src, tmp_path / "out", progress=False)
+    assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
