@@ -200,39 +200,49 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     if overlap:
         raise ConfigError(f"ranking and held-out images overlap ({', '.join(overlap[:3])}): the verdict must come "
                           "from images the search did not look at")
+    calibration = options.get("calibration")
+    if isinstance(calibration, (str, Path)) and Path(calibration).is_dir():
+        shared = _overlap(held_out, load_images(calibration)[0])
+        if shared:
+            raise ConfigError(f"calibration and held-out images overlap ({', '.join(shared[:3])}): pass held-out "
+                              "images= the calibration never saw")
     output = Path(output)
     with tempfile.TemporaryDirectory(prefix="modnet-search-") as td:
         work = Path(td)
-        ranking = rank_groups(ckpt, precision, _as_files(ranking_pictures, work / "ranking"), options, work,
-                              progress)
-        order = [g for g, _ in ranking]
-        if format == "tensorrt-onnx" and precision == "fp16":
-            order = [g for g in order if g != "io"]  # TensorRT-ready FP16 keeps float32 I/O already
         base_opts = {**_quiet(format, precision), **options}
         tried: dict[int, Candidate] = {}
         held_out_files = _as_files(held_out, work / "held-out")
+        order: list[str] = []
+        ranking: list[tuple[str, float]] = []
 
         def trial(k: int) -> Candidate:
             if k not in tried:
                 if progress:
-                    print(f"search {format} {precision}: keeping {k} of {len(order)} groups higher", flush=True)
+                    print(f"search {format} {precision}: keeping {k} of {len(order) or 'the'} groups higher",
+                          flush=True)
                 kept = order[:k]
                 path = work / f"candidate-{k}{_suffix(format)}"
                 export(ckpt, format, precision, path,
                        **_resolved({**base_opts, **kept_options(format, precision, kept)}, ckpt))
-                report = run_parity([path], images=held_out_files, progress=False)
+                report = run_parity([path], images=held_out_files, budgets={precision: limit_budget}, progress=False)
                 r = report.results[0]
                 tried[k] = Candidate(kept, r.drift.mse, r.drift.band_mse, r.passed, path.stat().st_size)
             return tried[k]
 
-        lo, hi = 0, len(order)
-        if not trial(lo).passed and trial(hi).passed:
-            while hi - lo > 1:  # invariant: lo fails, hi passes
-                mid = (lo + hi) // 2
-                if trial(mid).passed:
-                    hi = mid
-                else:
-                    lo = mid
+        if not trial(0).passed:  # a healthy artifact needs no ranking: nothing has to stay higher
+            ranking = rank_groups(ckpt, precision, _as_files(ranking_pictures, work / "ranking"), options, work,
+                                  progress)
+            order = [g for g, _ in ranking]
+            if format == "tensorrt-onnx" and precision == "fp16":
+                order = [g for g in order if g != "io"]  # TensorRT-ready FP16 keeps float32 I/O already
+            lo, hi = 0, len(order)
+            if trial(hi).passed:
+                while hi - lo > 1:  # invariant: lo fails, hi passes
+                    mid = (lo + hi) // 2
+                    if trial(mid).passed:
+                        hi = mid
+                    else:
+                        lo = mid
         passing = {k: c for k, c in tried.items() if c.passed}
         chosen_k = None
         if passing:
