@@ -244,6 +244,8 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
                     else:
                         lo = mid
         passing = {k: c for k, c in tried.items() if c.passed}
+        if len(passing) > 1 and len(order) in passing:  # every group kept: the float network, not a
+            del passing[len(order)]  # variant of the precision asked for (kept in the record for reference)
         chosen_k = None
         if passing:
             if prefer == "speed" and len(passing) > 1:

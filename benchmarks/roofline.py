@@ -14,40 +14,12 @@ about 2x FP32.
 from __future__ import annotations
 
 import os
-import platform
 from functools import lru_cache
 from typing import Any
 
-# feature flags that decide inference speed, by the names /proc/cpuinfo uses -> the names we report
-X86_FEATURES = {"avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512bw": "avx512bw",
-                "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni", "avx512_bf16": "avx512_bf16",
-                "avx512_fp16": "avx512_fp16", "amx_tile": "amx", "amx_int8": "amx_int8", "amx_bf16": "amx_bf16"}
-ARM_FEATURES = {"asimd": "neon", "asimddp": "dotprod", "i8mm": "i8mm", "asimdhp": "fp16", "fphp": "fp16",
-                "sve": "sve", "sve2": "sve2", "bf16": "bf16"}
+from modnet_edge.cpu_features import cpuinfo_text, cpu_features
+
 FMA_UNITS = 2  # per core: server x86 since Haswell and big Arm cores have two; some parts have one
-
-
-def _cpuinfo() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return ""
-
-
-@lru_cache(maxsize=1)
-def cpu_features() -> list[str]:
-    """The speed-deciding ISA features of this CPU (x86: AVX2, AVX-512, VNNI, AMX; Arm: dot product,
-    i8mm, fp16), empty where the OS does not say."""
-    flags: set[str] = set()
-    for line in _cpuinfo().splitlines():
-        key = line.split(":", 1)[0].strip().lower()
-        if key in ("flags", "features"):
-            flags |= set(line.split(":", 1)[1].split())
-    table = ARM_FEATURES if platform.machine().lower() in ("aarch64", "arm64") else X86_FEATURES
-    if platform.machine().lower() == "arm64" and not flags:  # Apple silicon: every one of these
-        return ["neon", "dotprod", "fp16", "i8mm"]
-    return sorted({name for flag, name in table.items() if flag in flags})
 
 
 def _clock_ghz() -> tuple[float | None, str]:
@@ -57,7 +29,7 @@ def _clock_ghz() -> tuple[float | None, str]:
                 return int(fh.read().strip()) / 1e6, "cpufreq cpuinfo_max_freq"
         except (OSError, ValueError):
             pass
-    for line in _cpuinfo().splitlines():
+    for line in cpuinfo_text().splitlines():
         if line.lower().startswith("cpu mhz"):
             try:
                 return float(line.split(":", 1)[1]) / 1000.0, "'cpu MHz' in /proc/cpuinfo (no turbo)"

@@ -65,6 +65,11 @@ def test_int8_is_static_qdq_with_per_channel_weights(int8_model: tuple[Path, Pat
     assert meta.precision == "int8" and meta.preprocessing.fixed_size == SHAPE
     q = meta.extra["quantization"]
     assert q["method"] == "minmax" and "per-channel" in q["weights"] and q["activations"].startswith("uint8")
+    from modnet_edge.cpu_features import cpu_features
+
+    vnni = bool({"avx512_vnni", "avx_vnni", "dotprod"} & set(cpu_features()))
+    assert q["reduce_range"] is (not vnni) and "this machine" in q["reduce_range_reason"]
+    assert q["weights"].startswith("int8" if vnni else "int7")
     cal = meta.extra["calibration"]
     assert cal["samples"] == 4 and cal["cache"] == "miss" and len(cal["data_sha256"]) == 64
     with modnet_edge.load(path) as pred:
@@ -185,3 +190,16 @@ def test_cli_int8_export(int8_model: tuple[Path, Path], tmp_path: Path, capsys: 
     assert main(["export", "--format", "onnx", "--precision", "int8", "-o", str(tmp_path / "x.onnx"),
                  "--calibration", str(tmp_path / "nothing-here")]) == 2
     assert "calibration folder does not exist" in capsys.readouterr().err
+
+
+def test_reduce_range_follows_the_target_cpu() -> None:
+    """7-bit weights only where ONNX Runtime's u8s8 kernels would saturate (x86 without VNNI)."""
+    from modnet_edge.errors import ConfigError
+    from modnet_edge.export.onnx_int8 import resolve_reduce_range
+
+    assert resolve_reduce_range(None, "x86-avx2")[1] is True
+    assert resolve_reduce_range(None, "x86-vnni")[1] is False
+    assert resolve_reduce_range(None, "arm64")[1] is False
+    assert resolve_reduce_range(True, "x86-vnni") == ("x86-vnni", True, "set explicitly")
+    with pytest.raises(ConfigError, match="target_cpu must be one of"):
+        resolve_reduce_range(None, "sparc")
