@@ -92,6 +92,7 @@ class OnnxRunner:
                               "/ the Jetson wheel)") from None
         self.runtime = "onnxruntime"
         opts = ort.SessionOptions()
+        opts.log_severity_level = 4  # failures reach the user once, as our one-line error, not as ORT's log too
         if threads:
             opts.intra_op_num_threads = threads
         available = ort.get_available_providers()
@@ -232,8 +233,15 @@ def benchmark(args: argparse.Namespace) -> dict:
         providers = [p for p in (args.providers or "").split(",") if p]
         runner = OnnxRunner(path, args.threads, providers, args.size, args.batch)
     load_ms = (time.perf_counter() - t0) * 1000
-    for _ in range(args.warmup):
-        runner.step()
+    try:  # the first run is where a shape the model cannot take fails (in the runtime's own words)
+        for _ in range(max(1, args.warmup)):
+            runner.step()
+    except Exception as exc:  # onnxruntime and the TFLite interpreter raise several types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hint = "; MODNet artifacts take heights and widths that are multiples of 32" if any(
+            d % 32 for d in runner.shape[-3:] if d not in (1, 3)) else ""
+        raise RunnerError(f"{path}: the model cannot run an input of shape {list(runner.shape)} ({first[:200]})"
+                          f"{hint}") from None
     samples, start = [], time.perf_counter()
     while len(samples) < args.iterations:
         t = time.perf_counter()
@@ -280,6 +288,8 @@ def _size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HxW such as 512x512, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"height and width must be positive, got {text!r}")
     return h, w
 
 

@@ -12,7 +12,9 @@ timing file from an iPhone all end up as the same record, so one target check ap
      "device": {"cpu", "cores", "gpu", "os", ...},  "versions": {dist: version},
      "config": {"warmup", "iterations", "threads", "batch", "input_size": [H, W]},
      "latency_ms": {"mean", "std", "min", "max", "p50", "p90", "p99"},   # per call (a batch)
-     "fps": images per second (batch / mean latency),
+     "fps": images per second (batch / typical latency), "fps_from": "median" | "mean" (which one:
+            the median wherever the source reports it -- every local run, benchmark_model builds with
+            percentile statistics -- else the mean, and the result says which),
      "memory": {"peak_rss_mb", "rss_delta_mb", "gpu_mb"},
      "created": ISO time, "notes": [...]}
 
@@ -122,6 +124,7 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fps"] = self.fps
+        d["fps_from"] = "median" if self.latency_ms.p50 is not None else "mean"
         return d
 
     @classmethod

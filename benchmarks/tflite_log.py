@@ -114,7 +114,8 @@ def parse_benchmark_model_log(text: str, where: str | Path = "benchmark_model lo
     model_mb = None
     default_xnnpack = False
     for raw in lines:
-        line = raw.rstrip().replace("(all same)", " ")
+        # logs pasted into issues and chats arrive with markdown emphasis or code ticks around words
+        line = raw.rstrip().replace("(all same)", " ").replace("**", "").replace("`", "")
         if _OLD_TIMINGS.search(line):
             raise ConfigError("this log comes from an old benchmark_model build (it prints 'Average inference "
                               "timings in us' without per-run statistics); unsupported: rerun with a TensorFlow "

@@ -127,6 +127,20 @@ def test_edge_runner_needs_neither_torch_nor_the_toolkit(models, tmp_path):
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 
+def test_edge_runner_size_the_model_cannot_take_is_one_line(tmp_path):
+    """A dynamic model at 250x250 (not a multiple of 32): one line naming the shape, exit 2, no traceback."""
+    from modnet_edge.export import export
+    from modnet_edge.train.checkpoint import random_checkpoint
+
+    dyn = export(random_checkpoint(1), "onnx", "fp32", tmp_path / "dyn.onnx")
+    proc = _run_edge([str(dyn), "--size", "250x250", "--iterations", "1"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "[1, 3, 250, 250]" in proc.stderr and "multiples of 32" in proc.stderr
+    neg = _run_edge([str(dyn), "--size", "0x64"], tmp_path)
+    assert neg.returncode == 2 and "positive" in neg.stderr
+
+
 def test_edge_runner_runs_a_tflite_model(tmp_path):
     torch = pytest.importorskip("torch")
     litert_torch = pytest.importorskip("litert_torch", reason="litert-torch converts the tiny test model")

@@ -8,6 +8,7 @@ logcat lines, percentile statistics, "(all same)" runs) with numbers of the size
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,22 @@ def test_bad_logs_are_refused_clearly(name, message):
     with pytest.raises(ConfigError, match=message) as err:
         read_benchmark_model_log(LOGS / name)
     assert name in str(err.value)
+
+
+def test_logs_pasted_with_markdown_emphasis_read_like_the_plain_ones():
+    """Copied from an issue: bold numbers and code ticks change nothing (old builds stay refused clearly)."""
+    plain = (LOGS / "android_gpu_fp16.log").read_text()
+    marked = re.sub(r"(\d+(?:\.\d+)?)", r"**\1**", plain).replace("Inference timings", "`Inference timings`")
+    assert parse_benchmark_model_log(marked).regular == parse_benchmark_model_log(plain).regular
+    old = re.sub(r"(\d+(?:\.\d+)?)", r"**\1**", (LOGS / "old_tf1.log").read_text())
+    with pytest.raises(ConfigError, match="old benchmark_model build"):
+        parse_benchmark_model_log(old)
+
+
+def test_results_say_whether_fps_comes_from_the_median_or_the_mean():
+    r = read_benchmark_model_log(LOGS / "android_gpu_fp16.log")
+    assert r.to_dict()["fps_from"] == ("median" if r.latency_ms.p50 is not None else "mean")
+    assert r.fps == pytest.approx(1000 / r.latency_ms.typical)
 
 
 def test_empty_and_foreign_logs():
