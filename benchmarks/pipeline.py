@@ -34,6 +34,8 @@ from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_s
 from modnet_edge.errors import BackendUnavailableError, ConfigError
 from modnet_edge.images import sample_portraits
 
+from .precision_search import SEARCHABLE
+
 from .runner import BenchConfig
 from .summary import (ArtifactEntry, attach_parity, attach_speed, failed_gate, group_parity, overall_pass,
                       speed_verdict, write_outputs)
@@ -52,6 +54,7 @@ class PipelineOptions:
     targets: Path | None = None
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(warmup=1, iterations=10, max_seconds=10.0))
     speed_gate: bool = True
+    search: bool = True  # reduced precisions: the fastest variant within the budget (benchmarks.precision_search)
     keep_images: int = 2
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda msg: _log(msg))
@@ -139,15 +142,44 @@ def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> t
         entry = ArtifactEntry(fmt.name, precision, str(out))
         t0 = time.perf_counter()
         try:
-            path = export(ckpt, fmt.name, precision, out, **_exporter_options(fmt, precision, images))
+            path = None
+            if opts.search and (fmt.name, precision) in SEARCHABLE:
+                path = _searched(ckpt, fmt, precision, out, images, opts, entry)
+            if path is None:
+                path = export(ckpt, fmt.name, precision, out, **_exporter_options(fmt, precision, images))
             entry.path, entry.size_bytes, entry.sha256 = str(path), path_size(path), sha256_path(path)
         except Exception as exc:  # any exporter failure is reported on its entry; the others go on
             entry.status, entry.error = "export-failed", _one_line(exc)
         entry.export_s = round(time.perf_counter() - t0, 2)
         opts.log(f"  export {fmt.name:<14} {precision:<5} "
-                 + (f"ok   {entry.size_bytes / 1e6:6.1f} MB" if entry.status == "ok" else f"FAILED: {entry.error}"))
+                 + (f"ok   {entry.size_bytes / 1e6:6.1f} MB" if entry.status == "ok" else f"FAILED: {entry.error}")
+                 + "".join(f"\n         {n}" for n in entry.notes if n.startswith("precision search")))
         entries.append(entry)
     return entries, skipped
+
+
+def _searched(ckpt: Any, fmt: Format, precision: str, out: Path, images: Path | None, opts: PipelineOptions,
+              entry: ArtifactEntry) -> Path | None:
+    """The fastest variant within the precision's budget, judged on the pipeline's images; INT8 is then
+    calibrated on generated portraits, never on those images.  None when no variant meets the budget
+    (the plain export is made instead and its parity shows the miss)."""
+    from .precision_search import search_precision
+
+    options = {"calibration": "synthetic"} if precision.startswith("int8") else {}
+    result = search_precision(ckpt, fmt.name, precision, out, images=images or sample_portraits(), limit=opts.limit,
+                              progress=False, **options)
+    chosen = result.chosen
+    tried = ", ".join(f"{len(c.kept)} kept: MSE {c.mse:.1e}" for c in result.candidates)
+    if chosen is None:
+        entry.notes.append(f"precision search: no variant meets the budget ({tried}); plain export kept")
+        return None
+    plain = next(c for c in result.candidates if not c.kept)
+    cost = "" if chosen is plain or not (chosen.latency_ms and plain.latency_ms) else (
+        f", {chosen.latency_ms / plain.latency_ms:.2f}x the plain variant's time, "
+        f"{chosen.size_bytes / max(plain.size_bytes, 1):.2f}x its size")
+    entry.notes.append("precision search: " + ("the plain variant meets the budget" if chosen is plain else
+                                               f"kept in higher precision: {', '.join(chosen.kept)}{cost}"))
+    return out
 
 
 def parse_formats(items: Sequence[str] | None) -> dict[str, tuple[str, ...]] | None:

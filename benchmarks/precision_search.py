@@ -29,13 +29,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import atomic_write_text
+from modnet_edge.core import atomic_write_text, path_size
 from modnet_edge.export.module_scopes import MODULE_GROUPS
 from modnet_edge.errors import ConfigError
 
 # (format, precision) -> how a kept set becomes exporter options
-SEARCHABLE = {("onnx", "fp16"), ("tensorrt-onnx", "fp16"), ("onnx", "int8"), ("tensorrt-onnx", "int8"),
-              ("tflite", "int8")}
+SEARCHABLE = {("onnx", "fp16"), ("tensorrt-onnx", "fp16"), ("coreml", "fp16"), ("onnx", "int8"),
+              ("tensorrt-onnx", "int8"), ("tflite", "int8")}
+# formats whose runtime cannot run here (Core ML off Apple systems: the NumPy reference execution judges
+# drift, but its speed says nothing about a phone's), so the fewest kept groups win instead of the fastest
+UNTIMED = {"coreml"}
 TIE = 0.05  # candidates within 5 % of the fastest count as equally fast
 
 
@@ -91,6 +94,8 @@ class SearchResult:
 def kept_options(fmt: str, precision: str, kept: Sequence[str]) -> dict[str, Any]:
     """Exporter options that keep the groups ``kept`` in higher precision."""
     selectors = [f"module:{m}" for g in kept if g in MODULE_GROUPS for m in MODULE_GROUPS[g]]
+    if precision == "fp16" and fmt == "coreml":
+        return {"fp32_ops": (["io"] if "io" in kept else []) + selectors}
     if precision == "fp16":
         opts: dict[str, Any] = {"fp32_nodes": selectors}
         if fmt == "onnx":
@@ -111,7 +116,7 @@ def _resolved(options: dict[str, Any], checkpoint: Any) -> dict[str, Any]:
 
     names = set(module_names(checkpoint.model_config))
     out = dict(options)
-    for key in ("fp32_nodes", "keep_float"):
+    for key in ("fp32_nodes", "keep_float", "fp32_ops"):
         if key in out:
             out[key] = [s for s in out[key] if not is_module_selector(s) or selector_path(s) in names]
     return out
@@ -182,7 +187,7 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
         raise ConfigError(f"prefer must be 'speed' or 'fewest', not {prefer!r}")
     if (format, precision) not in SEARCHABLE:
         raise ConfigError(f"the precision search covers {sorted(SEARCHABLE)}, not {format} {precision}")
-    for key in ("fp32_nodes", "keep_float"):
+    for key in ("fp32_nodes", "keep_float", "fp32_ops"):
         if key in options:
             raise ConfigError(f"{key} is what the precision search chooses; leave it out when a budget is given")
     if budget == "auto" or budget is None:
@@ -226,7 +231,7 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
                        **_resolved({**base_opts, **kept_options(format, precision, kept)}, ckpt))
                 report = run_parity([path], images=held_out_files, budgets={precision: limit_budget}, progress=False)
                 r = report.results[0]
-                tried[k] = Candidate(kept, r.drift.mse, r.drift.band_mse, r.passed, path.stat().st_size)
+                tried[k] = Candidate(kept, r.drift.mse, r.drift.band_mse, r.passed, path_size(path))
             return tried[k]
 
         if not trial(0).passed:  # a healthy artifact needs no ranking: nothing has to stay higher
@@ -248,7 +253,7 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
             del passing[len(order)]  # variant of the precision asked for (kept in the record for reference)
         chosen_k = None
         if passing:
-            if prefer == "speed" and len(passing) > 1:
+            if prefer == "speed" and len(passing) > 1 and format not in UNTIMED:
                 _time_candidates({k: work / f"candidate-{k}{_suffix(format)}" for k in passing}, passing)
                 fastest = min(c.latency_ms for c in passing.values())
                 chosen_k = min(k for k, c in passing.items() if c.latency_ms <= fastest * (1 + TIE))
@@ -259,13 +264,14 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
         if chosen is not None:
             chosen_opts = {**base_opts, **kept_options(format, precision, chosen.kept)}
             path = work / f"candidate-{chosen_k}{_suffix(format)}"
-            if chosen.latency_ms is None:
+            if chosen.latency_ms is None and format not in UNTIMED:
                 _time_candidates({chosen_k: path}, tried)
             # exported again straight to ``output``: the exporter's own atomic artifact + manifest pair
             export(ckpt, format, precision, output, **_resolved(chosen_opts, ckpt))
     result = SearchResult(format, precision, asdict(limit_budget), ranking, [tried[k] for k in sorted(tried)], chosen,
                           str(output) if chosen else None, list(held_out), ranking_note,
-                          {k: v for k, v in chosen_opts.items() if k in ("fp32_nodes", "keep_float", "keep_io_types")})
+                          {k: v for k, v in chosen_opts.items()
+                           if k in ("fp32_nodes", "keep_float", "keep_io_types", "fp32_ops")})
     atomic_write_text(Path(f"{output}.search.json"), json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     return result
 

@@ -119,10 +119,59 @@ def source_program(checkpoint: Checkpoint, size: tuple[int, int], flexible: bool
         return torch.export.export(net, (example,)).run_decompositions({}), "torch.export"
 
 
+def node_modules(program: Any) -> dict[str, str]:
+    """{graph node name: module path} of a torch.export program (from each node's ``nn_module_stack``):
+    coremltools names the MIL ops it makes after these nodes, so FP32 islands can be chosen by module."""
+    out: dict[str, str] = {}
+    for node in getattr(program, "graph", None).nodes if hasattr(program, "graph") else []:
+        stack = node.meta.get("nn_module_stack") if node.op == "call_function" else None
+        if stack:
+            path = str(list(stack.values())[-1][0])
+            out[node.name] = path.split("net.", 1)[1] if "net." in path else path
+    return out
+
+
+class Fp32Islands:
+    """``op_selector`` for coremltools' FP16ComputePrecision: an op stays FP32 when the module it came from
+    is inside a kept one (``module:<path>``, ``module:<path>$`` for that module's own ops), or, with
+    ``io``, when it reads the model input (which then never passes through FP16)."""
+
+    def __init__(self, items: list[str], nodes: dict[str, str]) -> None:
+        from .module_scopes import MODULE_PREFIX, within
+
+        self._within = within
+        self.modules = [(i[len(MODULE_PREFIX):].rstrip("$"), i.endswith("$")) for i in items
+                        if i.startswith(MODULE_PREFIX)]
+        self.io = "io" in items
+        self.names = sorted(nodes, key=len, reverse=True)  # longest first: "relu_1" before "relu"
+        self.nodes = nodes
+        self.kept_ops: set[str] = set()
+
+    def module_of(self, op_name: str) -> str | None:
+        if op_name in self.nodes:
+            return self.nodes[op_name]
+        return next((self.nodes[n] for n in self.names if op_name.startswith(n + "_")), None)
+
+    def __call__(self, op: Any) -> bool:
+        """True: compute this op in FP16."""
+        keep = False
+        if self.io and any(getattr(v, "name", None) == "input" for v in op.inputs.values()
+                           if not isinstance(v, (list, tuple))):
+            keep = True
+        path = self.module_of(op.name)
+        if not keep and path is not None:
+            keep = any(path == m if own else self._within(path, m) for m, own in self.modules)
+        if keep:
+            self.kept_ops.add(op.name)
+        return not keep
+
+
 def convert(program: Any, *, ct: Any, input_type: str, shapes: str, size: tuple[int, int],
             enumerated: list[tuple[int, int]], size_range: tuple[int, int], compute_precision: str,
-            deployment_target: str, image_scale: float, image_bias: list[float]) -> Any:
-    """ct.convert with the requested input kind, shape flexibility, precision and target."""
+            deployment_target: str, image_scale: float, image_bias: list[float],
+            islands: Fp32Islands | None = None) -> Any:
+    """ct.convert with the requested input kind, shape flexibility, precision and target (``islands``:
+    FP32 ops inside an FP16 program)."""
     import numpy as np
 
     if shapes == "enumerated":
@@ -138,6 +187,8 @@ def convert(program: Any, *, ct: Any, input_type: str, shapes: str, size: tuple[
     else:
         inp = ct.TensorType(name="input", shape=shape, dtype=np.float32)
     precision = ct.precision.FLOAT16 if compute_precision == "fp16" else ct.precision.FLOAT32
+    if islands is not None and compute_precision == "fp16":
+        precision = ct.transform.FP16ComputePrecision(op_selector=islands)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return ct.convert(program, inputs=[inp], outputs=[ct.TensorType(name="matte", dtype=np.float32)],

@@ -52,7 +52,7 @@ def export_coreml(checkpoint: Checkpoint, output: str | Path, precision: str = "
                   input_type: str = "tensor", compute_precision: str | None = None,
                   deployment_target: str = "iOS16", author: str | None = None, license: str | None = None,
                   description: str | None = None, static_shape: Sequence[int] | None = None,
-                  compress_threshold: int | None = None, **unknown: Any) -> Path:
+                  compress_threshold: int | None = None, fp32_ops: Sequence[str] = (), **unknown: Any) -> Path:
     """Export ``checkpoint`` to the .mlpackage ``output``; returns the path (manifest written beside it).
 
     ``size``: (H, W), the fixed size or the default shape of a flexible model (default: the checkpoint's
@@ -61,7 +61,9 @@ def export_coreml(checkpoint: Checkpoint, output: str | Path, precision: str = "
     ``input_type``: "tensor" (float32, normalised) or "image" (RGB pixels, normalisation baked in).
     ``static_shape``: the (H, W) of a fixed-size model, as for the other formats (``--static-shape``).
     ``compress_threshold``: weight tensors with fewer elements stay uncompressed (default
-    :data:`COMPRESS_THRESHOLD`).
+    :data:`COMPRESS_THRESHOLD`).  ``fp32_ops`` (FP16 compute, fixed shape): FP32 islands by module
+    selector (``module:lr_branch.conv_lr16x``) and ``io`` (the ops reading the input), see
+    :class:`.coreml_convert.Fp32Islands`.
     """
     if static_shape is not None:
         if size is not None or shapes != "fixed":
@@ -111,17 +113,33 @@ def export_coreml(checkpoint: Checkpoint, output: str | Path, precision: str = "
     from modnet_edge.runtimes.coreml_program import import_coremltools
 
     ct = import_coremltools()
+    islands_items = [fp32_ops] if isinstance(fp32_ops, str) else list(fp32_ops)
+    if islands_items and (compute != "fp16" or shapes != "fixed"):
+        raise ConfigError("fp32_ops applies to FP16 compute at a fixed shape (its ops are named after the "
+                          "torch.export graph, which flexible shapes do not use)")
     program, route = _source(checkpoint, size_hw, shapes != "fixed")
+    islands = None
+    if islands_items:
+        from .coreml_convert import Fp32Islands, node_modules
+
+        bad = [i for i in islands_items if i != "io" and not i.startswith("module:")]
+        if bad:
+            raise ConfigError(f"fp32_ops takes module selectors ('module:<path>') and 'io', not {bad}")
+        islands = Fp32Islands(islands_items, node_modules(program))
     with _tool_progress_bars_off():
         model = convert(program, ct=ct, input_type=input_type, shapes=shapes, size=size_hw,
                         enumerated=enumerated, size_range=bounds, compute_precision=compute,
-                        deployment_target=deployment_target, image_scale=image_scale, image_bias=image_bias)
+                        deployment_target=deployment_target, image_scale=image_scale, image_bias=image_bias,
+                        islands=islands)
+        if islands is not None and not islands.kept_ops:
+            raise ConfigError(f"fp32_ops {islands_items} matched no operation of the program")
         model, weights = _compress(ct, model, precision, threshold)
     meta = ArtifactMetadata(
         format="coreml", precision=precision, preprocessing=spec, model=checkpoint.model_config.to_dict(),
         input_shape=[1, 3, *size_hw] if shapes == "fixed" else [1, 3, "height", "width"],
         source=checkpoint.source_info(), tools=tool_versions("torch", "coremltools", "scikit-learn"),
         extra={"input_type": input_type, "compute_precision": compute, "weights": weights,
+               **({"fp32_ops": {"patterns": islands_items, "ops": len(islands.kept_ops)}} if islands else {}),
                "deployment_target": deployment_target, "conversion": route, "shapes": shapes,
                "enumerated_sizes": [list(s) for s in enumerated] or None,
                "size_range": list(bounds) if shapes == "range" else None, "io_dtype": "float32",

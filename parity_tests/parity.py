@@ -190,6 +190,7 @@ def kept_higher(meta: ArtifactMetadata) -> list[str]:
     kept: list[str] = []
     for place in places:
         kept += list((place.get("fp32_nodes") or {}).get("patterns") or [])
+        kept += list((place.get("fp32_ops") or {}).get("patterns") or [])
         kept += list((place.get("quantization") or {}).get("keep_float") or [])
         if place.get("fp32_normalization_nodes"):
             kept.append(f"InstanceNormalization ({place['fp32_normalization_nodes']} nodes)")

@@ -152,3 +152,19 @@ def test_cli_doctor_and_budget_errors(planted: Path, small_images: Path, tmp_pat
                  "-o", str(tmp_path / "y.onnx")]) == 2
     assert "--budget must be" in capsys.readouterr().err
     assert np.isfinite(1.0)
+
+
+def test_coreml_fp32_islands_rescue_the_planted_overflow(planted: Path, small_images: Path, tmp_path: Path) -> None:
+    """Core ML FP16 overflows at the plant; keeping that block in FP32 (ops chosen by the module they came
+    from) meets the FP16 budget in the reference execution, which honours each op's declared type."""
+    pytest.importorskip("coremltools")
+    from modnet_edge.export import export
+    from modnet_edge.parity_tests.parity import run_parity
+
+    plain = export(planted, "coreml", "fp16", tmp_path / "p.fp16.mlpackage", static_shape=SHAPE)
+    kept = export(planted, "coreml", "fp16", tmp_path / "k.fp16.mlpackage", static_shape=SHAPE,
+                  fp32_ops=["module:hr_branch.conv_hr2x"])
+    report = run_parity([plain, kept], images=small_images, runtime="reference", progress=False)
+    bad, good = report.results
+    assert not bad.passed and good.passed, report.table()
+    assert good.kept == ["module:hr_branch.conv_hr2x"]
