@@ -165,7 +165,8 @@ def _searched(ckpt: Any, fmt: Format, precision: str, out: Path, images: Path | 
     (the plain export is made instead and its parity shows the miss)."""
     from .precision_search import search_precision
 
-    options = {"calibration": "synthetic"} if precision.startswith("int8") else {}
+    # 16 generated portraits calibrate every INT8 candidate (cached); ranking uses generated ones too
+    options = {"calibration": "synthetic", "calibration_size": 16} if precision.startswith("int8") else {}
     result = search_precision(ckpt, fmt.name, precision, out, images=images or sample_portraits(), limit=opts.limit,
                               progress=False, **options)
     chosen = result.chosen
