@@ -137,7 +137,7 @@ def test_search_refuses_ranking_on_the_held_out_images(small_images: Path, tmp_p
     with pytest.raises(ConfigError, match="calibration and held-out images overlap"):
         search_precision(None, "onnx", "int8", tmp_path / "x.onnx", images=small_images, calibration=str(small_images))
     with pytest.raises(ConfigError, match="covers"):
-        search_precision(None, "coreml", "fp16", tmp_path / "x.mlpackage")
+        search_precision(None, "tflite", "fp16", tmp_path / "x.tflite")
 
 
 def test_cli_doctor_and_budget_errors(planted: Path, small_images: Path, tmp_path: Path, capsys) -> None:
