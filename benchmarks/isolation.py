@@ -6,7 +6,8 @@ this project's 2-core machines, PyTorch fp32 at 512x512 took 4,248 ms p50 beside
 LiteRT in one process and ~420 ms alone.  So every subject is opened in a fresh interpreter (no
 inherited thread pools), warmed up there, and then timed in rounds: the parent asks one worker at a
 time for a chunk of iterations, so only one subject runs at any moment and a load spike still falls
-on every subject alike.  Workers are plain ``python -m`` subprocesses speaking length-prefixed pickles
+on every subject alike.  Each turn starts with one untimed call: after another subject's turn, the first
+call pays for waking this process's thread pool and refilling caches, which is the switch, not the model.  Workers are plain ``python -m`` subprocesses speaking length-prefixed pickles
 over their stdin/stdout, not ``multiprocessing`` children: spawning those re-imports the caller's main
 module, which breaks any script that calls :func:`modnet_edge.benchmark` without a ``__main__`` guard.
 
@@ -144,6 +145,7 @@ def _serve(channel: Channel, spec: tuple, cfg: Any, image: Any, run_id: str) -> 
                 msg = channel.recv()
                 if msg[0] == "run":
                     _, j, n = msg
+                    jobs[j].step()  # untimed: the turn's first call pays for waking this process's threads
                     samples = []
                     for _ in range(n):
                         t = time.perf_counter()

@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     stages = ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in manifest["stages"].items() if k != "total_s")
     print(f"\n{'PASS' if manifest['pass'] else 'FAIL'}: {sum(e.passed for e in manifest['entries'])} of "
           f"{len(manifest['entries'])} artifacts pass every gate; total {time.perf_counter() - t0:.0f} s ({stages})")
+    shaky = [e.name for e in manifest["entries"] if not getattr(e, "speed_trusted", True)]
+    if shaky:
+        print(f"speed not judged for {', '.join(shaky)}: the machine was not quiet while they or their baseline "
+              "ran (see summary.json); rerun on a quiet machine for a speed verdict")
     print(f"report: {args.output / 'report.html'}  summary: {args.output / 'summary.json'}  "
           f"junit: {args.output / 'junit.xml'}")
     return 0 if manifest["pass"] else 1

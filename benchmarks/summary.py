@@ -113,6 +113,10 @@ def attach_speed(entry: ArtifactEntry, results: Sequence[BenchResult], verdicts:
         entry.speed_note = f"speed not judged: {stability.get('why')}"
     entry.peak_share = ((r.extra or {}).get("roofline") or {}).get("share")
     mine_v = [v for v in verdicts if v.result is r]
+    untrusted = [v for v in mine_v if v.meets is None and "untrusted" in v.measured]
+    if untrusted:  # a ratio whose baseline (or this result) was measured on a busy machine
+        entry.speed_trusted = False
+        entry.speed_note = untrusted[0].reason
     entry.meets_target = meets_all(mine_v)
     applicable = [v for v in mine_v if v.meets is not None]
     if applicable:

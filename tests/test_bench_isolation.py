@@ -72,8 +72,14 @@ def test_busy_machine_is_detected_and_its_ratio_not_judged(models) -> None:
     assert all("other processes" in r.extra["stability"]["why"] for r in results)
     cls = DeviceClass("test", "", {}, [], [RatioTarget("test", "pytorch", "fp32", 1.0, precision="fp32",
                                                          format="onnx")])
-    ratio = [v for v in TargetTable("t", "test", {"test": cls}).check(results, cls) if v.kind == "ratio"]
+    verdicts = TargetTable("t", "test", {"test": cls}).check(results, cls)
+    ratio = [v for v in verdicts if v.kind == "ratio"]
     assert ratio and all(v.meets is None and "untrusted" in v.measured for v in ratio)
+    from modnet_edge.benchmarks.summary import ArtifactEntry, attach_speed, speed_verdict
+
+    entry = ArtifactEntry("onnx", "fp32", str(models["fp32"]))
+    attach_speed(entry, results, verdicts)
+    assert speed_verdict(entry) == "untrusted" and "not quiet" in entry.speed_note
 
 
 def test_a_worker_error_is_raised_in_the_caller(tmp_path: Path, models) -> None:
