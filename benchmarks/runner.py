@@ -323,6 +323,9 @@ def _result(job: _Job, cfg: BenchConfig, run_id: str, extra: dict[str, Any], gpu
               "gpu_mb": gpu_mb if str(backend.device).startswith("cuda") else None}
     latency = LatencyStats.from_samples(job.samples_ms)
     extras: dict[str, Any] = {"load_ms": extra.get("load_ms")}
+    if len(job.samples_ms) >= 4:  # the quartiles judge stability: one slow call among ten moves p90, not them
+        q1, q3 = (float(v) for v in np.percentile(job.samples_ms, [25, 75]))
+        extras["quartiles_ms"] = [q1, q3]
     if job.mode == "model" and latency.p50 and str(backend.device).startswith("cpu"):
         from .roofline import share_of_peak
 
