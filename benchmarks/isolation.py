@@ -125,22 +125,14 @@ def worker_main() -> None:
 
 def _serve(channel: Channel, spec: tuple, cfg: Any, image: Any, run_id: str) -> None:
     """One subject: open, warm up, then run chunks on request; finally send its BenchResults."""
-    from .device_info import current_rss_mb, gpu_memory_mb
-    from .runner import _jobs_for, _result, subject_from_spec
+    from .device_info import gpu_memory_mb
+    from .runner import _result, open_and_warm, subject_from_spec
 
     handle = None
     try:
         subject = subject_from_spec(spec)
         with tempfile.TemporaryDirectory(prefix="modnet-edge-bench-") as tmp:
-            rss0, t0 = current_rss_mb(), time.perf_counter()
-            handle = subject.opener(cfg.threads)
-            load_ms = (time.perf_counter() - t0) * 1000
-            jobs = _jobs_for(subject, handle, cfg, image, Path(tmp))
-            for job in jobs:
-                for _ in range(cfg.warmup):
-                    job.step()
-            rss1 = current_rss_mb()
-            extra = {"load_ms": load_ms, "rss_delta_mb": None if rss0 is None or rss1 is None else rss1 - rss0}
+            handle, jobs, extra = open_and_warm(subject, cfg, image, Path(tmp))
             channel.send(("ready", len(jobs)))
             while True:
                 msg = channel.recv()

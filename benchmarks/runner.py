@@ -195,17 +195,8 @@ def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = Non
     with tempfile.TemporaryDirectory(prefix="modnet-edge-bench-") as tmp:
         try:
             for subject in tqdm(subjects, desc="open + warm up", disable=not progress, leave=False):
-                rss0, t0 = current_rss_mb(), time.perf_counter()
-                handle = subject.opener(cfg.threads)
+                handle, subject_jobs, extras[id(subject)] = open_and_warm(subject, cfg, image, Path(tmp))
                 handles.append(handle)
-                load_ms = (time.perf_counter() - t0) * 1000
-                subject_jobs = _jobs_for(subject, handle, cfg, image, Path(tmp))
-                for job in subject_jobs:
-                    for _ in range(cfg.warmup):
-                        job.step()
-                rss1 = current_rss_mb()
-                extras[id(subject)] = {"load_ms": load_ms,
-                                       "rss_delta_mb": None if rss0 is None or rss1 is None else rss1 - rss0}
                 jobs += subject_jobs
             total = sum(cfg.iterations for _ in jobs)
             chunk = max(1, -(-cfg.iterations // max(1, cfg.rounds)))
@@ -233,6 +224,25 @@ def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = Non
         finally:
             for handle in handles:
                 handle.close()
+
+
+def open_and_warm(subject: Subject, cfg: BenchConfig, image: np.ndarray, tmp: Path) -> tuple[Any, list[_Job],
+                                                                                          dict[str, Any]]:
+    """Open ``subject``, build its jobs and run their warm-up; returns (handle, jobs, {load_ms,
+    rss_delta_mb}).  The handle is closed here if the warm-up fails (the caller never saw it)."""
+    rss0, t0 = current_rss_mb(), time.perf_counter()
+    handle = subject.opener(cfg.threads)
+    try:
+        load_ms = (time.perf_counter() - t0) * 1000
+        jobs = _jobs_for(subject, handle, cfg, image, tmp)
+        for job in jobs:
+            for _ in range(cfg.warmup):
+                job.step()
+    except BaseException:
+        handle.close()
+        raise
+    rss1 = current_rss_mb()
+    return handle, jobs, {"load_ms": load_ms, "rss_delta_mb": None if rss0 is None or rss1 is None else rss1 - rss0}
 
 
 def _jobs_for(subject: Subject, handle: Any, cfg: BenchConfig, image: np.ndarray, tmp: Path) -> list[_Job]:

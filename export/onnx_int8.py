@@ -192,26 +192,12 @@ def resolve_reduce_range(reduce_range: bool | None, target_cpu: str | None) -> t
     return target_cpu, False, f"{target_cpu} ({how}): 32-bit accumulation (VNNI / dot product), full 8-bit weights"
 
 
-_FLOAT_MEMO: dict[tuple[Any, ...], bytes] = {}
-
-
 def _float_onnx(checkpoint: Checkpoint, path: Path, opset: int, static_shape: tuple[int, int] | None,
                 batch: int | None) -> Path:
-    """The float graph to quantise, exported like ``export_onnx`` does; memoised in-process by weights
-    and shape, so quantising one checkpoint several ways (methods, keep-float choices) exports once."""
-    import json
-
-    key = (checkpoint.source_info()["weights_sha256"], json.dumps(checkpoint.model_config.to_dict(), sort_keys=True),
-           json.dumps(checkpoint.preprocessing.to_dict(), sort_keys=True), opset,
-           tuple(static_shape) if static_shape else None, batch)
-    if key not in _FLOAT_MEMO:
-        export_onnx(checkpoint, path, "fp32", opset=opset, static_shape=static_shape, batch=batch)
-        if len(_FLOAT_MEMO) >= 4:
-            _FLOAT_MEMO.pop(next(iter(_FLOAT_MEMO)))
-        _FLOAT_MEMO[key] = path.read_bytes()
-        path.with_name(path.name + ".manifest.json").unlink(missing_ok=True)
-    else:
-        path.write_bytes(_FLOAT_MEMO[key])
+    """The float graph to quantise, exported like ``export_onnx`` does (which memoises the traced graph
+    in-process, so quantising one checkpoint several ways traces once)."""
+    export_onnx(checkpoint, path, "fp32", opset=opset, static_shape=static_shape, batch=batch)
+    path.with_name(path.name + ".manifest.json").unlink(missing_ok=True)
     return path
 
 
