@@ -72,8 +72,8 @@ def trained_checkpoint(tmp_path_factory) -> Path:
         if not Path(user).is_file():
             raise pytest.UsageError(f"{USER_CHECKPOINT_ENV}={user}: no such checkpoint file")
         return Path(user)
-    from modnet_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
-    from modnet_edge.train.weights import load_weights
+    from modnet_edge.model.checkpoint import build_from_checkpoint, save_checkpoint
+    from modnet_edge.model.weights import load_weights
 
     ckpt = load_weights("starter")
     return save_checkpoint(tmp_path_factory.mktemp("starter") / "starter.pt", build_from_checkpoint(ckpt),

@@ -55,10 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _ingested(args: argparse.Namespace, run_id: str) -> list[Any]:
-    from .coreml_timing import read_coreml_timing
-    from .results import read_jsonl
-    from .runner import artifact_info
-    from .tflite_log import read_benchmark_model_log
+    from modnet_edge.benchmarks.coreml_timing import read_coreml_timing
+    from modnet_edge.benchmarks.results import read_jsonl
+    from modnet_edge.benchmarks.runner import artifact_info
+    from modnet_edge.benchmarks.tflite_log import read_benchmark_model_log
 
     out = [r for path in args.results for r in read_jsonl(path)]
     art = artifact_info(args.artifact) if args.artifact else None
@@ -84,7 +84,7 @@ def _baseline_subject(args: argparse.Namespace, device_class: Any, subjects: lis
     from modnet_edge.core import read_manifest
     from modnet_edge.parity_tests.parity import find_reference
 
-    from .runner import subject_for_checkpoint
+    from modnet_edge.benchmarks.runner import subject_for_checkpoint
 
     wanted = device_class.baselines()
     # a checkpoint given as a subject (no manifest, so no precision recorded) runs in fp32: it is the baseline
@@ -107,13 +107,13 @@ def _torch_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modnet_edge.errors import ConfigError
+    from modnet_edge.core.errors import ConfigError
     from modnet_edge.runtimes.command import backend_options
 
-    from .device_info import describe_device
-    from .results import new_run_id, write_jsonl
-    from .runner import BenchConfig, run_benchmarks, subject_for_path
-    from .targets import load_targets
+    from modnet_edge.benchmarks.device_info import describe_device
+    from modnet_edge.benchmarks.results import new_run_id, write_jsonl
+    from modnet_edge.benchmarks.runner import BenchConfig, run_benchmarks, subject_for_path
+    from modnet_edge.benchmarks.targets import load_targets
 
     if args.edge_runner:
         print(Path(__file__).with_name("edge_runner.py"))
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             subjects.append(base)
         image, source = None, "generated synthetic portrait"
         if args.image:
-            from modnet_edge.images import read_image
+            from modnet_edge.core.images import read_image
 
             image, source = read_image(args.image), f"photo {args.image.name}"
         modes = ("model", "end-to-end") if args.mode == "both" else (args.mode,)

@@ -32,9 +32,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
-from .results import MODES, BenchResult, LatencyStats, new_run_id
+from modnet_edge.benchmarks.results import MODES, BenchResult, LatencyStats, new_run_id
 
 SCHEMA = "modnet-edge/coreml-timing/1"
 COMPUTE_UNITS = ("all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine")

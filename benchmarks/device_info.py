@@ -61,7 +61,7 @@ def gpu_names() -> tuple[str, ...]:
 def describe_device() -> dict[str, Any]:
     """The machine: CPU model and the ISA features that decide speed, logical and usable cores, GPU(s),
     OS, Python."""
-    from modnet_edge.cpu_features import cpu_features
+    from modnet_edge.core.cpu_features import cpu_features
 
     return {"cpu": _cpu_model(), "cpu_features": cpu_features(), "cores": os.cpu_count(),
             "usable_cores": _usable_cores(),

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 
-from .device_info import describe_device, gpu_memory_mb, runtime_versions
-from .results import BenchResult, LatencyStats, new_run_id, write_jsonl
+from modnet_edge.benchmarks.device_info import describe_device, gpu_memory_mb, runtime_versions
+from modnet_edge.benchmarks.results import BenchResult, LatencyStats, new_run_id, write_jsonl
 
 HELP = "GPU fps of PyTorch CUDA (fp32/fp16/channels-last/CUDA graph/compile), ONNX Runtime CUDA and TensorRT"
 VARIANTS = ("torch-fp32", "torch-fp16", "torch-fp16-cl", "torch-fp16-cl-graph", "torch-fp16-cl-compile",
@@ -196,7 +196,7 @@ def measure_gpu_speed(checkpoint: Any = None, variants: Sequence[str] = DEFAULT_
     """
     import torch
 
-    from modnet_edge.train.checkpoint import Checkpoint, build_from_checkpoint, random_checkpoint, read_checkpoint
+    from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint, random_checkpoint, read_checkpoint
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -305,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     import sys
 
-    from modnet_edge.errors import ModnetEdgeError
+    from modnet_edge.core.errors import ModnetEdgeError
 
     parser = argparse.ArgumentParser(prog="python -m modnet_edge.benchmarks.gpu_speed", description=HELP)
     add_arguments(parser)

@@ -125,8 +125,8 @@ def worker_main() -> None:
 
 def _serve(channel: Channel, spec: tuple, cfg: Any, image: Any, run_id: str) -> None:
     """One subject: open, warm up, then run chunks on request; finally send its BenchResults."""
-    from .device_info import gpu_memory_mb
-    from .runner import _result, open_and_warm, subject_from_spec
+    from modnet_edge.benchmarks.device_info import gpu_memory_mb
+    from modnet_edge.benchmarks.runner import _result, open_and_warm, subject_from_spec
 
     handle = None
     try:
@@ -151,7 +151,7 @@ def _serve(channel: Channel, spec: tuple, cfg: Any, image: Any, run_id: str) -> 
                     channel.send(("results", [_result(job, cfg, run_id, extra, gpu) for job in jobs]))
                     return
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        from modnet_edge.errors import ModnetEdgeError
+        from modnet_edge.core.errors import ModnetEdgeError
 
         kind = type(exc).__name__ if isinstance(exc, ModnetEdgeError) else "RuntimeError"
         detail = str(exc) if isinstance(exc, ModnetEdgeError) else "".join(traceback.format_exception(exc))

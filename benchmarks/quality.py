@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import PreprocessSpec, atomic_write_text
-from modnet_edge.errors import ConfigError
-from modnet_edge.images import read_image, read_matte
-from modnet_edge.preprocess import area_resize
+from modnet_edge.core.errors import ConfigError
+from modnet_edge.core.images import read_image, read_matte
+from modnet_edge.core.preprocess import area_resize
 
 UNSURE = (0.05, 0.95)
 
@@ -98,7 +98,7 @@ def make_subject(spec: str) -> Subject:
         if not path.is_file():
             raise ConfigError(f"peer model file does not exist: {path}")
         return Subject(name, path, PEERS[name].preprocessing)
-    from modnet_edge.train.weights import WEIGHTS, resolve_checkpoint
+    from modnet_edge.model.weights import WEIGHTS, resolve_checkpoint
 
     if spec in WEIGHTS and not Path(spec).exists():
         w = WEIGHTS[spec]
@@ -118,8 +118,8 @@ def _predictor(subject: Subject, scratch: Path) -> Any:
     if subject.preprocessing is not None:
         return load(subject.path, preprocessing=subject.preprocessing)
     if not subject.path.exists():  # a built-in weights name: written as a float32 checkpoint for the run
-        from modnet_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
-        from modnet_edge.train.weights import load_weights
+        from modnet_edge.model.checkpoint import build_from_checkpoint, save_checkpoint
+        from modnet_edge.model.weights import load_weights
 
         ckpt = load_weights(str(subject.path))
         subject.path = save_checkpoint(scratch / f"{subject.path}.pt", build_from_checkpoint(ckpt),

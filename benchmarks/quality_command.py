@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .quality import compare_quality
+    from modnet_edge.benchmarks.quality import compare_quality
 
     report = compare_quality(args.models, portraits=args.portraits, segmentation=args.segmentation,
                              limit=args.limit, progress=not args.no_progress)

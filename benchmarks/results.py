@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import atomic_write_text
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
 SCHEMA = "modnet-edge/bench/1"
 MODES = ("model", "end-to-end")

@@ -17,7 +17,7 @@ import os
 from functools import lru_cache
 from typing import Any
 
-from modnet_edge.cpu_features import cpuinfo_text, cpu_features
+from modnet_edge.core.cpu_features import cpuinfo_text, cpu_features
 
 FMA_UNITS = 2  # per core: server x86 since Haswell and big Arm cores have two; some parts have one
 
@@ -71,7 +71,7 @@ def gflops_per_frame(height: int, width: int, lr_block: str = "se") -> float:
     """MODNet's convolution and linear work for one (height, width) frame, in GFLOPs (2 per MAC)."""
     import torch
 
-    from modnet_edge.train.network import MODNet, ModelConfig
+    from modnet_edge.model.network import MODNet, ModelConfig
 
     net = MODNet(ModelConfig(lr_block=lr_block)).eval()
     macs = 0

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import PreprocessSpec, path_size, resolve, sha256_path
-from modnet_edge.errors import ConfigError, MetadataError
-from modnet_edge.preprocess import area_resize, preprocess
+from modnet_edge.core.errors import ConfigError, MetadataError
+from modnet_edge.core.preprocess import area_resize, preprocess
 
-from .device_info import current_rss_mb, describe_device, gpu_memory_mb, peak_rss_mb, runtime_versions
-from .results import BenchResult, LatencyStats, new_run_id
+from modnet_edge.benchmarks.device_info import current_rss_mb, describe_device, gpu_memory_mb, peak_rss_mb, runtime_versions
+from modnet_edge.benchmarks.results import BenchResult, LatencyStats, new_run_id
 
 
 @dataclass
@@ -184,7 +184,7 @@ def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = Non
     """
     from tqdm import tqdm
 
-    from .isolation import LoadMeter, run_isolated, stability
+    from modnet_edge.benchmarks.isolation import LoadMeter, run_isolated, stability
 
     cfg = config or BenchConfig()
     run_id = run_id or new_run_id()
@@ -337,7 +337,7 @@ def _result(job: _Job, cfg: BenchConfig, run_id: str, extra: dict[str, Any], gpu
         q1, q3 = (float(v) for v in np.percentile(job.samples_ms, [25, 75]))
         extras["quartiles_ms"] = [q1, q3]
     if job.mode == "model" and latency.p50 and str(backend.device).startswith("cpu"):
-        from .roofline import share_of_peak
+        from modnet_edge.benchmarks.roofline import share_of_peak
 
         threads = cfg.threads if isinstance(cfg.threads, int) else None
         extras["roofline"] = share_of_peak(str(artifact.get("precision") or "fp32"), latency.p50,

@@ -20,8 +20,8 @@ from typing import Any
 
 from modnet_edge.core import atomic_write_text
 
-from .results import BenchResult
-from .targets import Verdict, meets_all
+from modnet_edge.benchmarks.results import BenchResult
+from modnet_edge.benchmarks.targets import Verdict, meets_all
 
 STATUSES = ("ok", "export-failed", "not-runnable-here", "parity-error", "bench-error")
 

@@ -18,9 +18,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
-from .results import MODES, BenchResult
+from modnet_edge.benchmarks.results import MODES, BenchResult
 
 SCHEMA = "modnet-edge/targets/1"
 _TARGET_KEYS = {"input_size", "precision", "format", "mode", "min_fps", "max_latency_ms", "source"}

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
-from .results import BenchResult, LatencyStats, new_run_id
+from modnet_edge.benchmarks.results import BenchResult, LatencyStats, new_run_id
 
 _PARAM = re.compile(r"([A-Za-z#][A-Za-z0-9 #()/_.,-]*?): \[(.*)\]\s*$")
 _STATS = re.compile(r"(?:^|[\s:])((?:count|first|curr|min|max|avg|std|p5|median|p95)=\S+(?:\s+\S+=\S+)*)")

@@ -12,7 +12,7 @@ artifact's preprocessing and feeds it to its tool through an adapter::
     bound.fingerprint()           # sha256 of those arrays: the data part of a cache key
 
 Selection is deterministic: ``size`` samples out of what the folder/video/dataset holds, chosen by
-``seed`` and read in order; asking for more than exist is a :class:`~modnet_edge.errors.DataError`.
+``seed`` and read in order; asking for more than exist is a :class:`~modnet_edge.core.errors.DataError`.
 
 Adapters (each checks every sample against the model input's static shape and stacks static batches)::
 
@@ -32,8 +32,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .cache import CacheKey, CalibrationCache, default_cache_dir, resolve_cache
-from .source import DEFAULT_SIZE, CalibrationSource, as_source, select_indices
+from modnet_edge.calibration.cache import CacheKey, CalibrationCache, default_cache_dir, resolve_cache
+from modnet_edge.calibration.source import DEFAULT_SIZE, CalibrationSource, as_source, select_indices
 
 _LAZY = {  # the adapters import their tool on first use
     "OrtCalibrationReader": ".adapters",

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from modnet_edge.errors import DataError
+from modnet_edge.core.errors import DataError
 
-from .source import CalibrationSource
+from modnet_edge.calibration.source import CalibrationSource
 
 
 def check_input(x: np.ndarray, shape: Sequence[int | str | None], name: str, input_name: str,

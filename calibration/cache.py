@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import atomic_output, atomic_write_text
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
 ENV_VAR = "MODNET_EDGE_CACHE_DIR"
 

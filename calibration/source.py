@@ -7,7 +7,7 @@ deterministically from ``size`` and ``seed``, plus a loader turning an item into
 It is iterated as many times as a tool wants (ai-edge-quantizer walks it twice, a cache fingerprints
 it first) and always yields the same arrays in the same order.
 
-Images become network inputs through exactly :func:`modnet_edge.preprocess.preprocess` with the
+Images become network inputs through exactly :func:`modnet_edge.core.preprocess.preprocess` with the
 artifact's :class:`~modnet_edge.core.PreprocessSpec`; a source is *bound* to that spec by the exporter
 (:meth:`CalibrationSource.bind`), so calibration sees precisely what the predictor will feed.
 """
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import PreprocessSpec
-from modnet_edge.errors import DataError, InputImageError
-from modnet_edge.images import IMAGE_SUFFIXES, to_rgb_uint8
-from modnet_edge.preprocess import preprocess
+from modnet_edge.core.errors import DataError, InputImageError
+from modnet_edge.core.images import IMAGE_SUFFIXES, to_rgb_uint8
+from modnet_edge.core.preprocess import preprocess
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 DEFAULT_SIZE = 64  # images used when the caller does not say (generated and video sources)
@@ -114,7 +114,7 @@ class CalibrationSource:
     @classmethod
     def from_video(cls, video: str | Path, size: int = DEFAULT_SIZE, seed: int = 0) -> CalibrationSource:
         """``size`` frames of ``video`` chosen by ``seed`` (decoded with PyAV)."""
-        from .video import VideoFrameReader, count_frames
+        from modnet_edge.calibration.video import VideoFrameReader, count_frames
 
         video = Path(video)
         total = count_frames(video)

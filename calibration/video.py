@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from modnet_edge.errors import BackendUnavailableError, DataError
+from modnet_edge.core.errors import BackendUnavailableError, DataError
 
 
 def _av() -> Any:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import check_output_path, format_of_path, get_format, is_our_artifact, resolve
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError
 
 
 def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32", output: str | Path | None = None,
@@ -17,9 +17,9 @@ def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32"
 
     ``budget`` ("auto" for the precision's drift budget, a ``Budget``, or an MSE): search for the
     fastest variant that meets it (which parts stay in higher precision), see
-    :mod:`modnet_edge.benchmarks.precision_search`; its record is written to ``<output>.search.json``.
+    :mod:`modnet_edge.precision_search`; its record is written to ``<output>.search.json``.
     """
-    from modnet_edge.train.weights import resolve_checkpoint
+    from modnet_edge.model.weights import resolve_checkpoint
 
     fmt = get_format(format)
     if fmt.exporter is None:
@@ -38,11 +38,11 @@ def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32"
     if budget is not None:
         # the search judges candidates with the verdict stages: the one call from export upward, made
         # only when a budget is asked for (the stage's own exporters never import it)
-        from modnet_edge.benchmarks.precision_search import search_precision
+        from modnet_edge.precision_search import search_precision
 
         result = search_precision(ckpt, format, precision, output, budget=budget, **options)
         if result.chosen is None:
-            from modnet_edge.errors import BudgetError
+            from modnet_edge.core.errors import BudgetError
 
             best = min(result.candidates, key=lambda c: c.mse)
             raise BudgetError(f"no {format} {precision} variant meets the drift budget (MSE {result.budget['mse']:.0e}):"

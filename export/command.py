@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if args.calibration_size is not None:
             options["calibration_size"] = args.calibration_size
     if args.checkpoint is None:
-        from modnet_edge.train.weights import DEFAULT_WEIGHTS, WEIGHTS
+        from modnet_edge.model.weights import DEFAULT_WEIGHTS, WEIGHTS
 
         print(f"note: no checkpoint given: exporting the built-in '{DEFAULT_WEIGHTS}' weights "
               f"({WEIGHTS[DEFAULT_WEIGHTS].summary})")
@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace, options: dict) -> int:
-    from modnet_edge.benchmarks.precision_search import search_precision
+    from modnet_edge.precision_search import search_precision
     from modnet_edge.core import get_format
-    from modnet_edge.errors import ConfigError
+    from modnet_edge.core.errors import ConfigError
     from modnet_edge.export import check_export_output
 
     budget: object = args.budget

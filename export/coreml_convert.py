@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from modnet_edge.errors import ConfigError
-from modnet_edge.train.checkpoint import Checkpoint, build_from_checkpoint
+from modnet_edge.core.errors import ConfigError
+from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint
 
 SHAPE_MODES = ("fixed", "enumerated", "range")
 # 512x512, 512x672 (3:4), 512x896 (9:16) and their transposes: the official resize rule's outputs for
@@ -137,7 +137,7 @@ class Fp32Islands:
     ``io``, when it reads the model input (which then never passes through FP16)."""
 
     def __init__(self, items: list[str], nodes: dict[str, str]) -> None:
-        from .module_scopes import MODULE_PREFIX, within
+        from modnet_edge.export.module_scopes import MODULE_PREFIX, within
 
         self._within = within
         self.modules = [(i[len(MODULE_PREFIX):].rstrip("$"), i.endswith("$")) for i in items

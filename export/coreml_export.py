@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, tool_versions
-from modnet_edge.errors import BackendUnavailableError, ConfigError
-from modnet_edge.train.checkpoint import Checkpoint
+from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.model.checkpoint import Checkpoint
 
-from .coreml_convert import DEPLOYMENT_TARGETS, convert, source_program, validate_sizes
+from modnet_edge.export.coreml_convert import DEPLOYMENT_TARGETS, convert, source_program, validate_sizes
 
 PRECISIONS = ("fp16", "fp32", "int8-weights", "palettized-6bit", "palettized-4bit")
 INPUT_TYPES = ("tensor", "image")
@@ -120,7 +120,7 @@ def export_coreml(checkpoint: Checkpoint, output: str | Path, precision: str = "
     program, route = _source(checkpoint, size_hw, shapes != "fixed")
     islands = None
     if islands_items:
-        from .coreml_convert import Fp32Islands, node_modules
+        from modnet_edge.export.coreml_convert import Fp32Islands, node_modules
 
         bad = [i for i in islands_items if i != "io" and not i.startswith("module:")]
         if bad:

@@ -83,7 +83,7 @@ def _own_only(module: str) -> tuple[str, bool]:
 
 @lru_cache(maxsize=4)
 def _module_names(lr_block: str) -> tuple[str, ...]:
-    from modnet_edge.train.network import MODNet, ModelConfig
+    from modnet_edge.model.network import MODNet, ModelConfig
 
     return tuple(n for n, _ in MODNet(ModelConfig(lr_block=lr_block)).named_modules() if n)
 
@@ -139,7 +139,7 @@ def _called_modules(lr_block: str) -> frozenset[str]:
     in converted graphs' names."""
     import torch
 
-    from modnet_edge.train.network import MODNet, ModelConfig
+    from modnet_edge.model.network import MODNet, ModelConfig
 
     net = MODNet(ModelConfig(lr_block=lr_block)).eval()
     called: set[str] = set()

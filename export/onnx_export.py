@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from modnet_edge.core import ArtifactMetadata, METADATA_KEY, atomic_output, tool_versions
-from modnet_edge.errors import ConfigError
-from modnet_edge.train.checkpoint import Checkpoint, build_from_checkpoint
+from modnet_edge.core.errors import ConfigError
+from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint
 
 # traced and simplified graphs of this process, by weights and export settings (metadata is added after)
 _GRAPH_MEMO: dict[tuple[Any, ...], bytes] = {}
@@ -64,7 +64,7 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp
     ``precision="int8"`` (needs ``calibration=``) is delegated to :mod:`.onnx_int8`.
     """
     if precision == "int8":
-        from .onnx_int8 import export_onnx_int8
+        from modnet_edge.export.onnx_int8 import export_onnx_int8
 
         return export_onnx_int8(checkpoint, output, precision, opset=opset, static_shape=static_shape,
                                 batch=batch, **unknown)
@@ -110,7 +110,7 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp
             _GRAPH_MEMO[key] = model.SerializeToString()
         extra: dict[str, Any] = {}
         if islands:
-            from .onnx_mixed_precision import keep_matching_fp32
+            from modnet_edge.export.onnx_mixed_precision import keep_matching_fp32
 
             extra["fp32_nodes"] = {"patterns": islands, "nodes": keep_matching_fp32(
                 model, islands, checkpoint.model_config, fp32_twin_weights(checkpoint, opset, static_shape=static_shape, batch=batch))}
@@ -135,7 +135,7 @@ def fp32_twin_weights(checkpoint: Checkpoint, opset: int, **shape_args: Any) -> 
 
     import onnx
 
-    from .onnx_mixed_precision import twin_weights
+    from modnet_edge.export.onnx_mixed_precision import twin_weights
 
     key = (checkpoint.source_info()["weights_sha256"], json.dumps(checkpoint.model_config.to_dict(), sort_keys=True),
            opset, json.dumps(shape_args, sort_keys=True, default=str))

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import ArtifactMetadata, atomic_output, tool_versions
-from modnet_edge.errors import BackendUnavailableError, ConfigError
-from modnet_edge.train.checkpoint import Checkpoint
+from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.model.checkpoint import Checkpoint
 
-from .onnx_export import embed_metadata, export_onnx
+from modnet_edge.export.onnx_export import embed_metadata, export_onnx
 
 METHODS = ("minmax", "entropy", "percentile")
 # Presets of ``keep_float`` besides the structural ``image-concat``: node-name patterns (module paths).
@@ -172,7 +172,7 @@ def resolve_reduce_range(reduce_range: bool | None, target_cpu: str | None) -> t
     if target_cpu is None:
         import platform
 
-        from modnet_edge.cpu_features import cpu_features
+        from modnet_edge.core.cpu_features import cpu_features
 
         features = set(cpu_features())
         if platform.machine().lower() in ("aarch64", "arm64"):
@@ -219,7 +219,7 @@ def calibration_memory_options(method: str, batches: int) -> dict[str, Any]:
 def resolve_keep_float(model: Any, keep: Iterable[str], model_config: Any = None) -> list[str]:
     """Node names to leave in float: presets (see the module docstring), module selectors
     (``module:lr_branch.conv_lr16x``, see :mod:`.module_scopes`) or regexes on node names."""
-    from .module_scopes import is_module_selector, onnx_nodes_in, selector_module
+    from modnet_edge.export.module_scopes import is_module_selector, onnx_nodes_in, selector_module
 
     nodes = list(model.graph.node)
     names: list[str] = []

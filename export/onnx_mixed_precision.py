@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
-from .module_scopes import is_module_selector, onnx_nodes_in, selector_module
+from modnet_edge.export.module_scopes import is_module_selector, onnx_nodes_in, selector_module
 
 
 def keep_nodes_fp32(model: Any, select: Callable[[Any], bool],

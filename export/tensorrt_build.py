@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, sha256_path
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError
-from modnet_edge.train.checkpoint import Checkpoint
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError
+from modnet_edge.model.checkpoint import Checkpoint
 
-from .tensorrt_engine_file import environment_record, write_engine_file
-from .tensorrt_onnx import BUILD_MODES, DEFAULT_BUILD_MODE, FORMAT_NAME, export_tensorrt_onnx, trtexec_command
-from .tensorrt_profile import ShapeProfile
+from modnet_edge.export.tensorrt_engine_file import environment_record, write_engine_file
+from modnet_edge.export.tensorrt_onnx import BUILD_MODES, DEFAULT_BUILD_MODE, FORMAT_NAME, export_tensorrt_onnx, trtexec_command
+from modnet_edge.export.tensorrt_profile import ShapeProfile
 
 ENGINE_FORMAT = "tensorrt"
 

@@ -13,7 +13,7 @@ HELP = "build a TensorRT engine from a TensorRT-ready ONNX (export format 'tenso
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .tensorrt_onnx import BUILD_MODES
+    from modnet_edge.export.tensorrt_onnx import BUILD_MODES
 
     parser.add_argument("onnx", type=Path, help="TensorRT-ready ONNX (modnet-edge export --format tensorrt-onnx)")
     parser.add_argument("-o", "--output", type=Path, help="engine path (default: <onnx stem>.engine)")
@@ -36,11 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .tensorrt_build import build_engine, read_onnx_metadata
-    from modnet_edge.errors import ConfigError
+    from modnet_edge.export.tensorrt_build import build_engine, read_onnx_metadata
+    from modnet_edge.core.errors import ConfigError
 
-    from .tensorrt_onnx import BUILD_MODES, DEFAULT_BUILD_MODE, trtexec_command
-    from .tensorrt_profile import ShapeProfile
+    from modnet_edge.export.tensorrt_onnx import BUILD_MODES, DEFAULT_BUILD_MODE, trtexec_command
+    from modnet_edge.export.tensorrt_profile import ShapeProfile
 
     meta = read_onnx_metadata(args.onnx)
     output = args.output or args.onnx.with_name(args.onnx.name.removesuffix(".onnx").removesuffix(".trt") + ".engine")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import ArtifactMetadata, atomic_output
-from modnet_edge.errors import ArtifactError, MetadataError
+from modnet_edge.core.errors import ArtifactError, MetadataError
 
 MAGIC = b"MODNETEDGE-TRT\x00\x01"
 _LEN = struct.Struct("<Q")

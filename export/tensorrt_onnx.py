@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, tool_versions
-from modnet_edge.errors import ArtifactError, ConfigError
-from modnet_edge.train.checkpoint import Checkpoint
+from modnet_edge.core.errors import ArtifactError, ConfigError
+from modnet_edge.model.checkpoint import Checkpoint
 
-from .onnx_export import embed_metadata, export_onnx, fp32_twin_weights
-from .onnx_mixed_precision import keep_matching_fp32, keep_nodes_fp32
-from .tensorrt_profile import ShapeProfile
+from modnet_edge.export.onnx_export import embed_metadata, export_onnx, fp32_twin_weights
+from modnet_edge.export.onnx_mixed_precision import keep_matching_fp32, keep_nodes_fp32
+from modnet_edge.export.tensorrt_profile import ShapeProfile
 
 FORMAT_NAME = "tensorrt-onnx"
 MIN_TENSORRT = "10.0"
@@ -269,7 +269,7 @@ def export_tensorrt_onnx(checkpoint: Checkpoint, output: str | Path, precision: 
                                           model, patterns, checkpoint.model_config,
                                           fp32_twin_weights(checkpoint, opset, **prof.onnx_export_args()))}
         if precision == "int8":
-            from .tensorrt_qdq import quantize_for_tensorrt
+            from modnet_edge.export.tensorrt_qdq import quantize_for_tensorrt
 
             model, details["quantization"] = quantize_for_tensorrt(base, checkpoint, prof, calibration,
                                                                    workdir=Path(td), **int8_options)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
 Shape = tuple[int, int, int, int]
 DEFAULT_STATIC_SIZE = (512, 512)  # the paper's and the benchmarks' input size

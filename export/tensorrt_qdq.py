@@ -37,11 +37,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.errors import BackendUnavailableError, ConfigError
-from modnet_edge.train.checkpoint import Checkpoint
+from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.model.checkpoint import Checkpoint
 
-from .onnx_int8 import METHODS, graph_sha256, quiet_quantizer, resolve_keep_float
-from .tensorrt_profile import ShapeProfile
+from modnet_edge.export.onnx_int8 import METHODS, graph_sha256, quiet_quantizer, resolve_keep_float
+from modnet_edge.export.tensorrt_profile import ShapeProfile
 
 QUANTIZED_OPS = ("Conv",)
 # Measured (parity_tests/test_tensorrt_onnx_parity.py, 256x256, 10 real portraits, trained checkpoint):

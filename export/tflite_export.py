@@ -30,11 +30,11 @@ from typing import Any
 import torch
 
 from modnet_edge.core import ArtifactMetadata, METADATA_KEY, atomic_output, tool_versions
-from modnet_edge.errors import BackendUnavailableError, ConfigError
-from modnet_edge.train.checkpoint import Checkpoint, build_from_checkpoint
+from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint
 
-from .tflite_metadata import embed_tflite_metadata
-from .tflite_quantize import MODES, quantize_tflite
+from modnet_edge.export.tflite_metadata import embed_tflite_metadata
+from modnet_edge.export.tflite_quantize import MODES, quantize_tflite
 
 DEFAULT_SHAPE = (512, 512)
 INT8_MODES = ("static", "static16", "dynamic", "weights")
@@ -125,7 +125,7 @@ def converter_friendly(net: torch.nn.Module) -> torch.nn.Module:
     """An eval-mode copy of ``net`` with the :data:`GRAPH_REWRITES` applied (the parity check proves them)."""
     import copy
 
-    from modnet_edge.train.network import Conv2dIBNormRelu, IBNorm
+    from modnet_edge.model.network import Conv2dIBNormRelu, IBNorm
 
     net = copy.deepcopy(net).eval()  # folding uses the batch-norm running statistics
     for module in net.modules():

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from modnet_edge.core import METADATA_KEY
-from modnet_edge.errors import ArtifactError
+from modnet_edge.core.errors import ArtifactError
 
 _IDENTIFIER = b"TFL3"
 

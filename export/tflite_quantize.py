@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from modnet_edge.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 
 MODES = {"fp16": "fp16", "dynamic": "int8-dynamic", "weights": "int8-weights", "static": "int8",
          "static16": "int8-a16"}
@@ -225,7 +225,7 @@ def _op_outputs(float_model: bytes) -> list[tuple[str, list[str], list[str]]]:
 def resolve_keep_float(float_model: bytes, keep: Iterable[str], model_config: Any = None) -> list[str]:
     """Regexes (on op output tensor names) of the ops to leave in float; presets resolved structurally,
     module selectors (``module:lr_branch.conv_lr16x``) through :func:`~.module_scopes.tflite_pattern`."""
-    from .module_scopes import is_module_selector, selector_module, tflite_pattern
+    from modnet_edge.export.module_scopes import is_module_selector, selector_module, tflite_pattern
 
     keep = [tflite_pattern(selector_module(k), model_config) if is_module_selector(k) else k for k in keep]
     if not keep:

@@ -20,22 +20,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .core import FORMATS, VERSION, ArtifactMetadata, PreprocessSpec
-from .errors import (ArtifactError, BackendUnavailableError, BudgetError, CheckpointError, ConfigError, DataError,
+from modnet_edge.core import FORMATS, VERSION, ArtifactMetadata, PreprocessSpec
+from modnet_edge.core.errors import (ArtifactError, BackendUnavailableError, BudgetError, CheckpointError, ConfigError, DataError,
                      FeedError, InputImageError, MetadataError, ModnetEdgeError)
 
 __version__ = VERSION
 
 _LAZY = {
-    "load_network": ("modnet_edge.train.checkpoint", "load_network"),
+    "load_network": ("modnet_edge.model.checkpoint", "load_network"),
     "load": ("modnet_edge.runtimes.loader", "load"),
     "open_backend": ("modnet_edge.runtimes.loader", "open_backend"),
     "parity": ("modnet_edge.parity_tests.parity", "run_parity"),
     "benchmark": ("modnet_edge.benchmarks.runner", "benchmark"),
-    "pipeline": ("modnet_edge.benchmarks.pipeline", "pipeline"),
-    "evaluate": ("modnet_edge.parity_tests.evaluate", "evaluate"),
+    "pipeline": ("modnet_edge.pipeline", "pipeline"),
+    "evaluate": ("modnet_edge.benchmarks.evaluate", "evaluate"),
     "diagnose": ("modnet_edge.parity_tests.doctor", "diagnose"),
-    "search_precision": ("modnet_edge.benchmarks.precision_search", "search_precision"),
+    "search_precision": ("modnet_edge.precision_search", "search_precision"),
     "CalibrationSource": ("modnet_edge.calibration.source", "CalibrationSource"),
 }
 _SUBPACKAGES = ("train", "export", "runtimes", "calibration", "parity_tests", "benchmarks")

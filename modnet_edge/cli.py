@@ -12,8 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .core import VERSION
-from .errors import BudgetError, ModnetEdgeError
+from modnet_edge.core import VERSION
+from modnet_edge.core.errors import BudgetError, ModnetEdgeError
 
 # subcommand -> module defining HELP, add_arguments(parser) and run(args)
 COMMANDS: dict[str, str] = {
@@ -23,16 +23,16 @@ COMMANDS: dict[str, str] = {
     "parity": "modnet_edge.parity_tests.command",
     "doctor": "modnet_edge.parity_tests.doctor_command",
     "bench": "modnet_edge.benchmarks.command",
-    "report": "modnet_edge.benchmarks.report_command",
-    "pipeline": "modnet_edge.benchmarks.pipeline_command",
+    "report": "modnet_edge.report_command",
+    "pipeline": "modnet_edge.pipeline_command",
     "tensorrt-build": "modnet_edge.export.tensorrt_command",
     "gpu-speed": "modnet_edge.benchmarks.gpu_speed",
     "info": "modnet_edge.runtimes.info_command",
     "train": "modnet_edge.train.command",
     "adapt": "modnet_edge.train.adapt_command",
-    "evaluate": "modnet_edge.parity_tests.evaluate_command",
+    "evaluate": "modnet_edge.benchmarks.evaluate_command",
     "quality": "modnet_edge.benchmarks.quality_command",
-    "weights": "modnet_edge.train.weights_command",
+    "weights": "modnet_edge.model.weights_command",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .core import FORMATS
+from modnet_edge.core import FORMATS
 
 HELP = "list the deployment formats, their precisions, and whether this machine can export/run them"
 

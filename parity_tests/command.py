@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .parity import run_parity
+    from modnet_edge.parity_tests.parity import run_parity
 
     opts = {"threads": args.threads} if args.threads else {}
     report = run_parity(args.artifacts, images=args.images, reference=args.reference, limit=args.limit, **opts)

@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import atomic_write_text
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
 from modnet_edge.export.module_scopes import module_of_scope
 
-from .parity import Drift
+from modnet_edge.parity_tests.parity import Drift
 
 # The error (relative L2) above which a layer counts as drifted, by precision (prefix match): a few
 # times what a healthy export of that precision shows on trained networks (fp16: ~1e-3 per layer).
@@ -209,7 +209,7 @@ def diagnose(artifact: str | Path, images: Any = None, *, reference: str | Path 
              threshold: float | None = None, limit: int | None = 4, progress: bool = True) -> Diagnosis:
     """Compare every intermediate tensor of ``artifact`` with its PyTorch reference on ``images``
     (a folder, files, or None for the package's sample portraits; ``limit`` images at most)."""
-    from modnet_edge.images import sample_portraits
+    from modnet_edge.core.images import sample_portraits
     from modnet_edge.runtimes.loader import load
 
     artifact = Path(artifact)
@@ -218,7 +218,7 @@ def diagnose(artifact: str | Path, images: Any = None, *, reference: str | Path 
     if meta.format not in ("onnx", "tensorrt-onnx"):
         raise ConfigError(f"the doctor localises drift in ONNX artifacts (onnx, tensorrt-onnx), not {meta.format}: "
                           "export the same checkpoint and precision to ONNX to see where it drifts")
-    from .parity import find_reference, load_images
+    from modnet_edge.parity_tests.parity import find_reference, load_images
 
     pictures, _source = load_images(images if images is not None else sample_portraits(), limit)
     ckpt = find_reference(meta, artifact, reference)
@@ -255,8 +255,8 @@ def _diagnose_onnx(artifact: Path, meta: Any, ckpt: Any, pictures: dict[str, np.
     import onnxruntime as ort
     from tqdm import tqdm
 
-    from modnet_edge.preprocess import postprocess, preprocess
-    from modnet_edge.train.checkpoint import build_from_checkpoint
+    from modnet_edge.core.preprocess import postprocess, preprocess
+    from modnet_edge.model.checkpoint import build_from_checkpoint
 
     net = build_from_checkpoint(ckpt)
     model = onnx.load(str(artifact))

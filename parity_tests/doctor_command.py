@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .doctor import diagnose
+    from modnet_edge.parity_tests.doctor import diagnose
 
     diagnosis = diagnose(args.artifact, args.images, reference=args.reference, threshold=args.threshold,
                          limit=args.limit)

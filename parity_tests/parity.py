@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import ArtifactMetadata, atomic_write_text, sha256_path
-from modnet_edge.errors import CheckpointError, ConfigError
-from modnet_edge.images import list_images, read_image
+from modnet_edge.core.errors import CheckpointError, ConfigError
+from modnet_edge.core.images import list_images, read_image
 
-from .images import synthetic_portraits
+from modnet_edge.parity_tests.images import synthetic_portraits
 
 
 @dataclass(frozen=True)
@@ -217,8 +217,8 @@ def load_images(images: str | Path | Sequence[str | Path] | None, limit: int | N
 
 def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path | None = None):
     """The checkpoint an artifact came from, verified by sha256 (or rebuilt, for a seeded random net)."""
-    from modnet_edge.train.checkpoint import random_checkpoint, read_checkpoint, weights_sha256
-    from modnet_edge.train.weights import BUILTIN_KIND, load_weights
+    from modnet_edge.model.checkpoint import random_checkpoint, read_checkpoint, weights_sha256
+    from modnet_edge.model.weights import BUILTIN_KIND, load_weights
 
     src = meta.source or {}
     if reference is None and src.get("kind") == BUILTIN_KIND:
@@ -255,7 +255,7 @@ def _parity_runs(artifacts: list[Path], options: dict[str, Any]) -> list[tuple[P
     execution of the ML Program) is measured by it on every system, and by its native runtime as well
     where that runs (Core ML on macOS); elsewhere the reference alone gates it.  An explicit
     ``runtime=`` measures just that runtime."""
-    from modnet_edge.errors import BackendUnavailableError
+    from modnet_edge.core.errors import BackendUnavailableError
     from modnet_edge.runtimes.loader import detect_format, open_backend
 
     runs: list[tuple[Path, dict[str, Any]]] = []

@@ -15,8 +15,8 @@ import torch
 import modnet_edge
 from modnet_edge.cli import main
 from modnet_edge.parity_tests.parity import run_parity
-from modnet_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
-from modnet_edge.train.weights import load_weights
+from modnet_edge.model.checkpoint import build_from_checkpoint, save_checkpoint
+from modnet_edge.model.weights import load_weights
 
 
 @pytest.fixture(scope="module")

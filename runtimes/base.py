@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import ArtifactMetadata
-from modnet_edge.errors import FeedError
+from modnet_edge.core.errors import FeedError
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
-    from modnet_edge.errors import InputImageError
-    from modnet_edge.images import list_images
+    from modnet_edge.core.errors import InputImageError
+    from modnet_edge.core.images import list_images
 
     files: list[Path] = []
     for item in inputs:
@@ -68,7 +68,7 @@ def print_provenance_notes(source: dict | None) -> None:
     """Name built-in weights and flag synthetic-only or untrained networks (on stderr: never in the data)."""
     import sys
 
-    from modnet_edge.train.weights import provenance_notes
+    from modnet_edge.model.weights import provenance_notes
 
     for line in provenance_notes(source):
         print(f"note: {line}", file=sys.stderr)
@@ -77,14 +77,14 @@ def print_provenance_notes(source: dict | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from modnet_edge.images import read_image
+    from modnet_edge.core.images import read_image
     from modnet_edge.runtimes.loader import load
     from modnet_edge.runtimes.outputs import alpha_to_uint8, composite, save_png
     from modnet_edge.runtimes.video import predict_video
-    from modnet_edge.videos import is_video
+    from modnet_edge.core.videos import is_video
 
     from modnet_edge.core import check_output_path
-    from modnet_edge.errors import ArtifactError
+    from modnet_edge.core.errors import ArtifactError
 
     if args.output.exists() and not args.output.is_dir():
         raise ArtifactError("the output must be a folder, and this is a file", args.output)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import coreml_spatial as spatial
+from modnet_edge.runtimes import coreml_spatial as spatial
 
 # MIL dtype strings used by ``cast`` -> NumPy.
 _CAST_DTYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int16": np.int16, "int8": np.int8,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from modnet_edge.errors import ArtifactError, BackendUnavailableError
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError
 
 # MIL data type names (MIL.proto DataType) -> NumPy dtypes.  Sub-byte types only occur packed in uint8.
 MIL_DTYPES: dict[str, np.dtype] = {

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from modnet_edge.errors import ArtifactError
+from modnet_edge.core.errors import ArtifactError
 
-from .coreml_backend import CoreMLBackendBase
-from .coreml_ops import CONSTANT_OPS, KERNELS, OpInputs
-from .coreml_program import MIL_DTYPES, MLProgram, Operation
+from modnet_edge.runtimes.coreml_backend import CoreMLBackendBase
+from modnet_edge.runtimes.coreml_ops import CONSTANT_OPS, KERNELS, OpInputs
+from modnet_edge.runtimes.coreml_program import MIL_DTYPES, MLProgram, Operation
 
 
 class UnsupportedOperation(ArtifactError):

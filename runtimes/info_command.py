@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     meta = info["metadata"]
     if meta:
         print(f"precision: {meta['precision']}   source: {json.dumps(meta.get('source', {}))}")
-        from modnet_edge.train.weights import provenance_notes
+        from modnet_edge.model.weights import provenance_notes
 
         for line in provenance_notes(meta.get("source")):
             print(line)

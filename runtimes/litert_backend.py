@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import ArtifactMetadata
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError
 
-from .base import Backend, TensorInfo
+from modnet_edge.runtimes.base import Backend, TensorInfo
 
 INTERPRETERS = ("ai-edge-litert", "tflite-runtime", "tensorflow")
 

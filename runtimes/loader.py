@@ -8,10 +8,10 @@ from typing import Any
 
 from modnet_edge.core import (FORMATS, ArtifactMetadata, Format, PreprocessSpec, format_of_path, get_format,
                               manifest_path, reconcile_metadata, resolve)
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError, MetadataError
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, MetadataError
 
-from .base import Backend
-from .predictor import MattingPredictor
+from modnet_edge.runtimes.base import Backend
+from modnet_edge.runtimes.predictor import MattingPredictor
 
 
 def detect_format(path: str | Path) -> Format:

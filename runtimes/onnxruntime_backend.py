@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from modnet_edge.core import METADATA_KEY, ArtifactMetadata
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError
 
-from .base import Backend, TensorInfo
+from modnet_edge.runtimes.base import Backend, TensorInfo
 
 # Short names users type -> ONNX Runtime execution provider names.
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",

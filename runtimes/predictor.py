@@ -1,7 +1,7 @@
 """The matting predictor: RGB image(s) in, alpha matte(s) out, over any backend.
 
 Pre- and post-processing come from the artifact's own metadata (never from the caller), and are the
-shared NumPy functions in :mod:`modnet_edge.preprocess`, so every format is fed identically.
+shared NumPy functions in :mod:`modnet_edge.core.preprocess`, so every format is fed identically.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import ArtifactMetadata, PreprocessSpec
-from modnet_edge.errors import MetadataError
-from modnet_edge.images import ImageLike, to_rgb_uint8
-from modnet_edge.preprocess import postprocess, preprocess
+from modnet_edge.core.errors import MetadataError
+from modnet_edge.core.images import ImageLike, to_rgb_uint8
+from modnet_edge.core.preprocess import postprocess, preprocess
 
-from .base import Backend
+from modnet_edge.runtimes.base import Backend
 
 
 class MattingPredictor:

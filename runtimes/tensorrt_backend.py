@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError
 from modnet_edge.export.tensorrt_build import gpu_environment, import_tensorrt, make_logger
 from modnet_edge.export.tensorrt_engine_file import check_compatible, read_engine_file
 
-from .base import Backend, TensorInfo
+from modnet_edge.runtimes.base import Backend, TensorInfo
 
 MAX_CACHED_SHAPES = 8  # distinct input shapes whose buffers (and graphs) are kept on the GPU
 

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from modnet_edge.core import ArtifactMetadata, tool_versions
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError
-from modnet_edge.train.checkpoint import Checkpoint, build_from_checkpoint, read_checkpoint
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError
+from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint, read_checkpoint
 
-from .base import Backend, TensorInfo
+from modnet_edge.runtimes.base import Backend, TensorInfo
 
 _TORCH_TO_NUMPY = {torch.float32: np.dtype(np.float32), torch.float16: np.dtype(np.float16),
                    torch.int8: np.dtype(np.int8), torch.uint8: np.dtype(np.uint8),

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import atomic_output
-from modnet_edge.videos import VideoWriter, probe, read_frames
+from modnet_edge.core.videos import VideoWriter, probe, read_frames
 
-from .outputs import alpha_to_uint8, composite
+from modnet_edge.runtimes.outputs import alpha_to_uint8, composite
 
 DEFAULT_XI = 0.1
 

@@ -17,7 +17,7 @@ SIZE = (128, 128)
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     from modnet_edge.export import export
-    from modnet_edge.train.checkpoint import random_checkpoint, save_checkpoint, build_from_checkpoint
+    from modnet_edge.model.checkpoint import random_checkpoint, save_checkpoint, build_from_checkpoint
 
     folder = tmp_path_factory.mktemp("iso")
     ckpt = save_checkpoint(folder / "net.pt", build_from_checkpoint(random_checkpoint(0)))
@@ -59,7 +59,7 @@ def test_results_carry_cpu_features_stability_and_share_of_peak(models) -> None:
 
 def test_busy_machine_is_detected_and_its_ratio_not_judged(models) -> None:
     from modnet_edge.benchmarks.targets import DeviceClass, RatioTarget, TargetTable
-    from modnet_edge.train.checkpoint import read_checkpoint
+    from modnet_edge.model.checkpoint import read_checkpoint
 
     import os
 
@@ -87,7 +87,7 @@ def test_busy_machine_is_detected_and_its_ratio_not_judged(models) -> None:
 
 
 def test_a_worker_error_is_raised_in_the_caller(tmp_path: Path, models) -> None:
-    from modnet_edge.errors import ModnetEdgeError
+    from modnet_edge.core.errors import ModnetEdgeError
 
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(models["fp32"].read_bytes()[:5000])  # truncated after the subject was created

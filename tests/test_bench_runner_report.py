@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 def models(tmp_path_factory):
     """A saved random-init checkpoint and its 64x64 static ONNX exports (fp32 and fp16)."""
     from modnet_edge.export import export
-    from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
+    from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
 
     folder = tmp_path_factory.mktemp("bench-models")
     ckpt = save_checkpoint(folder / "tiny.pt", build_from_checkpoint(random_checkpoint(3)))
@@ -130,7 +130,7 @@ def test_edge_runner_needs_neither_torch_nor_the_toolkit(models, tmp_path):
 def test_edge_runner_size_the_model_cannot_take_is_one_line(tmp_path):
     """A dynamic model at 250x250 (not a multiple of 32): one line naming the shape, exit 2, no traceback."""
     from modnet_edge.export import export
-    from modnet_edge.train.checkpoint import random_checkpoint
+    from modnet_edge.model.checkpoint import random_checkpoint
 
     dyn = export(random_checkpoint(1), "onnx", "fp32", tmp_path / "dyn.onnx")
     proc = _run_edge([str(dyn), "--size", "250x250", "--iterations", "1"], tmp_path)
@@ -219,7 +219,7 @@ def test_report_command_writes_a_self_contained_page_that_renders(models, tmp_pa
 def test_drift_heat_map_separates_healthy_from_broken_on_the_budget_scale() -> None:
     """Within the budget's RMS error: black/blue, never red; a broken patch: red-to-white exactly there;
     the boundary band's edge outlined in green."""
-    from modnet_edge.benchmarks.report_html import heat_map
+    from modnet_edge.report_html import heat_map
 
     ref = np.zeros((64, 64), np.float32)
     ref[:, 32:] = 1.0

@@ -18,7 +18,7 @@ from modnet_edge.benchmarks.results import BenchResult, LatencyStats, read_jsonl
 from modnet_edge.benchmarks.targets import load_targets, meets_all, parse_targets
 from modnet_edge.benchmarks.tflite_log import parse_benchmark_model_log, read_benchmark_model_log
 from modnet_edge.cli import main
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
 LOGS = Path(__file__).parent / "data" / "benchmark_model"
 

@@ -14,9 +14,9 @@ from modnet_edge.calibration import (CacheKey, CalibrationCache, CalibrationSour
                                      tensorrt_batches)
 from modnet_edge.calibration.adapters import chunk_size
 from modnet_edge.core import PreprocessSpec
-from modnet_edge.errors import ConfigError, DataError
-from modnet_edge.images import read_image
-from modnet_edge.preprocess import preprocess
+from modnet_edge.core.errors import ConfigError, DataError
+from modnet_edge.core.images import read_image
+from modnet_edge.core.preprocess import preprocess
 
 SPEC = PreprocessSpec(fixed_size=(64, 96))
 

@@ -27,7 +27,7 @@ EXPECTED_OPS = {"const", "cast", "conv", "batch_norm", "instance_norm", "clip", 
 
 
 def _torch_matte(ckpt, x: np.ndarray) -> np.ndarray:
-    from modnet_edge.train.checkpoint import build_from_checkpoint
+    from modnet_edge.model.checkpoint import build_from_checkpoint
 
     with torch.no_grad():
         return build_from_checkpoint(ckpt)(torch.from_numpy(x), inference=True).numpy()
@@ -35,7 +35,7 @@ def _torch_matte(ckpt, x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def random_ckpt():
-    from modnet_edge.train.checkpoint import random_checkpoint
+    from modnet_edge.model.checkpoint import random_checkpoint
 
     return random_checkpoint(0)
 
@@ -111,7 +111,7 @@ def test_fp16_program_is_executed_in_fp16(packages, random_ckpt):
 @pytest.mark.slow
 def test_load_runs_core_ml_on_macos_and_reference_everywhere(packages):
     import modnet_edge
-    from modnet_edge.errors import BackendUnavailableError
+    from modnet_edge.core.errors import BackendUnavailableError
 
     rgb = np.random.default_rng(3).integers(0, 255, (150, 100, 3), dtype=np.uint8)
     with modnet_edge.load(packages["fp16"], runtime="reference") as predictor:
@@ -128,7 +128,7 @@ def test_enumerated_image_input_model(tmp_path, random_ckpt):
     """Image input (normalisation baked in), enumerated sizes (TorchScript route with the exact
     down-sampling rewrite), FP32 compute: the predictor's uint8 pixels reach the program unchanged."""
     import modnet_edge
-    from modnet_edge.errors import FeedError
+    from modnet_edge.core.errors import FeedError
     from modnet_edge.runtimes.coreml_program import MLProgram
     from modnet_edge.runtimes.coreml_reference import CoreMLReferenceBackend
 
@@ -161,10 +161,10 @@ def test_enumerated_image_input_model(tmp_path, random_ckpt):
 def test_range_shaped_e_aspp_model(tmp_path):
     """A bounded size range, and the e-ASPP variant (fill_like), in FP16."""
     import modnet_edge
-    from modnet_edge.errors import FeedError
+    from modnet_edge.core.errors import FeedError
     from modnet_edge.runtimes.coreml_program import MLProgram
-    from modnet_edge.train.checkpoint import random_checkpoint
-    from modnet_edge.train.network import ModelConfig
+    from modnet_edge.model.checkpoint import random_checkpoint
+    from modnet_edge.model.network import ModelConfig
 
     ckpt = random_checkpoint(5, ModelConfig(lr_block="e-aspp"))
     path = modnet_edge.export(ckpt, format="coreml", precision="fp16", output=tmp_path / "r.mlpackage",
@@ -187,7 +187,7 @@ def test_exact_downsampling_rewrite_matches_interpolate(random_ckpt):
     differ by one float step in ~30% of elements), so the comparison allows float rounding only --
     a wrong window or offset moves the matte by orders of magnitude more."""
     from modnet_edge.export.coreml_convert import ExactDownsampling, MatteOnly
-    from modnet_edge.train.checkpoint import build_from_checkpoint
+    from modnet_edge.model.checkpoint import build_from_checkpoint
 
     net = MatteOnly(build_from_checkpoint(random_ckpt)).eval()
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(11))
@@ -211,7 +211,7 @@ def test_exact_downsampling_rewrite_matches_interpolate(random_ckpt):
 # ------------------------------------------------------------------------------------------------
 def test_export_option_errors(random_ckpt, tmp_path):
     import modnet_edge
-    from modnet_edge.errors import ConfigError
+    from modnet_edge.core.errors import ConfigError
 
     cases = [dict(precision="int4"), dict(output=tmp_path / "m.onnx"), dict(size=(100, 128)),
              dict(deployment_target="iOS18"), dict(input_type="video"), dict(shapes="ragged"),
@@ -246,7 +246,7 @@ def test_failed_export_leaves_nothing_behind(random_ckpt, tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_corrupt_and_incomplete_packages(packages, tmp_path):
-    from modnet_edge.errors import ArtifactError
+    from modnet_edge.core.errors import ArtifactError
     from modnet_edge.runtimes.coreml_reference import CoreMLReferenceBackend
 
     src = packages["fp16"]
@@ -290,7 +290,7 @@ def _mil_package(tmp_path: Path, name: str, body) -> Path:
 
 def test_foreign_program_and_unsupported_op(tmp_path):
     import modnet_edge
-    from modnet_edge.errors import MetadataError
+    from modnet_edge.core.errors import MetadataError
     from modnet_edge.runtimes.coreml_reference import CoreMLReferenceBackend, UnsupportedOperation
     from modnet_edge.runtimes.loader import open_backend
 
@@ -310,7 +310,7 @@ def test_foreign_program_and_unsupported_op(tmp_path):
 def test_neural_network_model_is_refused(tmp_path):
     """A Core ML package holding a legacy neural network (not an ML Program) is refused clearly."""
     import coremltools as ct
-    from modnet_edge.errors import ArtifactError
+    from modnet_edge.core.errors import ArtifactError
     from modnet_edge.runtimes.coreml_reference import CoreMLReferenceBackend
 
     spec = ct.proto.Model_pb2.Model()
@@ -332,7 +332,7 @@ def test_palettization_without_scikit_learn_says_what_to_install(random_ckpt, tm
     import importlib.util as util
 
     import modnet_edge
-    from modnet_edge.errors import BackendUnavailableError
+    from modnet_edge.core.errors import BackendUnavailableError
 
     real = util.find_spec
     monkeypatch.setattr(util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from modnet_edge.core import ArtifactMetadata, PreprocessSpec, read_manifest
-from modnet_edge.errors import ModnetEdgeError
+from modnet_edge.core.errors import ModnetEdgeError
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -52,7 +52,7 @@ def mangled_image(draw) -> bytes:
 @FUZZ
 @given(data=mangled_image())
 def test_image_decoding_fails_only_with_typed_errors(tmp_path_factory, data: bytes) -> None:
-    from modnet_edge.images import read_image, read_matte
+    from modnet_edge.core.images import read_image, read_matte
 
     path = tmp_path_factory.mktemp("img") / "x.png"
     path.write_bytes(data)

@@ -11,7 +11,7 @@ import torch
 
 from modnet_edge.benchmarks.gpu_speed import main, measure_gpu_speed, summary
 from modnet_edge.benchmarks.results import read_jsonl, write_jsonl
-from modnet_edge.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 
 HAS_CUDA = torch.cuda.is_available()
 

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from modnet_edge.core import PreprocessSpec
-from modnet_edge.errors import ConfigError, InputImageError
-from modnet_edge.images import read_image, read_matte, to_rgb_uint8
-from modnet_edge.preprocess import area_resize, postprocess, preprocess
+from modnet_edge.core.errors import ConfigError, InputImageError
+from modnet_edge.core.images import read_image, read_matte, to_rgb_uint8
+from modnet_edge.core.preprocess import area_resize, postprocess, preprocess
 
 
 @pytest.mark.parametrize("src,dst", [((97, 131), (64, 96)), ((64, 96), (97, 131)), ((512, 512), (512, 512)),
@@ -140,8 +140,8 @@ _PEAK = """
 import resource, sys
 import numpy as np
 from modnet_edge.core import PreprocessSpec
-from modnet_edge.images import read_image
-from modnet_edge.preprocess import postprocess, preprocess
+from modnet_edge.core.images import read_image
+from modnet_edge.core.preprocess import postprocess, preprocess
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 rgb = read_image(sys.argv[1])
 x = preprocess(rgb, PreprocessSpec())
@@ -158,7 +158,7 @@ def test_the_largest_accepted_image_has_bounded_peak_memory(tmp_path) -> None:
     import subprocess
     import sys
 
-    from modnet_edge.images import MAX_PIXELS, read_image
+    from modnet_edge.core.images import MAX_PIXELS, read_image
 
     big = tmp_path / "big.png"
     Image.new("RGB", (8192, 8192), (90, 120, 150)).save(big)

@@ -13,8 +13,8 @@ import pytest
 
 import modnet_edge
 from modnet_edge.core import INTEGRITY_PLACEHOLDER, METADATA_KEY, manifest_path
-from modnet_edge.errors import MetadataError
-from modnet_edge.train.checkpoint import random_checkpoint
+from modnet_edge.core.errors import MetadataError
+from modnet_edge.model.checkpoint import random_checkpoint
 
 
 def _flip_middle_byte(path: Path) -> None:

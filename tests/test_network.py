@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from modnet_edge.errors import CheckpointError
-from modnet_edge.train.checkpoint import (build_from_checkpoint, load_network, random_checkpoint, read_checkpoint,
+from modnet_edge.core.errors import CheckpointError
+from modnet_edge.model.checkpoint import (build_from_checkpoint, load_network, random_checkpoint, read_checkpoint,
                                           remap_official_state_dict, save_checkpoint, to_official_state_dict)
-from modnet_edge.train.network import MODNet, ModelConfig, count_parameters
+from modnet_edge.model.network import MODNet, ModelConfig, count_parameters
 
 
 def test_parameter_count_matches_official_modnet() -> None:

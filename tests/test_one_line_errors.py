@@ -11,8 +11,8 @@ from PIL import Image
 
 import modnet_edge
 from modnet_edge.cli import main
-from modnet_edge.errors import ModnetEdgeError
-from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
+from modnet_edge.core.errors import ModnetEdgeError
+from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,8 @@ def test_checkpoint_messages_say_what_the_file_is(tmp_path) -> None:
 
     import torch
 
-    from modnet_edge.errors import CheckpointError
-    from modnet_edge.train.checkpoint import read_checkpoint
+    from modnet_edge.core.errors import CheckpointError
+    from modnet_edge.model.checkpoint import read_checkpoint
 
     class Payload:
         def __reduce__(self):
@@ -95,7 +95,7 @@ def test_checkpoint_messages_say_what_the_file_is(tmp_path) -> None:
 
 
 def test_a_replaced_reference_checkpoint_is_named_as_replaced(files, tmp_path) -> None:
-    from modnet_edge.errors import CheckpointError
+    from modnet_edge.core.errors import CheckpointError
 
     ckpt = save_checkpoint(tmp_path / "ref.pt", build_from_checkpoint(random_checkpoint(3)))
     art = modnet_edge.export(ckpt, "onnx", "fp32", tmp_path / "a.onnx", static_shape=(64, 64))
@@ -105,7 +105,7 @@ def test_a_replaced_reference_checkpoint_is_named_as_replaced(files, tmp_path) -
 
 
 def test_an_unreadable_image_in_a_data_folder_is_named(tmp_path) -> None:
-    from modnet_edge.errors import DataError
+    from modnet_edge.core.errors import DataError
     from modnet_edge.train.datasets import check_matte_header
 
     (tmp_path / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")

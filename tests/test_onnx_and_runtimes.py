@@ -12,8 +12,8 @@ from onnx import TensorProto, helper
 
 import modnet_edge
 from modnet_edge.core import manifest_path, read_manifest
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError, MetadataError
-from modnet_edge.train.checkpoint import random_checkpoint
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError, MetadataError
+from modnet_edge.model.checkpoint import random_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_predictor_inputs_and_sizes(onnx_fp32: Path, tmp_path: Path) -> None:
 
 
 def test_checkpoint_is_an_artifact_too(tmp_path: Path) -> None:
-    from modnet_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
+    from modnet_edge.model.checkpoint import build_from_checkpoint, save_checkpoint
 
     path = save_checkpoint(tmp_path / "c.pt", build_from_checkpoint(random_checkpoint()))
     onnx_path = modnet_edge.export(path, "onnx", "fp32", tmp_path / "c.onnx")

@@ -16,9 +16,9 @@ import pytest
 import modnet_edge
 from modnet_edge.calibration import CalibrationSource
 from modnet_edge.core import PreprocessSpec, read_manifest
-from modnet_edge.errors import ConfigError, DataError
+from modnet_edge.core.errors import ConfigError, DataError
 from modnet_edge.export.onnx_int8 import graph_sha256, resolve_keep_float
-from modnet_edge.train.checkpoint import random_checkpoint
+from modnet_edge.model.checkpoint import random_checkpoint
 
 SHAPE = (64, 64)
 
@@ -65,7 +65,7 @@ def test_int8_is_static_qdq_with_per_channel_weights(int8_model: tuple[Path, Pat
     assert meta.precision == "int8" and meta.preprocessing.fixed_size == SHAPE
     q = meta.extra["quantization"]
     assert q["method"] == "minmax" and "per-channel" in q["weights"] and q["activations"].startswith("uint8")
-    from modnet_edge.cpu_features import cpu_features
+    from modnet_edge.core.cpu_features import cpu_features
 
     vnni = bool({"avx512_vnni", "avx_vnni", "dotprod"} & set(cpu_features()))
     assert q["reduce_range"] is (not vnni) and "this machine" in q["reduce_range_reason"]
@@ -194,7 +194,7 @@ def test_cli_int8_export(int8_model: tuple[Path, Path], tmp_path: Path, capsys: 
 
 def test_reduce_range_follows_the_target_cpu() -> None:
     """7-bit weights only where ONNX Runtime's u8s8 kernels would saturate (x86 without VNNI)."""
-    from modnet_edge.errors import ConfigError
+    from modnet_edge.core.errors import ConfigError
     from modnet_edge.export.onnx_int8 import resolve_reduce_range
 
     assert resolve_reduce_range(None, "x86-avx2")[1] is True

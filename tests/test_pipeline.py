@@ -28,7 +28,7 @@ SUMMARY_KEYS = {"format", "precision", "path", "size_bytes", "drift", "pass", "l
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from modnet_edge.parity_tests.images import synthetic_portraits
-    from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
+    from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
 
     folder = tmp_path_factory.mktemp("pipeline")
     ckpt = save_checkpoint(folder / "net.pt", build_from_checkpoint(random_checkpoint(1)))

@@ -23,8 +23,8 @@ def _planted_checkpoint(path: Path, scale: float = 3e4) -> Path:
     """The starter weights (healthy in FP16) with the PLANTED convolution computing ``scale`` times its
     output (overflowing FP16's 65504) and its BatchNorm half undoing it; the InstanceNorm half is
     scale-free."""
-    from modnet_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
-    from modnet_edge.train.weights import resolve_checkpoint
+    from modnet_edge.model.checkpoint import build_from_checkpoint, save_checkpoint
+    from modnet_edge.model.weights import resolve_checkpoint
 
     net = build_from_checkpoint(resolve_checkpoint(None))
     conv = net.get_submodule(PLANTED)
@@ -50,7 +50,7 @@ def small_images(tmp_path_factory) -> Path:
     """Two sample portraits at 128 px (the artifacts are exported at that static shape)."""
     from PIL import Image
 
-    from modnet_edge.images import list_images, sample_portraits
+    from modnet_edge.core.images import list_images, sample_portraits
 
     folder = tmp_path_factory.mktemp("held-out")
     for f in list_images(sample_portraits())[:2]:
@@ -60,7 +60,7 @@ def small_images(tmp_path_factory) -> Path:
 
 def test_planted_fault_keeps_fp32_unchanged(planted: Path) -> None:
     """The plant changes nothing in FP32 (so any FP16 drift at that layer is the format's)."""
-    from modnet_edge.train.checkpoint import load_network
+    from modnet_edge.model.checkpoint import load_network
 
     x = torch.rand(1, 3, 128, 128) * 2 - 1
     with torch.no_grad():
@@ -105,7 +105,7 @@ def test_doctor_points_at_the_planted_layer(planted: Path, small_images: Path, t
 def test_search_keeps_the_planted_block_and_meets_the_budget(planted: Path, small_images: Path,
                                                             tmp_path: Path) -> None:
     """The chosen artifact is re-measured here, independently of the search's own verdict."""
-    from modnet_edge.benchmarks.precision_search import search_precision
+    from modnet_edge.precision_search import search_precision
     from modnet_edge.parity_tests.parity import budget_for, run_parity
     from modnet_edge.runtimes.loader import load
 
@@ -127,8 +127,8 @@ def test_search_keeps_the_planted_block_and_meets_the_budget(planted: Path, smal
 
 
 def test_search_refuses_ranking_on_the_held_out_images(small_images: Path, tmp_path: Path) -> None:
-    from modnet_edge.benchmarks.precision_search import search_precision
-    from modnet_edge.errors import ConfigError
+    from modnet_edge.precision_search import search_precision
+    from modnet_edge.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="overlap"):
         search_precision(None, "onnx", "fp16", tmp_path / "x.onnx", images=small_images,
@@ -171,7 +171,7 @@ def test_coreml_fp32_islands_rescue_the_planted_overflow(planted: Path, small_im
 def _random_bn_checkpoint(path: Path) -> Path:
     """The official MODNet architecture with seeded random weights and random BatchNorm statistics (the
     network of the precision-doctor issue, whose FP16 export drifts far past its budget)."""
-    from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
+    from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
 
     net = build_from_checkpoint(random_checkpoint(3))
     g = torch.Generator().manual_seed(3)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from modnet_edge.benchmarks.quality import compare_quality, iou
 from modnet_edge.cli import main
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
 
 def _peer(path: Path) -> Path:

@@ -11,7 +11,7 @@ import pytest
 
 from modnet_edge.cli import main
 from modnet_edge.core import TEMP_MARK, atomic_output, atomic_write_text, write_manifest
-from modnet_edge.errors import ArtifactError
+from modnet_edge.core.errors import ArtifactError
 
 
 def _precious(folder: Path) -> Path:
@@ -118,7 +118,7 @@ def test_artifact_and_manifest_change_as_one_pair_whenever_killed(tmp_path: Path
 
 
 def test_export_never_overwrites_a_file_that_is_not_ours(tmp_path: Path, capsys) -> None:
-    from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
+    from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "c.pt", build_from_checkpoint(random_checkpoint()))
     mine = tmp_path / "thesis.onnx"

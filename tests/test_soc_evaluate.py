@@ -13,11 +13,11 @@ from PIL import Image
 
 import modnet_edge
 from modnet_edge.cli import main
-from modnet_edge.errors import ConfigError, DataError
-from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint, read_checkpoint, save_checkpoint
+from modnet_edge.core.errors import ConfigError, DataError
+from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, read_checkpoint, save_checkpoint
 from modnet_edge.train.soc import adapt
 from modnet_edge.train.synthetic import render_portrait
-from modnet_edge.videos import VideoWriter
+from modnet_edge.core.videos import VideoWriter
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 import modnet_edge
-from modnet_edge.errors import CheckpointError
-from modnet_edge.train import weights as weights_mod
-from modnet_edge.train.weights import DEFAULT_WEIGHTS, WEIGHTS, load_weights, resolve_checkpoint
+from modnet_edge.core.errors import CheckpointError
+from modnet_edge.model import weights as weights_mod
+from modnet_edge.model.weights import DEFAULT_WEIGHTS, WEIGHTS, load_weights, resolve_checkpoint
 
 
 def test_the_table_says_what_ships() -> None:
@@ -47,8 +47,8 @@ def test_a_corrupted_weights_file_is_refused(tmp_path, monkeypatch) -> None:
 def test_starter_mattes_a_sample_portrait_confidently(tmp_path) -> None:
     """Not a quality benchmark (see `modnet-edge quality`): a guard that the shipped file is the trained
     network, not a toy -- a decided matte with both person and background in it."""
-    from modnet_edge.images import list_images, sample_portraits
-    from modnet_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
+    from modnet_edge.core.images import list_images, sample_portraits
+    from modnet_edge.model.checkpoint import build_from_checkpoint, save_checkpoint
 
     ckpt = load_weights()
     path = save_checkpoint(tmp_path / "starter.pt", build_from_checkpoint(ckpt), provenance=ckpt.provenance)
@@ -104,7 +104,7 @@ def test_composites_are_valid_deterministic_and_hold_out_validation(tmp_path) ->
 
 def test_staged_preset_chains_stages_and_resumes(tmp_path, monkeypatch) -> None:
     from modnet_edge.train import config as config_mod
-    from modnet_edge.train.checkpoint import read_checkpoint
+    from modnet_edge.model.checkpoint import read_checkpoint
 
     tiny = {"size": 64, "batch_size": 2, "epochs": 1, "samples_per_epoch": 2, "compose": True, "val_fraction": 0.34,
             "threads": 1, "progress": False, "save_every": 0, "zero_init_residual": True, "optimizer": "adam",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from modnet_edge.core import ArtifactMetadata, PreprocessSpec
-from modnet_edge.errors import ArtifactError, MetadataError
+from modnet_edge.core.errors import ArtifactError, MetadataError
 from modnet_edge.export.tensorrt_engine_file import (MAGIC, EngineMismatchError, check_compatible, environment_record,
                                                      export_raw_plan, plan_bytes, read_engine_file, write_engine_file)
 

@@ -23,13 +23,13 @@ if not torch.cuda.is_available():
 
 import modnet_edge  # noqa: E402
 from modnet_edge.core import ArtifactMetadata, read_manifest  # noqa: E402
-from modnet_edge.errors import ArtifactError, FeedError, MetadataError  # noqa: E402
+from modnet_edge.core.errors import ArtifactError, FeedError, MetadataError  # noqa: E402
 from modnet_edge.export.tensorrt_build import build_engine, gpu_environment  # noqa: E402
 from modnet_edge.export.tensorrt_engine_file import (  # noqa: E402
     EngineMismatchError, export_raw_plan, read_engine_file, write_engine_file)
 from modnet_edge.export.tensorrt_onnx import export_tensorrt_onnx  # noqa: E402
 from modnet_edge.runtimes.tensorrt_backend import TensorRTBackend  # noqa: E402
-from modnet_edge.train.checkpoint import random_checkpoint, read_checkpoint  # noqa: E402
+from modnet_edge.model.checkpoint import random_checkpoint, read_checkpoint  # noqa: E402
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 SIZE = (128, 128)

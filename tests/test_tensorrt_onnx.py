@@ -19,11 +19,11 @@ from onnx import TensorProto, helper, numpy_helper
 import modnet_edge
 from modnet_edge.cli import main as cli_main
 from modnet_edge.core import FORMATS, read_manifest
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError
 from modnet_edge.export.tensorrt_onnx import check_tensorrt_ready, keep_normalization_fp32, trtexec_command
 from modnet_edge.export.tensorrt_profile import ShapeProfile
 from modnet_edge.runtimes.loader import detect_format
-from modnet_edge.train.checkpoint import random_checkpoint
+from modnet_edge.model.checkpoint import random_checkpoint
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 

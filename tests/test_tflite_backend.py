@@ -14,10 +14,10 @@ litert_torch = pytest.importorskip("litert_torch", reason="the tflite extra (lit
 torch = pytest.importorskip("torch")
 
 import modnet_edge  # noqa: E402
-from modnet_edge.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError, MetadataError  # noqa: E402
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError, MetadataError  # noqa: E402
 from modnet_edge.export.tflite_metadata import embed_tflite_metadata, read_tflite_metadata  # noqa: E402
 from modnet_edge.runtimes.litert_backend import LiteRTBackend  # noqa: E402
-from modnet_edge.train.checkpoint import random_checkpoint  # noqa: E402
+from modnet_edge.model.checkpoint import random_checkpoint  # noqa: E402
 
 
 class _TinyMatte(torch.nn.Module):

@@ -11,8 +11,8 @@ import torch
 
 from modnet_edge.export.tflite_export import (ConvIBNormReLU, IBNormReLU, InstanceNormByMoments, _converter_quiet,
                                               converter_friendly)
-from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint
-from modnet_edge.train.network import IBNorm, ModelConfig
+from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint
+from modnet_edge.model.network import IBNorm, ModelConfig
 
 
 @pytest.mark.parametrize("lr_block", ["se", "e-aspp"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modnet_edge.errors import DataError, InputImageError
+from modnet_edge.core.errors import DataError, InputImageError
 from modnet_edge.train.datasets import build_datasets, find_layout
 from modnet_edge.train.soc import load_unlabeled
 from modnet_edge.train.synthetic import render_portrait

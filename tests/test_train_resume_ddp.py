@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import modnet_edge
-from modnet_edge.errors import CheckpointError, ConfigError
-from modnet_edge.train.checkpoint import read_checkpoint
+from modnet_edge.core.errors import CheckpointError, ConfigError
+from modnet_edge.model.checkpoint import read_checkpoint
 
 # tiny but complete: 2 epochs x 3 steps, validation each epoch, a resumable checkpoint after every step
 TINY = {"size": 64, "batch_size": 2, "epochs": 2, "synthetic_count": 6, "synthetic_val_count": 2,

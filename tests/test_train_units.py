@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 from modnet_edge.train import metrics
 from modnet_edge.train.config import PRESETS, TrainConfig, build_config, parse_overrides
 from modnet_edge.train.losses import (LOSS_PRESETS, band_kernel, modnet_loss, semantic_target, soc_losses,
@@ -200,8 +200,8 @@ def test_nonsense_training_settings_are_refused_up_front(key, value, tmp_path) -
 
 
 def test_non_finite_weights_never_reach_a_checkpoint(tmp_path) -> None:
-    from modnet_edge.errors import CheckpointError
-    from modnet_edge.train.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
+    from modnet_edge.core.errors import CheckpointError
+    from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
 
     net = build_from_checkpoint(random_checkpoint())
     with torch.no_grad():

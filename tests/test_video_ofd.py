@@ -7,9 +7,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from modnet_edge.errors import InputImageError
+from modnet_edge.core.errors import InputImageError
 from modnet_edge.runtimes.video import flicker, ofd_frame, ofd_stream, predict_video
-from modnet_edge.videos import VideoWriter, probe, read_frames
+from modnet_edge.core.videos import VideoWriter, probe, read_frames
 
 
 def test_ofd_replaces_only_one_frame_spikes():

@@ -1,4 +1,6 @@
-"""train: the PyTorch stage (the MODNet network, checkpoints; datasets, losses, training, SOC and metrics).
+"""train: the training stage (datasets, losses, the training loop, SOC adaptation, metrics).
+
+The network and its checkpoints live in :mod:`modnet_edge.model`; training writes checkpoints of it.
 
 ``modnet_edge.train(config_or_path, data=None, output=DIR) -> Path`` trains and returns the best
 checkpoint; the package itself is callable so that spelling works although ``train`` is a package.
@@ -11,12 +13,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-_LAZY = {
-    "Checkpoint": "checkpoint", "load_network": "checkpoint", "read_checkpoint": "checkpoint",
-    "remap_official_state_dict": "checkpoint", "save_checkpoint": "checkpoint", "to_official_state_dict": "checkpoint",
-    "MODNet": "network", "ModelConfig": "network", "build_modnet": "network", "count_parameters": "network",
-    "TrainConfig": "config", "adapt": "soc",
-}
+_LAZY = {"TrainConfig": "config", "adapt": "soc"}
 
 __all__ = [*_LAZY, "train"]
 
@@ -24,7 +21,7 @@ __all__ = [*_LAZY, "train"]
 def train(config_or_path: Any = None, data: str | Path | None = None, output: str | Path = "runs/modnet",
           resume: bool | str | Path = False, **overrides: Any) -> Path:
     """Train MODNet and return the best checkpoint (see :func:`modnet_edge.train.trainer.train`)."""
-    from .trainer import train as _train
+    from modnet_edge.train.trainer import train as _train
 
     return _train(config_or_path, data=data, output=output, resume=resume, **overrides)
 

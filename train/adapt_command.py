@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import parse_overrides
-    from .soc import adapt
+    from modnet_edge.train.config import parse_overrides
+    from modnet_edge.train.soc import adapt
 
     overrides = parse_overrides(args.set)
     for key in ("steps", "size", "lr", "frame_every", "max_frames", "device"):

@@ -18,7 +18,7 @@ _FLAGS = {"epochs": int, "batch_size": int, "size": int, "lr": float, "max_steps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .config import PRESETS
+    from modnet_edge.train.config import PRESETS
 
     parser.add_argument("config", nargs="?", default=None,
                         help=f"preset ({', '.join(PRESETS)}) or a JSON/YAML config file; default: 'paper' "
@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import parse_overrides
-    from .trainer import train
+    from modnet_edge.train.config import parse_overrides
+    from modnet_edge.train.trainer import train
 
     overrides = parse_overrides(args.set)
     overrides.update({k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None})

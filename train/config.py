@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

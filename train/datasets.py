@@ -21,14 +21,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from modnet_edge.core import PreprocessSpec
-from modnet_edge.errors import DataError, InputImageError
-from modnet_edge.images import list_images, read_image, read_matte
-from modnet_edge.preprocess import preprocess
+from modnet_edge.core.errors import DataError, InputImageError
+from modnet_edge.core.images import list_images, read_image, read_matte
+from modnet_edge.core.preprocess import preprocess
 
-from .augment import AugmentConfig, augment, fit_crop
-from .composites import CompositeAugment, compose_sample, composite_description, load_portraits, synthetic_sample
-from .imaging import resize
-from .synthetic import SYNTHETIC_LABEL, render_portrait
+from modnet_edge.train.augment import AugmentConfig, augment, fit_crop
+from modnet_edge.train.composites import CompositeAugment, compose_sample, composite_description, load_portraits, synthetic_sample
+from modnet_edge.train.imaging import resize
+from modnet_edge.train.synthetic import SYNTHETIC_LABEL, render_portrait
 
 _MATTE_MODES = {"L", "1", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"}
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
 
 def capture_rng() -> dict[str, Any]:

@@ -26,16 +26,16 @@ import torch
 from torch import nn
 
 from modnet_edge.core import atomic_write_text
-from modnet_edge.errors import ConfigError, DataError
-from modnet_edge.images import list_images, read_image
-from modnet_edge.preprocess import preprocess
-from modnet_edge.videos import is_video, read_frames
+from modnet_edge.core.errors import ConfigError, DataError
+from modnet_edge.core.images import list_images, read_image
+from modnet_edge.core.preprocess import preprocess
+from modnet_edge.core.videos import is_video, read_frames
 
-from .checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
-from .config import _coerce, check_keys, read_config_file
-from .logs import RunLog
-from .losses import soc_losses
-from .runstate import pick_device, seed_everything
+from modnet_edge.model.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
+from modnet_edge.train.config import _coerce, check_keys, read_config_file
+from modnet_edge.train.logs import RunLog
+from modnet_edge.train.losses import soc_losses
+from modnet_edge.train.runstate import pick_device, seed_everything
 
 
 @dataclass

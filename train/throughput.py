@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from .losses import modnet_loss, transition_band
-from .network import build_modnet
-from .runstate import pick_device
-from .synthetic import render_portrait
+from modnet_edge.train.losses import modnet_loss, transition_band
+from modnet_edge.model.network import build_modnet
+from modnet_edge.train.runstate import pick_device
+from modnet_edge.train.synthetic import render_portrait
 
 
 def training_throughput(size: int = 512, batch: int = 8, steps: int = 3, warmup: int = 1, device: str = "auto",

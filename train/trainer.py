@@ -24,16 +24,16 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from modnet_edge.core import PreprocessSpec, atomic_output, atomic_write_text, check_output_path
-from modnet_edge.errors import CheckpointError, ConfigError, DataError
+from modnet_edge.core.errors import CheckpointError, ConfigError, DataError
 
-from .checkpoint import check_state_dict, read_checkpoint, save_checkpoint
-from .config import STAGED_PRESETS, TrainConfig, build_config
-from .datasets import build_datasets
-from .logs import RunLog
-from .losses import modnet_loss, segmentation_loss, transition_band
-from .metrics import grad, mad, mse, sad
-from .network import InvertedResidual, MODNet, ModelConfig, build_modnet
-from .runstate import Dist, capture_rng, optimizer_to, pick_device, restore_rng, seed_everything, setup_distributed
+from modnet_edge.model.checkpoint import check_state_dict, read_checkpoint, save_checkpoint
+from modnet_edge.train.config import STAGED_PRESETS, TrainConfig, build_config
+from modnet_edge.train.datasets import build_datasets
+from modnet_edge.train.logs import RunLog
+from modnet_edge.train.losses import modnet_loss, segmentation_loss, transition_band
+from modnet_edge.train.metrics import grad, mad, mse, sad
+from modnet_edge.model.network import InvertedResidual, MODNet, ModelConfig, build_modnet
+from modnet_edge.train.runstate import Dist, capture_rng, optimizer_to, pick_device, restore_rng, seed_everything, setup_distributed
 
 
 class SemanticPath(nn.Module):

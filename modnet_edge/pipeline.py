@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_size, resolve, sha256_path
-from modnet_edge.errors import BackendUnavailableError, ConfigError
-from modnet_edge.images import sample_portraits
+from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core.images import sample_portraits
 
-from .precision_search import SEARCHABLE
+from modnet_edge.precision_search import SEARCHABLE
 
-from .runner import BenchConfig
-from .summary import (ArtifactEntry, attach_parity, attach_speed, failed_gate, group_parity, overall_pass,
+from modnet_edge.benchmarks.runner import BenchConfig
+from modnet_edge.benchmarks.summary import (ArtifactEntry, attach_parity, attach_speed, failed_gate, group_parity, overall_pass,
                       speed_verdict, write_outputs)
 
 MANIFEST_KIND = "modnet-edge pipeline"
@@ -87,8 +87,8 @@ def _prepare_output(folder: Path) -> None:
 def _checkpoint(opts: PipelineOptions) -> tuple[Path, dict[str, Any]]:
     """The checkpoint file every stage reads: the user's, or the built-in starter weights written out
     as a float32 checkpoint (no training at run time)."""
-    from modnet_edge.train.checkpoint import build_from_checkpoint, save_checkpoint
-    from modnet_edge.train.weights import DEFAULT_WEIGHTS, describe_weights, resolve_checkpoint
+    from modnet_edge.model.checkpoint import build_from_checkpoint, save_checkpoint
+    from modnet_edge.model.weights import DEFAULT_WEIGHTS, describe_weights, resolve_checkpoint
 
     ckpt = resolve_checkpoint(opts.checkpoint)  # fails early and clearly on a bad file
     if ckpt.path is not None:
@@ -120,7 +120,7 @@ def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> t
     from tqdm import tqdm
 
     from modnet_edge.export import export
-    from modnet_edge.train.checkpoint import read_checkpoint
+    from modnet_edge.model.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(ckpt_path)
     wanted = parse_formats(opts.formats)
@@ -163,7 +163,7 @@ def _searched(ckpt: Any, fmt: Format, precision: str, out: Path, images: Path | 
     """The fastest variant within the precision's budget, judged on the pipeline's images; INT8 is then
     calibrated on generated portraits, never on those images.  None when no variant meets the budget
     (the plain export is made instead and its parity shows the miss)."""
-    from .precision_search import search_precision
+    from modnet_edge.precision_search import search_precision
 
     # 16 generated portraits calibrate every INT8 candidate (cached); ranking uses generated ones too
     options = {"calibration": "synthetic", "calibration_size": 16} if precision.startswith("int8") else {}
@@ -241,7 +241,7 @@ def parity_all(entries: list[ArtifactEntry], opts: PipelineOptions, images: Path
 
 def bench_all(entries: list[ArtifactEntry], ckpt_path: Path, opts: PipelineOptions) -> list[Any]:
     """One interleaved run over every artifact that ran parity, plus the PyTorch FP32 reference."""
-    from .runner import run_benchmarks, subject_for_path
+    from modnet_edge.benchmarks.runner import run_benchmarks, subject_for_path
 
     from modnet_edge.runtimes.loader import open_backend
 
@@ -277,10 +277,10 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     """Run everything; returns the manifest (``manifest["pass"]`` is the verdict)."""
     from modnet_edge.parity_tests.parity import ParityReport
 
-    from .device_info import describe_device, runtime_versions
-    from .report_html import write_report
-    from .results import write_jsonl
-    from .targets import load_targets
+    from modnet_edge.benchmarks.device_info import describe_device, runtime_versions
+    from modnet_edge.report_html import write_report
+    from modnet_edge.benchmarks.results import write_jsonl
+    from modnet_edge.benchmarks.targets import load_targets
 
     t_start = time.perf_counter()
     opts.output = Path(opts.output)
@@ -290,7 +290,7 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     dclass = table.get(opts.device_class) if opts.device_class else table.detect(device)
     parse_formats(opts.formats)
     if opts.checkpoint is not None:
-        from modnet_edge.train.weights import resolve_checkpoint
+        from modnet_edge.model.weights import resolve_checkpoint
 
         resolve_checkpoint(opts.checkpoint)
     if opts.images is not None and not Path(opts.images).is_dir():

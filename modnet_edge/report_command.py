@@ -30,15 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modnet_edge.core import FORMATS, path_size, sha256_path
-    from modnet_edge.errors import ArtifactError
+    from modnet_edge.core.errors import ArtifactError
     from modnet_edge.parity_tests.parity import run_parity
     from modnet_edge.runtimes.loader import detect_format
 
-    from .device_info import runtime_versions
-    from .report_html import write_report
-    from .results import read_jsonl
-    from .summary import ArtifactEntry, attach_parity, attach_speed, group_parity, overall_pass, write_outputs
-    from .targets import load_targets
+    from modnet_edge.benchmarks.device_info import runtime_versions
+    from modnet_edge.report_html import write_report
+    from modnet_edge.benchmarks.results import read_jsonl
+    from modnet_edge.benchmarks.summary import ArtifactEntry, attach_parity, attach_speed, group_parity, overall_pass, write_outputs
+    from modnet_edge.benchmarks.targets import load_targets
 
     table = load_targets(args.targets)
     if args.device_class:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import PreprocessSpec
+from modnet_edge.core import PreprocessSpec
 
 
 # Elements (of the axis being resized x the others) handled per block: bounds the float64 working

@@ -31,7 +31,7 @@ from typing import Any
 
 from modnet_edge.core import atomic_write_text, path_size
 from modnet_edge.export.module_scopes import MODULE_GROUPS
-from modnet_edge.errors import ConfigError
+from modnet_edge.core.errors import ConfigError
 
 # (format, precision) -> how a kept set becomes exporter options
 SEARCHABLE = {("onnx", "fp16"), ("tensorrt-onnx", "fp16"), ("coreml", "fp16"), ("onnx", "int8"),
@@ -179,9 +179,9 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     The search record is written beside the artifact as ``<output>.search.json``.
     """
     from modnet_edge.export import export
-    from modnet_edge.images import sample_portraits
+    from modnet_edge.core.images import sample_portraits
     from modnet_edge.parity_tests.parity import Budget, budget_for, load_images, run_parity
-    from modnet_edge.train.weights import resolve_checkpoint
+    from modnet_edge.model.weights import resolve_checkpoint
 
     if prefer not in ("speed", "fewest"):
         raise ConfigError(f"prefer must be 'speed' or 'fewest', not {prefer!r}")
@@ -304,7 +304,7 @@ def _as_files(pictures: dict[str, Any], folder: Path) -> list[Path]:
 
 
 def _time_candidates(paths: dict[int, Path], candidates: dict[int, Candidate]) -> None:
-    from .runner import BenchConfig, run_benchmarks, subject_for_path
+    from modnet_edge.benchmarks.runner import BenchConfig, run_benchmarks, subject_for_path
 
     keys = list(paths)
     subjects = [subject_for_path(paths[k]) for k in keys]

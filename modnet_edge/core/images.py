@@ -14,7 +14,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputImageError
+from modnet_edge.core.errors import InputImageError
 
 MIN_SIDE = 32
 MAX_SIDE = 16384

@@ -3,7 +3,7 @@ Decomposition", AAAI 2022), with parameter names identical to the official imple
 official checkpoints load strictly.
 
 Reads top to bottom: building blocks, the MobileNetV2 backbone, the three branches, the model.
-Foreign checkpoint keys are remapped in :mod:`modnet_edge.train.checkpoint`, not here.
+Foreign checkpoint keys are remapped in :mod:`modnet_edge.model.checkpoint`, not here.
 
 One deliberate departure from the official module tree: the official code registers the backbone twice
 (``backbone`` and ``lr_branch.backbone``, the same object).  Here it is registered once, as

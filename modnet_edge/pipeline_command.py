@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .pipeline import PipelineOptions, run_pipeline, summary_table
-    from .runner import BenchConfig
+    from modnet_edge.pipeline import PipelineOptions, run_pipeline, summary_table
+    from modnet_edge.benchmarks.runner import BenchConfig
 
     t0 = time.perf_counter()
     bench = BenchConfig(sizes=(args.size,), modes=("model", "end-to-end") if args.end_to_end else ("model",),

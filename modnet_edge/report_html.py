@@ -21,9 +21,9 @@ import numpy as np
 from modnet_edge.core import atomic_write_text
 from modnet_edge.runtimes.outputs import composite
 
-from .results import BenchResult
-from .summary import ArtifactEntry, _fmt, drift_verdict, failed_gate, failure_reason, overall_pass, speed_verdict
-from .targets import Verdict
+from modnet_edge.benchmarks.results import BenchResult
+from modnet_edge.benchmarks.summary import ArtifactEntry, _fmt, drift_verdict, failed_gate, failure_reason, overall_pass, speed_verdict
+from modnet_edge.benchmarks.targets import Verdict
 
 TILE = 200  # px: longest side of each picture on the page
 HEAT_DECADES = (-6.0, -1.0)  # heat map colour scale: |alpha difference| from 1e-6 (black) to 1e-1 (white)

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .weights import DEFAULT_WEIGHTS, WEIGHTS, get_weights
+    from modnet_edge.model.weights import DEFAULT_WEIGHTS, WEIGHTS, get_weights
 
     entries = [get_weights(args.name)] if args.name else list(WEIGHTS.values())
     if args.json:

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from modnet_edge.core import VERSION, PreprocessSpec, atomic_output, sha256_path
-from modnet_edge.errors import CheckpointError
+from modnet_edge.core.errors import CheckpointError
 
-from .network import MODNet, ModelConfig, build_modnet, count_parameters
+from modnet_edge.model.network import MODNet, ModelConfig, build_modnet, count_parameters
 
 FORMAT_KEY = "modnet_edge_checkpoint"
 FORMAT_VERSION = 1
@@ -241,8 +241,8 @@ def random_checkpoint(seed: int = 0, config: ModelConfig | None = None) -> Check
 def load_network(checkpoint: str | Path | Checkpoint | None = None, device: str = "cpu") -> MODNet:
     """Official or own checkpoint, or built-in weights by name -> MODNet in inference mode.
     ``None``: the built-in starter weights (see :mod:`.weights`)."""
-    from .runstate import pick_device
-    from .weights import resolve_checkpoint
+    from modnet_edge.train.runstate import pick_device
+    from modnet_edge.model.weights import resolve_checkpoint
 
     return build_from_checkpoint(resolve_checkpoint(checkpoint)).to(pick_device(device))
 

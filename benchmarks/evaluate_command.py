@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from modnet_edge.benchmarks.evaluate import evaluate
 
     options = {k: getattr(args, k) for k in ("threads", "device") if getattr(args, k)}
     result = evaluate(args.artifact, args.data, json_path=args.json, limit=args.limit,

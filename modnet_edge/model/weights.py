@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import PreprocessSpec, sha256_path
-from modnet_edge.errors import CheckpointError
+from modnet_edge.core.errors import CheckpointError
 
-from .checkpoint import Checkpoint, read_checkpoint, weights_sha256
+from modnet_edge.model.checkpoint import Checkpoint, read_checkpoint, weights_sha256
 
 ASSETS = "modnet_edge.assets"
 BUILTIN_KIND = "builtin"
@@ -134,7 +134,7 @@ def resolve_checkpoint(checkpoint: Any = None) -> Checkpoint:
 
 def save_weights_file(ckpt: Checkpoint, output: str | Path, provenance: dict[str, Any] | None = None) -> Path:
     """Store a checkpoint compactly for the package: float tensors as float16 (what ``load_weights`` reads)."""
-    from .checkpoint import build_from_checkpoint, save_checkpoint
+    from modnet_edge.model.checkpoint import build_from_checkpoint, save_checkpoint
 
     model = build_from_checkpoint(ckpt)
     model.half()

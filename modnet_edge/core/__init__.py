@@ -1,0 +1,39 @@
+"""What every stage shares: the preprocessing spec, artifact metadata and the one table of formats.
+
+Data flows one way through the toolkit (train -> export -> runtimes -> parity/benchmarks); this module
+sits underneath all of them and imports none of them.  Stages are referred to by dotted *names* in the
+format table and imported lazily, so the table can say which formats exist without importing torch,
+onnxruntime or any converter.
+"""
+
+
+from __future__ import annotations
+
+from typing import Any
+
+from modnet_edge.core.errors import ArtifactError, ConfigError, MetadataError  # noqa: F401
+from modnet_edge.core.files import (TEMP_MARK, atomic_output, atomic_write_text, check_output_path,  # noqa: F401
+                                    is_our_artifact, manifest_path, path_size, pending_manifest_path, read_manifest,
+                                    reconcile_metadata, remove_stale_temporaries, sha256_path, write_manifest)
+from modnet_edge.core.formats import FORMATS, Format, format_of_path, get_format, resolve  # noqa: F401
+from modnet_edge.core.metadata import (INTEGRITY_PLACEHOLDER, METADATA_KEY, METADATA_SCHEMA, PRECISIONS,  # noqa: F401
+                                       VERSION, ArtifactMetadata, integrity_digest, seal_artifact, tool_versions,
+                                       verify_integrity)
+from modnet_edge.core.spec import PreprocessSpec  # noqa: F401
+
+
+def make_module_callable(module_name: str, func: Any) -> None:
+    """Let ``modnet_edge.export(...)`` / ``modnet_edge.train(...)`` be called although they are packages.
+
+    The public API promises functions with the same names as the stage packages; once a submodule such
+    as ``modnet_edge.export.onnx_export`` is imported, Python binds the *package* to that attribute.
+    Making the package itself callable keeps both spellings working.
+    """
+    import sys
+    import types
+
+    class _CallableModule(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)
+
+    sys.modules[module_name].__class__ = _CallableModule

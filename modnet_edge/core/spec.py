@@ -1,0 +1,108 @@
+"""The preprocessing spec: how an RGB image becomes the network input and the output becomes a matte.
+
+Every artifact carries one (in its metadata), so a predictor feeds an artifact exactly what it was
+exported for, whoever runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from modnet_edge.core.errors import ConfigError, MetadataError
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an RGB image becomes the network input and how the output becomes an alpha matte.
+
+    The default is the rule of the official MODNet inference code: with ``ref_size`` 512, rescale so
+    the short side is 512 when the long side is < 512 or the short side is > 512, then floor each side
+    to a multiple of 32; 'area' resampling in and out; normalise [0, 255] -> [-1, 1].  An artifact with
+    a static input shape sets ``fixed_size`` and is fed exactly that (H, W).
+    """
+
+    ref_size: int = 512
+    multiple: int = 32
+    fixed_size: tuple[int, int] | None = None
+    resample: str = "area"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # on the [0, 1] scale
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    layout: str = "NCHW"
+
+    def __post_init__(self) -> None:
+        if self.ref_size < self.multiple or self.multiple < 1:
+            raise ConfigError(f"invalid preprocessing: ref_size={self.ref_size}, multiple={self.multiple}")
+        if self.resample != "area":
+            raise ConfigError(f"invalid preprocessing: unknown resample {self.resample!r}")
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ConfigError(f"invalid preprocessing: layout must be NCHW or NHWC, not {self.layout!r}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                raise ConfigError(f"invalid preprocessing: {name} must be three finite numbers, got {values}")
+        if not all(v > 0 for v in self.std):
+            raise ConfigError(f"invalid preprocessing: std must be positive, got {self.std}")
+        if self.fixed_size is not None:
+            h, w = self.fixed_size
+            if h % self.multiple or w % self.multiple or h <= 0 or w <= 0:
+                raise ConfigError(f"invalid preprocessing: fixed_size {self.fixed_size} is not a positive "
+                                  f"multiple of {self.multiple}")
+
+    def target_size(self, height: int, width: int) -> tuple[int, int]:
+        """Network input (H, W) for an image of ``height`` x ``width``."""
+        if self.fixed_size is not None:
+            return tuple(self.fixed_size)  # type: ignore[return-value]
+        ref = self.ref_size
+        if max(height, width) < ref or min(height, width) > ref:
+            if width >= height:
+                rh, rw = ref, int(width / height * ref)
+            else:
+                rh, rw = int(height / width * ref), ref
+        else:
+            rh, rw = height, width
+        rh, rw = rh - rh % self.multiple, rw - rw % self.multiple
+        return max(rh, self.multiple), max(rw, self.multiple)
+
+    def with_fixed_size(self, size: tuple[int, int] | None) -> PreprocessSpec:
+        if size is None:
+            return dataclasses.replace(self, fixed_size=None)
+        try:
+            h, w = size
+            if any(isinstance(v, bool) or int(v) != v for v in (h, w)):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"a static shape is (height, width) in pixels, e.g. (512, 512); got {size!r}") from None
+        return dataclasses.replace(self, fixed_size=(int(h), int(w)))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["fixed_size"] = list(self.fixed_size) if self.fixed_size else None
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
+        if not isinstance(data, dict):
+            raise MetadataError(f"preprocessing must be a JSON object, not {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise MetadataError(f"preprocessing has unknown keys {sorted(unknown)}")
+        d = dict(data)
+        try:
+            for key in ("ref_size", "multiple"):
+                if key in d and (isinstance(d[key], bool) or not isinstance(d[key], int)):
+                    raise TypeError(f"{key} must be an integer")
+            for key in ("resample", "layout"):
+                if key in d and not isinstance(d[key], str):
+                    raise TypeError(f"{key} must be a string")
+            if d.get("fixed_size") is not None:
+                d["fixed_size"] = tuple(int(v) for v in d["fixed_size"])
+            for key in ("mean", "std"):
+                if key in d:
+                    d[key] = tuple(float(v) for v in d[key])
+            return cls(**d)
+        except (TypeError, ValueError, OverflowError, ConfigError) as exc:
+            raise MetadataError(f"invalid preprocessing {data}: {exc}") from None
