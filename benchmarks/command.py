@@ -1,4 +1,5 @@
-"""``modnet-edge bench``: measure artifacts here, or read results from boards and phones, and check targets.
+"""``modnet-edge benchmark`` (alias ``bench``; mirrors :func:`modnet_edge.benchmark`): measure artifacts
+here, or read results from boards and phones, and check targets.
 
 Local artifacts are measured side by side in one interleaved run.  Results measured elsewhere come in
 through ``--results`` (JSON lines from ``edge_runner.py`` or an earlier run), ``--tflite-log`` (the
@@ -13,7 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.cli import size_arg
+from modnet_edge.cli import add_device_argument, all_precisions, size_arg
+from modnet_edge.core.console import table as console_table
 
 HELP = "benchmark artifacts (or ingest phone/board results) and check them against device speed targets"
 
@@ -29,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edge-runner", action="store_true", help="print the path of the standalone edge_runner.py "
                         "(copy it to a Jetson/Raspberry Pi: it needs only numpy and the runtime) and exit")
     g = parser.add_argument_group("local measurement")
-    g.add_argument("--size", type=size_arg, action="append", metavar="HxW",
-                   help="input size, repeatable (default 512x512; static-shape models use their own)")
+    g.add_argument("--size", dest="sizes", type=size_arg, action="append", metavar="HxW",
+                   help="input size HxW or N (NxN), repeatable (default: 512x512; static-shape models use their own)")
     g.add_argument("--mode", choices=("model", "end-to-end", "both"), default="model",
                    help="model: backend.run on a preprocessed feed; end-to-end: decode+preprocess+infer+postprocess")
     g.add_argument("--iterations", type=int, default=20)
@@ -40,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=int, default=1, help="batch size for model-only runs")
     g.add_argument("--image", type=Path, help="photo used for the feed and the end-to-end run (default: synthetic)")
     g.add_argument("--runtime", help="runtime to use when the format has several")
-    g.add_argument("--provider", action="append", help="ONNX Runtime execution provider (cpu, cuda, tensorrt ...)")
-    g.add_argument("--device", help="PyTorch device (cpu, cuda)")
+    g.add_argument("--provider", dest="providers", action="append",
+                   help="ONNX Runtime execution provider (cpu, cuda, tensorrt ...), repeatable")
+    add_device_argument(g, what=" (checkpoints and the PyTorch baseline)")
     g.add_argument("--no-baseline", action="store_true", help="do not add the PyTorch FP32 baseline that ratio "
                    "targets compare against")
     g = parser.add_argument_group("results measured elsewhere")
@@ -50,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--coreml-timing", type=Path, action="append", default=[], help="Core ML timing JSON")
     g.add_argument("--artifact", type=Path, help="the artifact an ingested log/timing measured (fills in its "
                    "format, precision, size and sha256)")
-    g.add_argument("--precision", help="precision of the ingested model when no --artifact is given")
+    g.add_argument("--precision", choices=all_precisions(),
+                   help="precision of the ingested model when no --artifact is given")
     g.add_argument("--device-name", help="name of the phone/board an ingested log came from")
 
 
@@ -66,7 +70,7 @@ def _ingested(args: argparse.Namespace, run_id: str) -> list[Any]:
     device = {"name": args.device_name} if args.device_name else {}
     for log in args.tflite_log:
         out.append(read_benchmark_model_log(log, artifact=art, device=device, precision=args.precision,
-                                            input_size=size or (args.size[0] if args.size else None), run_id=run_id))
+                                            input_size=size or (args.sizes[0] if args.sizes else None), run_id=run_id))
     for timing in args.coreml_timing:
         out.append(read_coreml_timing(timing, artifact=art, run_id=run_id))
     return out
@@ -79,133 +83,55 @@ def _artifact_static_size(path: Path) -> tuple[int, int] | None:
     return tuple(meta.preprocessing.fixed_size) if meta and meta.preprocessing.fixed_size else None  # type: ignore
 
 
-def _baseline_subject(args: argparse.Namespace, device_class: Any, subjects: list[Any]) -> Any:
-    """The PyTorch FP32 reference of the first artifact, when a ratio target compares against it."""
-    from modnet_edge.core import read_manifest
-    from modnet_edge.parity_tests.parity import find_reference
-
-    from modnet_edge.benchmarks.runner import subject_for_checkpoint
-
-    wanted = device_class.baselines()
-    # a checkpoint given as a subject (no manifest, so no precision recorded) runs in fp32: it is the baseline
-    have = {(s.artifact.get("format"), s.artifact.get("precision") or "fp32") for s in subjects}
-    if not wanted or ("pytorch", "fp32") not in wanted or ("pytorch", "fp32") in have:
-        return None
-    for path in args.artifacts:
-        meta = read_manifest(path)
-        if meta is not None:
-            ckpt = find_reference(meta, Path(path))
-            subject = subject_for_checkpoint(ckpt, **_torch_options(args))
-            subject.label = f"pytorch fp32 baseline ({subject.label})"
-            subject.artifact["role"] = "reference"
-            return subject
-    return None
-
-
-def _torch_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"device": args.device} if args.device else {}
-
-
 def run(args: argparse.Namespace) -> int:
-    from modnet_edge.core.errors import ConfigError
-    from modnet_edge.runtimes.command import backend_options
-
-    from modnet_edge.benchmarks.device_info import describe_device
     from modnet_edge.benchmarks.results import new_run_id, write_jsonl
-    from modnet_edge.benchmarks.runner import BenchConfig, run_benchmarks, subject_for_path
+    from modnet_edge.benchmarks.runner import benchmark
     from modnet_edge.benchmarks.targets import load_targets
 
     if args.edge_runner:
         print(Path(__file__).with_name("edge_runner.py"))
         return 0
-    table = load_targets(args.targets)
     if args.list_classes:
-        for name, cls in table.classes.items():
-            print(f"{name:<22} {cls.description}")
-            for t in cls.targets:
-                size = "x".join(map(str, t.input_size)) if t.input_size else "any size"
-                print(f"    {t.precision:<5} {t.mode:<10} {size:<9} {t.describe():<14} {t.source}")
-            for t in cls.ratios:
-                print(f"    {t.precision:<5} {t.mode:<10} {'same run':<9} {t.describe():<14} {t.source}")
+        print(classes_table(load_targets(args.targets)))
         return 0
-    explicit = table.get(args.device_class) if args.device_class else None
     if not (args.artifacts or args.results or args.tflite_log or args.coreml_timing):
-        raise ConfigError("nothing to benchmark: give artifacts, --results, --tflite-log or --coreml-timing")
-    run_id = new_run_id()
-    results = []
-    if args.artifacts:
-        local_class = explicit or table.detect(describe_device())
-        opts = backend_options(args)
-        opts.pop("threads", None)
-        subjects = [subject_for_path(p, runtime=args.runtime, **opts) for p in args.artifacts]
-        base = None if args.no_baseline else _baseline_subject(args, local_class, subjects)
-        if base is not None:
-            print(f"adding {base.label} (ratio targets of class {local_class.name!r} compare against it)")
-            subjects.append(base)
-        image, source = None, "generated synthetic portrait"
-        if args.image:
-            from modnet_edge.core.images import read_image
+        from modnet_edge.core.errors import ConfigError
 
-            image, source = read_image(args.image), f"photo {args.image.name}"
-        modes = ("model", "end-to-end") if args.mode == "both" else (args.mode,)
-        cfg = BenchConfig(sizes=tuple(args.size or [(512, 512)]), modes=modes, warmup=args.warmup,
-                          iterations=args.iterations, max_seconds=args.max_seconds, threads=args.threads,
-                          batch=args.batch, image=image, image_source=source)
-        results += run_benchmarks(subjects, cfg, run_id=run_id)
-    ingested = _ingested(args, run_id)
-    for r in ingested:
-        if explicit is not None:  # remembered, so `modnet-edge report --bench` checks it against the same class
-            r.extra["device_class"] = explicit.name
-    results += ingested
-    verdicts = table.check(results, explicit)
-    print(verdict_table(verdicts))
+        raise ConfigError("nothing to benchmark: give artifacts, --results, --tflite-log or --coreml-timing")
+    image, source = None, "generated synthetic portrait"
+    if args.image:
+        from modnet_edge.core.images import read_image
+
+        image, source = read_image(args.image), f"photo {args.image.name}"
+    backend_options = {k: v for k, v in (("providers", args.providers), ("device", args.device)) if v}
+    run_id = new_run_id()
+    report = benchmark(args.artifacts, runtime=args.runtime, backend_options=backend_options,
+                       device_class=args.device_class, targets=args.targets, baseline=not args.no_baseline,
+                       results=_ingested(args, run_id), run_id=run_id, sizes=tuple(args.sizes or [(512, 512)]),
+                       modes=("model", "end-to-end") if args.mode == "both" else (args.mode,), warmup=args.warmup,
+                       iterations=args.iterations, max_seconds=args.max_seconds, threads=args.threads,
+                       batch=args.batch, image=image, image_source=source)
+    for note in report.notes:
+        print(note)
+    print(report.table())
     if args.json:
-        write_jsonl(results, args.json)
-        print(f"wrote {len(results)} result(s) to {args.json}")
+        write_jsonl(list(report), args.json)
+        print(f"wrote {len(report)} result(s) to {args.json}")
     if not args.check:
         return 0
-    missed = [v for v in verdicts if v.meets is False]
-    if missed:
-        print(f"check FAILED: {len(missed)} result(s) miss their target")
-        return 1
-    if not any(v.meets for v in verdicts):
-        print("check FAILED: no target applied to any result (pass --device-class, or measure at a target's size "
-              "and precision); nothing was checked")
-        return 1
-    print("check passed: every result with a target meets it")
-    return 0
+    print(report.check_summary())
+    return 0 if report.passed else 1
 
 
-def verdict_table(verdicts: list[Any]) -> str:
-    head = (f"{'result':<52} {'p50 ms':>8} {'p90 ms':>8} {'fps':>8} {'peak':>5}  {'class':<18} {'target':<22} "
-            f"{'measured':<16} verdict")
-    lines = _machine_lines([v.result for v in verdicts]) + [head, "-" * len(head)]
-    for v in verdicts:
-        r = v.result
-        p90 = f"{r.latency_ms.p90:8.2f}" if r.latency_ms.p90 is not None else f"{'-':>8}"
-        share = ((r.extra or {}).get("roofline") or {}).get("share")
-        peak = f"{share:5.0%}" if share is not None else f"{'-':>5}"
-        untrusted = v.meets is None and "untrusted" in v.measured
-        verdict = "UNTRUSTED" if untrusted else {True: "MEETS", False: "MISSES", None: "no target"}[v.meets]
-        lines.append(f"{r.label[:52]:<52} {r.latency_ms.typical:8.2f} {p90} {r.fps:8.2f} {peak}  "
-                     f"{v.device_class[:18]:<18} {v.required[:22]:<22} {v.measured[:16]:<16} {verdict}")
-        if (v.meets is False or untrusted) and v.reason:
-            lines.append(f"    {v.reason}")
+def classes_table(table: Any) -> str:
+    """The device classes of a targets file and their targets."""
+    lines = []
+    for name, cls in table.classes.items():
+        lines.append(f"{name}  {cls.description}")
+        rows = [(t.precision, t.mode, "x".join(map(str, t.input_size)) if t.input_size else "any size",
+                 t.describe(), t.source) for t in cls.targets]
+        rows += [(t.precision, t.mode, "same run", t.describe(), t.source) for t in cls.ratios]
+        if rows:
+            lines += ["    " + line for line in console_table(("precision", "mode", "size", "target", "source"),
+                                                                 rows, rule=False).split("\n")[1:]]
     return "\n".join(lines)
-
-
-def _machine_lines(results: list[Any]) -> list[str]:
-    """Where the local results were measured: CPU, its speed features, isolation, and the peak's derivation."""
-    local = [r for r in results if r.source == "local"]
-    if not local:
-        return []
-    dev, r = local[0].device, local[0]
-    features = ", ".join(dev.get("cpu_features") or []) or "not reported"
-    isolated = all(x.config.get("isolated") for x in local)
-    lines = [f"machine: {dev.get('cpu')} ({dev.get('usable_cores')} usable cores; {features}); "
-             + ("each subject in its own process" if isolated else "subjects shared one process")]
-    roof = (r.extra or {}).get("roofline") or {}
-    if roof.get("derivation"):
-        lines.append(f"peak: {roof['derivation']}; MODNet {roof['gflops_per_frame']} GFLOPs per frame at "
-                     f"{'x'.join(str(v) for v in (r.config.get('model_input_size') or []))}")
-    return lines

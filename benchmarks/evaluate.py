@@ -42,15 +42,15 @@ def evaluate(artifact_or_checkpoint: str | Path, data_dir: str | Path, json_path
 
     Returns ``{"mse", "mad", "sad", "grad", "conn"}``; ``json_path`` also receives per-image values and
     the conditions (artifact, data, image count, host)."""
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress as progress_bar
 
     from modnet_edge.runtimes.loader import load
 
     pairs = evaluation_pairs(data_dir)[:limit] if limit else evaluation_pairs(data_dir)
     per_image: dict[str, dict[str, float]] = {}
     with load(artifact_or_checkpoint, runtime=runtime, **backend_options) as predictor:
-        for img_path, matte_path in tqdm(pairs, desc=f"evaluate {Path(artifact_or_checkpoint).name}", unit="img",
-                                         disable=not progress):
+        for img_path, matte_path in progress_bar(pairs, desc=f"evaluate {Path(artifact_or_checkpoint).name}",
+                                                 unit="img", disable=not progress):
             rgb = read_image(img_path)
             gt = read_matte(matte_path)
             pred = predictor.predict(rgb)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from modnet_edge.cli import add_device_argument
+
 HELP = "matting accuracy (MSE, MAD, SAD, Grad, Conn) of an artifact or checkpoint on image/ + matte/ pairs"
 
 
@@ -15,8 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="evaluate only the first N pairs")
     parser.add_argument("--runtime", help="runtime to use when the format has several")
     parser.add_argument("--threads", type=int, help="inference threads")
-    parser.add_argument("--device", help="PyTorch device for checkpoints (cpu, cuda)")
-    parser.add_argument("--no-progress", action="store_true")
+    add_device_argument(parser, what=" (checkpoints)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,9 @@ Variants (``--variants``), each at every batch size (default 1 and 8) and input 
 
 Model-only timing: the input already lives on the GPU (except ``tensorrt-fp16``), each call is timed
 wall-clock up to ``torch.cuda.synchronize()``, warm-up first, then all variants interleaved in rounds so
-that clock or load changes hit every variant alike.  Results use the runner's schema
+that clock or load changes hit every variant alike (the benchmark runner's own timing loop,
+:func:`modnet_edge.benchmarks.runner.time_interleaved`; the variants are built here because they are not
+artifacts: CUDA graphs, channels-last, I/O binding on the GPU).  Results use the runner's schema
 (:mod:`modnet_edge.benchmarks.results`).  Target: >= 1000 fps at batch 1, fp16, 512x512 on an
 H100-class GPU (the paper's GTX 1080 Ti figure is 67 fps).  Without CUDA this exits with a clear error:
 nothing GPU-side can be measured on a CPU machine (``device="cpu"`` exists only to smoke-test this code).
@@ -26,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 
 from modnet_edge.benchmarks.device_info import describe_device, gpu_memory_mb, runtime_versions
 from modnet_edge.benchmarks.results import BenchResult, LatencyStats, new_run_id, write_jsonl
+from modnet_edge.benchmarks.runner import BenchConfig, time_interleaved
+from modnet_edge.cli import size_arg
 
 HELP = "GPU fps of PyTorch CUDA (fp32/fp16/channels-last/CUDA graph/compile), ONNX Runtime CUDA and TensorRT"
 VARIANTS = ("torch-fp32", "torch-fp16", "torch-fp16-cl", "torch-fp16-cl-graph", "torch-fp16-cl-compile",
@@ -58,6 +61,24 @@ class _Case:
     notes: list[str] = field(default_factory=list)
     samples_ms: list[float] = field(default_factory=list)
     keep: Any = None  # objects the step needs alive (sessions, graphs, backends)
+    timed_s: float = 0.0
+
+    def done(self, cfg: BenchConfig) -> bool:
+        return len(self.samples_ms) >= cfg.iterations
+
+
+def _synced(case: _Case, device: str) -> _Case:
+    """The case with a step that ends in a device synchronisation: the runner's wall clock then covers
+    the GPU work, not just its launch (every step, warm-up included, leaves the device idle)."""
+    if device.startswith("cuda"):
+        step = case.step
+
+        def synced_step() -> None:
+            step()
+            _sync(device)
+
+        case.step = synced_step
+    return case
 
 
 def _sync(device: str) -> None:
@@ -81,7 +102,7 @@ def _torch_case(net: Any, variant: str, batch: int, size: tuple[int, int], devic
                      f"(torch.backends.cudnn.allow_tf32={torch.backends.cudnn.allow_tf32})")
 
     def forward(inp: Any) -> Any:
-        return model(inp, inference=True)
+        return model(inp)
 
     fn: Callable[[Any], Any] = forward
     if variant.endswith("-compile"):
@@ -167,23 +188,6 @@ def _tensorrt_case(checkpoint: Any, batch: int, size: tuple[int, int], device: s
                  ["includes host->device input and device->host output copies"], keep=backend)
 
 
-def _time_interleaved(cases: list[_Case], iterations: int, rounds: int, device: str, progress: bool) -> None:
-    from tqdm import tqdm
-
-    chunk = max(1, -(-iterations // max(1, rounds)))
-    with tqdm(total=iterations * len(cases), desc="GPU benchmark (interleaved)", disable=not progress,
-              leave=False) as bar:
-        while any(len(c.samples_ms) < iterations for c in cases):
-            for case in cases:
-                for _ in range(min(chunk, iterations - len(case.samples_ms))):
-                    _sync(device)
-                    t = time.perf_counter()
-                    case.step()
-                    _sync(device)
-                    case.samples_ms.append((time.perf_counter() - t) * 1000.0)
-                    bar.update(1)
-
-
 def measure_gpu_speed(checkpoint: Any = None, variants: Sequence[str] = DEFAULT_VARIANTS,
                       batches: Sequence[int] = (1, 8), sizes: Sequence[tuple[int, int]] = ((512, 512),),
                       iterations: int = 100, warmup: int = 10, rounds: int = 5, device: str = "cuda",
@@ -198,6 +202,8 @@ def measure_gpu_speed(checkpoint: Any = None, variants: Sequence[str] = DEFAULT_
 
     from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint, random_checkpoint, read_checkpoint
 
+    cfg = BenchConfig(sizes=tuple((int(h), int(w)) for h, w in sizes), warmup=warmup, iterations=iterations,
+                      rounds=rounds)  # validates them, and drives the runner's timing
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown GPU benchmark variant(s) {unknown}; choose from {list(VARIANTS)}")
@@ -226,12 +232,14 @@ def measure_gpu_speed(checkpoint: Any = None, variants: Sequence[str] = DEFAULT_
                     except BackendUnavailableError as exc:
                         skipped.append(f"{variant}: {exc}")
                         break
+                    case = _synced(case, device)
+                    _sync(device)
                     for _ in range(warmup):
                         case.step()
                     cases.append(case)
         for line in dict.fromkeys(skipped):
             print(f"skipped {line}")
-        _time_interleaved(cases, iterations, rounds, device, progress)
+        time_interleaved(cases, cfg, "GPU benchmark (interleaved)", progress)
     run_id = new_run_id()
     gpu_mb = gpu_memory_mb()
     dev = describe_device()
@@ -254,12 +262,11 @@ def measure_gpu_speed(checkpoint: Any = None, variants: Sequence[str] = DEFAULT_
 
 def summary(results: Sequence[BenchResult]) -> str:
     """A table, plus the batch-1 fp16 verdict against the H100-class target."""
-    head = f"{'variant':<24} {'batch':>5} {'size':>9} {'p50 ms':>8} {'p90 ms':>8} {'fps':>9}"
-    lines = [head, "-" * len(head)]
-    for r in results:
-        size = "x".join(map(str, r.input_size or ()))
-        lines.append(f"{r.artifact['name']:<24} {r.config['batch']:>5} {size:>9} {r.latency_ms.p50:8.3f} "
-                     f"{r.latency_ms.p90:8.3f} {r.fps:9.1f}")
+    from modnet_edge.core.console import table
+
+    rows = [(r.artifact["name"], r.config["batch"], "x".join(map(str, r.input_size or ())), f"{r.latency_ms.p50:.3f}",
+             f"{r.latency_ms.p90:.3f}", f"{r.fps:.1f}") for r in results]
+    lines = [table(("variant", "batch", "size", "p50 ms", "p90 ms", "fps"), rows, right=(1, 2, 3, 4, 5))]
     fp16_b1 = [r for r in results if r.precision == "fp16" and r.config["batch"] == 1 and r.input_size == (512, 512)]
     if fp16_b1:
         best = max(fp16_b1, key=lambda r: r.fps)
@@ -274,21 +281,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "does not depend on the weights)")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=VARIANTS)
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--size", default="512x512", help="HxW")
+    parser.add_argument("--size", dest="sizes", type=size_arg, action="append", metavar="HxW",
+                        help="input size HxW or N (NxN), repeatable (default: 512x512)")
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--device", default="cuda", help="cuda or cuda:N")
+    parser.add_argument("--device", default="cuda", metavar="DEVICE", help="PyTorch-style device: cuda or cuda:N "
+                        "(cpu only smoke-tests torch-fp32)")
     parser.add_argument("--json", type=Path, help="append results as JSON lines (the runner's schema)")
     parser.add_argument("--check", action="store_true", help="exit 1 when batch-1 fp16 misses the target")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        h, w = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size must be HxW such as 512x512, got {args.size!r}") from None
-    results = measure_gpu_speed(args.checkpoint, args.variants, args.batches, ((h, w),), args.iterations,
-                                args.warmup, device=args.device)
+    results = measure_gpu_speed(args.checkpoint, args.variants, args.batches, tuple(args.sizes or [(512, 512)]),
+                                args.iterations, args.warmup, device=args.device)
     if not results:
         print("nothing could be measured (every variant was skipped)")
         return 1

@@ -211,14 +211,14 @@ class _Worker:
 def run_isolated(subjects: list[Any], cfg: Any, image: Any, run_id: str, progress: bool = True) -> list[Any]:
     """Time every subject in its own process, in interleaved rounds; returns their BenchResults with
     ``extra["stability"]`` (foreign load, p90/p50, and whether the figures can be trusted)."""
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress as progress_bar
 
     workers: list[_Worker] = []
     try:
         for subject in subjects:
             workers.append(_Worker(subject, (subject.spec, cfg, image, run_id)))
-        counts = [w.receive()[1] for w in tqdm(workers, desc="open + warm up (one process each)",
-                                                 disable=not progress, leave=False)]
+        counts = [w.receive()[1] for w in progress_bar(workers, desc="open + warm up (one process each)",
+                                                         disable=not progress, leave=False)]
         done = {(w, j): 0 for w, n in enumerate(counts) for j in range(n)}
         timed = {key: 0.0 for key in done}
         pids = [os.getpid()] + [w.pid for w in workers]
@@ -230,8 +230,8 @@ def run_isolated(subjects: list[Any], cfg: Any, image: Any, run_id: str, progres
             return n >= cfg.iterations or (cfg.max_seconds is not None and n >= cfg.min_iterations
                                             and timed[key] >= cfg.max_seconds)
 
-        with tqdm(total=cfg.iterations * len(done), desc="benchmark (isolated, interleaved)", disable=not progress,
-                  leave=False) as bar:
+        with progress_bar(total=cfg.iterations * len(done), desc="benchmark (isolated, interleaved)",
+                          disable=not progress, leave=False) as bar:
             while not all(finished(k) for k in done):
                 for key in done:
                     if finished(key):

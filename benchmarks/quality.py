@@ -179,11 +179,11 @@ def compare_quality(subjects: list[str], portraits: str | Path | None = None,
 
 def _evaluate_subject(subject: Subject, scratch: Path, matting: list[tuple[Path, Path]],
                       seg: list[tuple[Path, Path]], report: QualityReport, progress: bool) -> None:
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress as progress_bar
 
     with _predictor(subject, scratch) as predictor:
         groups: dict[str, list[dict[str, float]]] = {}
-        for img, matte in tqdm(matting, desc=f"{subject.label}: portraits", disable=not progress, unit="img"):
+        for img, matte in progress_bar(matting, desc=f"{subject.label}: portraits", disable=not progress, unit="img"):
             gt = read_matte(matte)
             pred = _at_size(predictor.predict(read_image(img)), gt)
             key = "seen in training" if img.stem in subject.seen else "unseen portraits"
@@ -192,7 +192,7 @@ def _evaluate_subject(subject: Subject, scratch: Path, matting: list[tuple[Path,
             report.rows.append({"model": subject.label, "images": key, "count": len(rows),
                                 "metrics": {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}})
         ious = []
-        for img, mask in tqdm(seg, desc=f"{subject.label}: segmentation", disable=not progress, unit="img"):
+        for img, mask in progress_bar(seg, desc=f"{subject.label}: segmentation", disable=not progress, unit="img"):
             gt = read_matte(mask)
             ious.append(iou(_at_size(predictor.predict(read_image(img)), gt), gt))
         if ious:

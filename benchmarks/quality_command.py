@@ -1,5 +1,5 @@
 """``modnet-edge quality``: matting quality of our models and a peer side by side (mirrors
-:func:`modnet_edge.benchmarks.quality.compare_quality`)."""
+:func:`modnet_edge.quality`, i.e. :func:`modnet_edge.benchmarks.quality.compare_quality`)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ HELP = ("matting quality side by side: MSE/MAD/SAD/Grad/Conn on soft mattes, IoU
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("models", nargs="+", help="artifact, checkpoint or built-in weights name ('starter'), or "
+    parser.add_argument("subjects", nargs="+", metavar="MODEL", help="artifact, checkpoint or built-in weights name "
+                        "('starter'), or "
                         "PEER=FILE for a peer model (peers: mediapipe-selfie)")
     parser.add_argument("--portraits", type=Path, help="folder with image/ + matte/ (soft mattes)")
     parser.add_argument("--segmentation", type=Path, help="folder with image/ + mask/ (binary person masks)")
     parser.add_argument("--limit", type=int, help="use at most N segmentation images")
     parser.add_argument("--json", type=Path, help="write every row and the conditions here")
-    parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     from modnet_edge.benchmarks.quality import compare_quality
 
-    report = compare_quality(args.models, portraits=args.portraits, segmentation=args.segmentation,
+    report = compare_quality(args.subjects, portraits=args.portraits, segmentation=args.segmentation,
                              limit=args.limit, progress=not args.no_progress)
     print(report.table())
     if args.json:

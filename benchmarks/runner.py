@@ -182,7 +182,7 @@ def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = Non
     With ``config.isolate`` (default) every subject runs in its own worker process (:mod:`.isolation`);
     subjects that cannot be rebuilt in another process are measured here, together, and say so.
     """
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress as progress_bar
 
     from modnet_edge.benchmarks.isolation import LoadMeter, run_isolated, stability
 
@@ -194,25 +194,13 @@ def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = Non
     handles, jobs, extras = [], [], {}
     with tempfile.TemporaryDirectory(prefix="modnet-edge-bench-") as tmp:
         try:
-            for subject in tqdm(subjects, desc="open + warm up", disable=not progress, leave=False):
+            for subject in progress_bar(subjects, desc="open + warm up", disable=not progress, leave=False):
                 handle, subject_jobs, extras[id(subject)] = open_and_warm(subject, cfg, image, Path(tmp))
                 handles.append(handle)
                 jobs += subject_jobs
-            total = sum(cfg.iterations for _ in jobs)
-            chunk = max(1, -(-cfg.iterations // max(1, cfg.rounds)))
             meter = LoadMeter([os.getpid()])
-            with meter, tqdm(total=total, desc="benchmark (interleaved)", disable=not progress, leave=False) as bar:
-                while not all(j.done(cfg) for j in jobs):
-                    for job in jobs:
-                        for _ in range(chunk):
-                            if job.done(cfg):
-                                break
-                            t = time.perf_counter()
-                            job.step()
-                            dt = time.perf_counter() - t
-                            job.samples_ms.append(dt * 1000.0)
-                            job.timed_s += dt
-                            bar.update(1)
+            with meter:
+                time_interleaved(jobs, cfg, "benchmark (interleaved)", progress)
             gpu = gpu_memory_mb()
             results = [_result(job, cfg, run_id, extras[id(job.subject)], gpu) for job in jobs]
             for r in results:
@@ -224,6 +212,29 @@ def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = Non
         finally:
             for handle in handles:
                 handle.close()
+
+
+def time_interleaved(jobs: Sequence[Any], cfg: BenchConfig, desc: str = "benchmark (interleaved)",
+                     progress: bool = True) -> None:
+    """Time every job's ``step()`` in rounds of a few calls each until each is ``done(cfg)``, appending
+    milliseconds to ``samples_ms`` and seconds to ``timed_s``: interleaving, so that a load spike or a
+    clock change hits every job alike.  Jobs are anything with those four members (the GPU benchmark's
+    cases too: their ``step`` ends with a device synchronisation, so the wall clock covers the work)."""
+    from modnet_edge.core.console import progress as progress_bar
+
+    chunk = max(1, -(-cfg.iterations // max(1, cfg.rounds)))
+    with progress_bar(total=cfg.iterations * len(jobs), desc=desc, disable=not progress, leave=False) as bar:
+        while not all(j.done(cfg) for j in jobs):
+            for job in jobs:
+                for _ in range(chunk):
+                    if job.done(cfg):
+                        break
+                    t = time.perf_counter()
+                    job.step()
+                    dt = time.perf_counter() - t
+                    job.samples_ms.append(dt * 1000.0)
+                    job.timed_s += dt
+                    bar.update(1)
 
 
 def open_and_warm(subject: Subject, cfg: BenchConfig, image: np.ndarray, tmp: Path) -> tuple[Any, list[_Job],
@@ -347,13 +358,140 @@ def _result(job: _Job, cfg: BenchConfig, run_id: str, extra: dict[str, Any], gpu
                        latency_ms=latency, memory=memory, notes=notes, extra=extras)
 
 
-def benchmark(artifacts: Sequence[str | Path], runtime: str | None = None, progress: bool = True,
-              backend_options: dict[str, Any] | None = None, **config: Any) -> list[BenchResult]:
-    """Public API (``modnet_edge.benchmark``): measure artifacts side by side in one interleaved run.
+class BenchmarkReport(list):
+    """What :func:`benchmark` returns: the list of :class:`BenchResult` (local and ingested) plus their
+    verdicts against the device speed targets, so the API and ``modnet-edge benchmark`` judge alike."""
+
+    def __init__(self, results: Sequence[BenchResult], verdicts: Sequence[Any], notes: Sequence[str] = ()) -> None:
+        super().__init__(results)
+        self.verdicts = list(verdicts)
+        self.notes = list(notes)  # what was added or decided on the caller's behalf (the baseline)
+
+    @property
+    def missed(self) -> list[Any]:
+        return [v for v in self.verdicts if v.meets is False]
+
+    @property
+    def passed(self) -> bool:
+        """The ``--check`` verdict: no result misses its target, and at least one target applied (a check
+        that checked nothing must not pass)."""
+        return not self.missed and any(v.meets for v in self.verdicts)
+
+    def check_summary(self) -> str:
+        if self.missed:
+            return f"check FAILED: {len(self.missed)} result(s) miss their target"
+        if not any(v.meets for v in self.verdicts):
+            return ("check FAILED: no target applied to any result (pass --device-class, or measure at a target's "
+                    "size and precision); nothing was checked")
+        return "check passed: every result with a target meets it"
+
+    def table(self) -> str:
+        return verdict_table(self.verdicts)
+
+
+def benchmark(artifacts: Sequence[str | Path] = (), runtime: str | None = None, progress: bool = True,
+              backend_options: dict[str, Any] | None = None, *, device_class: str | None = None,
+              targets: str | Path | None = None, baseline: bool = True, results: Sequence[BenchResult] = (),
+              run_id: str | None = None, **config: Any) -> BenchmarkReport:
+    """Public API (``modnet_edge.benchmark``): measure artifacts side by side in one interleaved run and
+    check every result against the device speed targets (``modnet-edge benchmark`` is this call).
 
     ``config``: :class:`BenchConfig` fields (``sizes=((512, 512),)``, ``modes=("model", "end-to-end")``,
-    ``iterations``, ``warmup``, ``threads``, ``batch``, ``max_seconds`` ...); ``backend_options`` go to
-    each backend (``providers=``, ``device=``).  Returns one :class:`BenchResult` per artifact/mode/size.
+    ``iterations``, ``warmup``, ``threads``, ``batch``, ``max_seconds``, ``image`` ...); ``backend_options``
+    go to each backend (``providers=``, ``device=``).  ``device_class``: the targets' class (default:
+    detected from this machine for local results, recorded or detected for ``results``); ``targets``: a
+    targets file (default: the shipped one).  ``baseline``: add the PyTorch FP32 reference when a ratio
+    target of the class compares against it.  ``results``: results measured elsewhere (phones, boards,
+    earlier runs) checked with the same targets.  Returns a :class:`BenchmarkReport` (a list of
+    :class:`BenchResult` with ``.verdicts``, ``.passed`` and ``.table()``).
     """
-    subjects = [subject_for_path(a, runtime=runtime, **(backend_options or {})) for a in artifacts]
-    return run_benchmarks(subjects, BenchConfig(**config), progress=progress)
+    from modnet_edge.benchmarks.device_info import describe_device
+    from modnet_edge.benchmarks.targets import load_targets
+
+    table = load_targets(targets)
+    explicit = table.get(device_class) if device_class else None  # an unknown class fails before any work
+    if not artifacts and not results:
+        raise ConfigError("nothing to benchmark: give artifacts, or results measured elsewhere")
+    run_id = run_id or new_run_id()
+    options = dict(backend_options or {})
+    options.pop("threads", None)  # threads are BenchConfig's, the same for every subject
+    measured: list[BenchResult] = []
+    notes: list[str] = []
+    if artifacts:
+        subjects = [subject_for_path(a, runtime=runtime, **options) for a in artifacts]
+        local_class = explicit or table.detect(describe_device())
+        base = baseline_subject(artifacts, local_class, subjects, **options) if baseline else None
+        if base is not None:
+            notes.append(f"adding {base.label} (ratio targets of class {local_class.name!r} compare against it)")
+            subjects.append(base)
+        measured = run_benchmarks(subjects, BenchConfig(**config), progress=progress, run_id=run_id)
+    ingested = list(results)
+    for r in ingested:
+        if explicit is not None:  # remembered, so `modnet-edge report --bench` checks it against the same class
+            r.extra["device_class"] = explicit.name
+    everything = measured + ingested
+    return BenchmarkReport(everything, table.check(everything, explicit), notes)
+
+
+def baseline_subject(artifacts: Sequence[str | Path], device_class: Any, subjects: Sequence[Subject],
+                     **options: Any) -> Subject | None:
+    """The PyTorch FP32 reference of the first artifact with a manifest, when a ratio target of
+    ``device_class`` compares against it and no subject already is it."""
+    from modnet_edge.core import read_manifest
+    from modnet_edge.parity_tests.parity import find_reference
+
+    wanted = device_class.baselines()
+    # a checkpoint given as a subject (no manifest, so no precision recorded) runs in fp32: it is the baseline
+    have = {(s.artifact.get("format"), s.artifact.get("precision") or "fp32") for s in subjects}
+    if not wanted or ("pytorch", "fp32") not in wanted or ("pytorch", "fp32") in have:
+        return None
+    torch_options = {"device": options["device"]} if options.get("device") else {}
+    for path in artifacts:
+        meta = read_manifest(path)
+        if meta is not None:
+            ckpt = find_reference(meta, Path(path))
+            subject = subject_for_checkpoint(ckpt, **torch_options)
+            subject.label = f"pytorch fp32 baseline ({subject.label})"
+            subject.artifact["role"] = "reference"
+            return subject
+    return None
+
+
+def verdict_table(verdicts: Sequence[Any]) -> str:
+    """Results and their verdicts, columns sized to content (long artifact names are never cut), with
+    the reason under each miss, after the lines that say where the local results were measured."""
+    from modnet_edge.core.console import table
+
+    rows, reasons = [], []
+    for v in verdicts:
+        r = v.result
+        share = ((r.extra or {}).get("roofline") or {}).get("share")
+        untrusted = v.meets is None and "untrusted" in v.measured
+        verdict = "UNTRUSTED" if untrusted else {True: "MEETS", False: "MISSES", None: "no target"}[v.meets]
+        rows.append((r.label, f"{r.latency_ms.typical:.2f}",
+                     f"{r.latency_ms.p90:.2f}" if r.latency_ms.p90 is not None else "-", f"{r.fps:.2f}",
+                     f"{share:.0%}" if share is not None else "-", v.device_class, v.required, v.measured, verdict))
+        reasons.append(f"    {v.reason}" if (v.meets is False or untrusted) and v.reason else None)
+    lines = table(("result", "p50 ms", "p90 ms", "fps", "peak", "class", "target", "measured", "verdict"), rows,
+                  right=(1, 2, 3, 4)).split("\n")
+    out = _machine_lines([v.result for v in verdicts]) + lines[:2]
+    for line, reason in zip(lines[2:], reasons):
+        out += [line] + ([reason] if reason else [])
+    return "\n".join(out)
+
+
+def _machine_lines(results: list[Any]) -> list[str]:
+    """Where the local results were measured: CPU, its speed features, isolation, and the peak's derivation."""
+    local = [r for r in results if r.source == "local"]
+    if not local:
+        return []
+    dev, r = local[0].device, local[0]
+    features = ", ".join(dev.get("cpu_features") or []) or "not reported"
+    isolated = all(x.config.get("isolated") for x in local)
+    lines = [f"machine: {dev.get('cpu')} ({dev.get('usable_cores')} usable cores; {features}); "
+             + ("each subject in its own process" if isolated else "subjects shared one process")]
+    roof = (r.extra or {}).get("roofline") or {}
+    if roof.get("derivation"):
+        lines.append(f"peak: {roof['derivation']}; MODNet {roof['gflops_per_frame']} GFLOPs per frame at "
+                     f"{'x'.join(str(v) for v in (r.config.get('model_input_size') or []))}")
+    return lines

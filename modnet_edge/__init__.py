@@ -1,16 +1,34 @@
 """modnet-edge: MODNet portrait matting from PyTorch training to phones, edge boxes and GPUs.
 
-Public API (the contract the CLI mirrors one to one)::
+Public API (the contract the CLI mirrors: ``modnet-edge NAME`` for each function NAME, hyphen for
+underscore, with options named like the keywords)::
 
     load_network(checkpoint)                     -> torch.nn.Module (matte-only, inference mode)
     export(checkpoint, format, precision, output, budget=None, **options) -> Path
                                                    (budget: the fastest variant within a drift budget)
     load(path, **options)                        -> MattingPredictor  (predictor.predict(image) -> alpha)
     open_backend(model_file, **options)          -> Backend (.inputs, .outputs, .run(feed))
+    predict(artifact, images, output=None, **options) -> Predictions (files written, or mattes in memory)
     parity(artifacts, images, ...)               -> ParityReport
     diagnose(artifact, images)                   -> Diagnosis (per-layer drift: where it starts)
-    benchmark(artifacts, sizes=..., modes=...)   -> list[BenchResult]  (one interleaved run)
+    benchmark(artifacts, sizes=..., modes=..., device_class=None, results=())
+                                                 -> BenchmarkReport (list of BenchResult + .verdicts, .passed)
+    report(artifacts, output, bench=...)         -> {"pass", "entries", "parity", "output"} (report.html ...)
     pipeline(checkpoint=None, output=DIR)        -> manifest dict (manifest["pass"] is the verdict)
+    evaluate(artifact, data_dir)                 -> {"mse", "mad", "sad", "grad", "conn"}
+    quality(subjects, portraits=, segmentation=) -> QualityReport (our models and peers side by side)
+    info(artifact)                               -> dict (format, runtime, inputs/outputs, metadata)
+    train(config, data=None, output=DIR)         -> Path of the best checkpoint
+    adapt(checkpoint, data, output)              -> Path of the SOC-adapted checkpoint
+    tensorrt_build(onnx, output)                 -> Path of the TensorRT engine
+    gpu_speed(checkpoint=None, variants=...)     -> list[BenchResult] (PyTorch CUDA / ORT CUDA / TensorRT)
+    search_precision(checkpoint, format, precision, output, budget) -> SearchResult
+
+Functions without a command of their own: ``load_network``, ``load`` and ``open_backend`` return live
+Python objects (``modnet-edge info`` describes what they open; ``predict`` runs them), and
+``search_precision`` is ``modnet-edge export --budget``.  Commands without a function: ``formats``
+and ``weights`` print tables that are data here (:data:`FORMATS`, ``modnet_edge.model.weights.WEIGHTS``).
+Earlier command names still work: ``bench`` (now ``benchmark``) and ``doctor`` (now ``diagnose``).
 
 Stage packages are imported lazily so ``import modnet_edge`` stays cheap.
 """
@@ -30,19 +48,31 @@ _LAZY = {
     "load_network": ("modnet_edge.model.checkpoint", "load_network"),
     "load": ("modnet_edge.runtimes.loader", "load"),
     "open_backend": ("modnet_edge.runtimes.loader", "open_backend"),
+    "predict": ("modnet_edge.runtimes.predict", "predict"),
     "parity": ("modnet_edge.parity_tests.parity", "run_parity"),
     "benchmark": ("modnet_edge.benchmarks.runner", "benchmark"),
     "pipeline": ("modnet_edge.pipeline", "pipeline"),
     "evaluate": ("modnet_edge.benchmarks.evaluate", "evaluate"),
     "diagnose": ("modnet_edge.parity_tests.doctor", "diagnose"),
     "search_precision": ("modnet_edge.precision_search", "search_precision"),
+    "report": ("modnet_edge.report_command", "report"),
+    "quality": ("modnet_edge.benchmarks.quality", "compare_quality"),
+    "info": ("modnet_edge.runtimes.info_command", "describe"),
+    "adapt": ("modnet_edge.train.soc", "adapt"),
+    "tensorrt_build": ("modnet_edge.export.tensorrt_build", "build_engine"),
+    "gpu_speed": ("modnet_edge.benchmarks.gpu_speed", "measure_gpu_speed"),
     "CalibrationSource": ("modnet_edge.calibration.source", "CalibrationSource"),
 }
 _SUBPACKAGES = ("train", "export", "runtimes", "calibration", "parity_tests", "benchmarks")
 
 __all__ = ["FORMATS", "ArtifactMetadata", "PreprocessSpec", "ModnetEdgeError", "InputImageError",
            "CheckpointError", "ArtifactError", "MetadataError", "BackendUnavailableError", "ConfigError",
-           "DataError", "FeedError", "BudgetError", "export", *_LAZY]
+           "DataError", "FeedError", "BudgetError", "export", "train", *_LAZY]
+
+# the API functions the command line mirrors (name -> ``modnet-edge`` subcommand, hyphen for underscore);
+# tests/test_cli.py keeps this and the CLI's COMMANDS equal, up to the exceptions named in the docstring
+MIRRORED = ("export", "predict", "parity", "diagnose", "benchmark", "report", "pipeline", "evaluate", "quality",
+            "info", "train", "adapt", "tensorrt_build", "gpu_speed")
 
 
 def __getattr__(name: str) -> Any:

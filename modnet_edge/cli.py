@@ -1,8 +1,12 @@
-"""The ``modnet-edge`` command: one subcommand per job, each mirroring one Python API function.
+"""The ``modnet-edge`` command: one subcommand per job, each named like the Python API function it mirrors.
 
 Every subcommand lives in its stage's ``command`` module (``HELP``, ``add_arguments(parser)``,
 ``run(args) -> int``) and is listed here by name only, so ``--help`` does not import torch.  Any
 :class:`ModnetEdgeError` becomes one clear ``error:`` line and exit status 2.
+
+Output options work with every subcommand, before or after its name: ``--quiet`` (print nothing; the
+exit status is the verdict; errors still print), ``--no-progress`` (no bars; bars are never drawn when
+stderr is not a terminal anyway) and ``--log-file FILE`` (append every printed line to FILE too).
 """
 
 from __future__ import annotations
@@ -11,18 +15,25 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from modnet_edge.core import VERSION
+from modnet_edge.core import FORMATS, VERSION
+from modnet_edge.core import console
+from modnet_edge.core.console import size_arg, square_size_arg  # noqa: F401  (commands import them from here)
+
+__all__ = ["COMMANDS", "ALIASES", "build_parser", "main", "size_arg", "square_size_arg", "add_device_argument"]
 from modnet_edge.core.errors import BudgetError, ModnetEdgeError
 
-# subcommand -> module defining HELP, add_arguments(parser) and run(args)
+# subcommand -> module defining HELP, add_arguments(parser) and run(args); the name is the API function's
+# (hyphen for underscore), see modnet_edge/__init__.py for the table of both
 COMMANDS: dict[str, str] = {
     "formats": "modnet_edge.formats_command",
-    "export": "modnet_edge.export.command",
+    "export": "modnet_edge.export_command",
     "predict": "modnet_edge.runtimes.command",
     "parity": "modnet_edge.parity_tests.command",
-    "doctor": "modnet_edge.parity_tests.doctor_command",
-    "bench": "modnet_edge.benchmarks.command",
+    "diagnose": "modnet_edge.parity_tests.doctor_command",
+    "benchmark": "modnet_edge.benchmarks.command",
     "report": "modnet_edge.report_command",
     "pipeline": "modnet_edge.pipeline_command",
     "tensorrt-build": "modnet_edge.export.tensorrt_command",
@@ -35,26 +46,80 @@ COMMANDS: dict[str, str] = {
     "weights": "modnet_edge.model.weights_command",
 }
 
+# earlier names, still accepted so existing scripts keep working
+ALIASES: dict[str, list[str]] = {"benchmark": ["bench"], "diagnose": ["doctor"]}
 
-def size_arg(text: str) -> tuple[int, int]:
-    """argparse type for ``HxW`` sizes (``512x512``), shared by every command that takes one."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 512x512, got {text!r}") from None
-    return h, w
+DEVICE_HELP = "PyTorch-style device: cpu, cuda, cuda:N"
+
+
+def all_precisions() -> list[str]:
+    """Every precision some format supports, in table order: the choices of a ``--precision`` option
+    whose format is not known when arguments are parsed (the export checks the pair)."""
+    return list(dict.fromkeys(p for f in FORMATS.values() for p in f.precisions))
+
+
+def add_device_argument(parser: Any, auto: bool = False, default: str | None = None, what: str = "") -> None:
+    """``--device`` means one thing in every command: a PyTorch-style device string."""
+    parser.add_argument("--device", default=default, metavar="DEVICE",
+                        help=DEVICE_HELP + (", or auto (CUDA when available)" if auto else "") + what)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows ``(default: X)`` only where X says something (never None, False or an empty value) and
+    writes sizes as ``HxW``; help that already names its default is left alone."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or "%(default)" in text:
+            return text
+        shown = _shown_default(action)
+        return f"{text} (default: {shown})" if shown else text
+
+
+def _shown_default(action: argparse.Action) -> str | None:
+    value = action.default
+    if value is None or value is argparse.SUPPRESS or isinstance(value, bool) or action.nargs == 0:
+        return None
+    if isinstance(value, (str, list, tuple, dict)) and not value:
+        return None
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value).replace("%", "%%")
+
+
+def _output_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    g = parser.add_argument_group("output")
+    g.add_argument("-q", "--quiet", action="store_true", default=default if default is not None else False,
+                   help="print nothing (errors still print; the exit status is the verdict)")
+    g.add_argument("--no-progress", action="store_true", default=default if default is not None else False,
+                   help="no progress bars (never drawn when stderr is not a terminal)")
+    g.add_argument("--log-file", type=Path, metavar="FILE", default=default,
+                   help="also append every line the command prints to FILE")
+
+
+def _list_precision_choices(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if "--precision" in action.option_strings and action.choices is None:
+            action.choices = all_precisions()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modnet-edge", description="MODNet portrait matting: train, export, "
-                                     "run and verify on every deployment format.")
+                                     "run and verify on every deployment format.", formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"modnet-edge {VERSION}")
+    _output_options(parser, None)
+    # the subcommand copies default to SUPPRESS: given before the name, the top-level value survives
+    common = argparse.ArgumentParser(add_help=False)
+    _output_options(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(name, aliases=ALIASES.get(name, []), help=module.HELP, description=module.HELP,
+                           formatter_class=HelpFormatter, parents=[common])
         module.add_arguments(p)
+        _list_precision_choices(p)
         p.set_defaults(_run=module.run)
     return parser
 
@@ -65,17 +130,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    saved = console.ConsoleSettings(**vars(console.SETTINGS))
+    console.configure(quiet=args.quiet, progress=not args.no_progress, log_file=args.log_file)
     try:
-        return int(args._run(args) or 0)
-    except BudgetError as exc:  # a verdict, like a failed parity gate
-        print(f"modnet-edge {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except ModnetEdgeError as exc:
-        print(f"modnet-edge {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"modnet-edge {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code, error = _run(args)
+    finally:
+        console.SETTINGS.__dict__.update(vars(saved))
+    if error:
+        print(error, file=sys.stderr)
+        if args.log_file is not None:
+            with open(args.log_file, "a", encoding="utf-8") as log:
+                log.write(error + "\n")
+    return code
+
+
+def _run(args: argparse.Namespace) -> tuple[int, str | None]:
+    """Run the command with its output options; returns (exit status, the line to print on stderr)."""
+    with console.captured_output(quiet=args.quiet, log_file=args.log_file):
+        try:
+            return int(args._run(args) or 0), None
+        except BudgetError as exc:  # a verdict, like a failed parity gate
+            return 1, f"modnet-edge {args.command}: {exc}"
+        except ModnetEdgeError as exc:
+            return 2, f"modnet-edge {args.command}: error: {exc}"
+        except KeyboardInterrupt:
+            return 130, f"modnet-edge {args.command}: interrupted"
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "precisions)")
     parser.add_argument("--device-class", help="device class for speed targets (default: detected)")
     parser.add_argument("--targets", type=Path, help="targets file (default: the shipped targets.json)")
-    parser.add_argument("--size", type=size_arg, default=(512, 512), metavar="HxW", help="benchmark input size")
+    parser.add_argument("--size", dest="sizes", type=size_arg, action="append", metavar="HxW",
+                        help="benchmark input size HxW or N (NxN), repeatable (default: 512x512)")
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations per artifact")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=10.0, help="cap on each artifact's timed phase")
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from modnet_edge.benchmarks.runner import BenchConfig
 
     t0 = time.perf_counter()
-    bench = BenchConfig(sizes=(args.size,), modes=("model", "end-to-end") if args.end_to_end else ("model",),
+    bench = BenchConfig(sizes=tuple(args.sizes or [(512, 512)]),
+                        modes=("model", "end-to-end") if args.end_to_end else ("model",),
                         warmup=args.warmup, iterations=args.iterations, max_seconds=args.max_seconds,
                         threads=args.threads)
     opts = PipelineOptions(output=args.output, checkpoint=args.checkpoint, images=args.images, limit=args.limit,

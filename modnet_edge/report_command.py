@@ -1,7 +1,8 @@
-"""``modnet-edge report``: the visual parity report for existing artifacts, with speed from any benchmark.
+"""``modnet-edge report`` (mirrors :func:`modnet_edge.report`): the visual parity report for existing
+artifacts, with speed from any benchmark.
 
 Runs parity on the artifacts (keeping mattes for the pictures), joins speed results given with
-``--bench`` (this machine's ``bench --json`` output, ``edge_runner.py`` lines, ingested phone logs:
+``--bench`` (this machine's ``benchmark --json`` output, ``edge_runner.py`` lines, ingested phone logs:
 matched to artifacts by sha256, or by path) and writes one folder: ``report.html`` (self-contained),
 ``summary.json``, ``junit.xml`` and ``summary.md``.  Exit 1 when any artifact fails a gate.
 """
@@ -9,7 +10,9 @@ matched to artifacts by sha256, or by path) and writes one folder: ``report.html
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 HELP = "write the self-contained HTML parity report (plus JUnit XML and a Markdown summary) for artifacts"
 
@@ -28,28 +31,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pictures", type=int, default=2, help="how many images to show with mattes and heat maps")
 
 
-def run(args: argparse.Namespace) -> int:
+def report(artifacts: Sequence[str | Path], output: str | Path, images: Any = None, limit: int | None = None,
+           reference: str | Path | None = None, bench: Sequence[str | Path] = (), device_class: str | None = None,
+           targets: str | Path | None = None, pictures: int = 2) -> dict[str, Any]:
+    """Public API (``modnet_edge.report``): run parity on ``artifacts``, join the speed results in the
+    ``bench`` files, and write ``report.html``, ``summary.json``, ``junit.xml`` and ``summary.md`` into
+    ``output``.  Returns ``{"pass": bool, "entries": [...], "parity": ParityReport, "output": Path}``."""
+    from modnet_edge.benchmarks.device_info import runtime_versions
+    from modnet_edge.benchmarks.results import read_jsonl
+    from modnet_edge.benchmarks.summary import (ArtifactEntry, attach_parity, attach_speed, group_parity, overall_pass,
+                                                write_outputs)
+    from modnet_edge.benchmarks.targets import load_targets
     from modnet_edge.core import FORMATS, path_size, sha256_path
     from modnet_edge.core.errors import ArtifactError
     from modnet_edge.parity_tests.parity import run_parity
+    from modnet_edge.report_html import write_report
     from modnet_edge.runtimes.loader import detect_format
 
-    from modnet_edge.benchmarks.device_info import runtime_versions
-    from modnet_edge.report_html import write_report
-    from modnet_edge.benchmarks.results import read_jsonl
-    from modnet_edge.benchmarks.summary import ArtifactEntry, attach_parity, attach_speed, group_parity, overall_pass, write_outputs
-    from modnet_edge.benchmarks.targets import load_targets
-
-    table = load_targets(args.targets)
-    if args.device_class:
-        table.get(args.device_class)  # unknown class: fail before the slow parity run
-    for path in args.artifacts:
+    output = Path(output)
+    table = load_targets(targets)
+    if device_class:
+        table.get(device_class)  # unknown class: fail before the slow parity run
+    for path in artifacts:
         if not Path(path).exists():
             raise ArtifactError("artifact does not exist", path)
-    results = [r for f in args.bench for r in read_jsonl(f)]
-    parity = run_parity(args.artifacts, images=args.images, reference=args.reference, limit=args.limit,
-                        keep_mattes=max(args.pictures, 0))
-    verdicts = table.check(results, args.device_class)
+    results = [r for f in bench for r in read_jsonl(f)]
+    parity = run_parity(artifacts, images=images, reference=reference, limit=limit, keep_mattes=max(pictures, 0))
+    verdicts = table.check(results, device_class)
     entries = []
     for path, group in group_parity(parity).items():
         r = group[0]
@@ -60,11 +68,17 @@ def run(args: argparse.Namespace) -> int:
         entries.append(e)
     context = {"images": f"{len(parity.images)} from {parity.image_source}",
                "reference": parity.results[0].reference if parity.results else None,
-               "benchmarks": ", ".join(str(b) for b in args.bench) or "none given (no speed columns)",
+               "benchmarks": ", ".join(str(b) for b in bench) or "none given (no speed columns)",
                "versions": runtime_versions()}
-    args.output.mkdir(parents=True, exist_ok=True)
-    write_outputs(args.output, entries, {k: v for k, v in context.items() if k != "versions"})
-    write_report(args.output / "report.html", entries, context, parity, results, verdicts, args.pictures)
-    print(parity.table())
+    output.mkdir(parents=True, exist_ok=True)
+    write_outputs(output, entries, {k: v for k, v in context.items() if k != "versions"})
+    write_report(output / "report.html", entries, context, parity, results, verdicts, pictures)
+    return {"pass": overall_pass(entries), "entries": entries, "parity": parity, "output": output}
+
+
+def run(args: argparse.Namespace) -> int:
+    result = report(args.artifacts, args.output, images=args.images, limit=args.limit, reference=args.reference,
+                    bench=args.bench, device_class=args.device_class, targets=args.targets, pictures=args.pictures)
+    print(result["parity"].table())
     print(f"wrote {args.output / 'report.html'}, summary.json, junit.xml, summary.md")
-    return 0 if overall_pass(entries) else 1
+    return 0 if result["pass"] else 1

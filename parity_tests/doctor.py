@@ -253,7 +253,7 @@ def _diagnose_onnx(artifact: Path, meta: Any, ckpt: Any, pictures: dict[str, np.
                    progress: bool) -> Diagnosis:
     import onnx
     import onnxruntime as ort
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress as progress_bar
 
     from modnet_edge.core.preprocess import postprocess, preprocess
     from modnet_edge.model.checkpoint import build_from_checkpoint
@@ -270,7 +270,8 @@ def _diagnose_onnx(artifact: Path, meta: Any, ckpt: Any, pictures: dict[str, np.
     drifts: list[Drift] = []
     session = None
     modules_seen: list[str] = []
-    for name, rgb in tqdm(pictures.items(), desc=f"doctor {artifact.name}", disable=not progress, leave=False):
+    for name, rgb in progress_bar(pictures.items(), desc=f"diagnose {artifact.name}", disable=not progress,
+                                  leave=False):
         x = preprocess(rgb, meta.preprocessing)
         acts, order, ref_matte = reference_activations(net, x)
         if mapping is None:

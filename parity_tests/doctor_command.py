@@ -1,4 +1,5 @@
-"""``modnet-edge doctor``: where an artifact's drift starts (mirrors :func:`modnet_edge.diagnose`)."""
+"""``modnet-edge diagnose`` (alias ``doctor``): where an artifact's drift starts (mirrors
+:func:`modnet_edge.diagnose`)."""
 
 from __future__ import annotations
 

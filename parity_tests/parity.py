@@ -280,7 +280,7 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
     ``keep_mattes``: True keeps every image's input, reference alpha and artifact alpha on the report
     (for visual reports); an int N keeps only the first N images, bounding memory on big folders.
     """
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress as progress_bar
 
     from modnet_edge.runtimes.loader import load
     from modnet_edge.runtimes.predictor import MattingPredictor
@@ -307,11 +307,12 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
                                             model=meta.model)
                 with MattingPredictor(ref_backend, ref_meta) as ref:
                     ref_cache[key] = {n: ref.predict(im) for n, im in
-                                      tqdm(pictures.items(), desc="reference (pytorch fp32)", disable=not progress,
-                                           leave=False)}
+                                      progress_bar(pictures.items(), desc="reference (pytorch fp32)",
+                                                   disable=not progress, leave=False)}
             refs = ref_cache[key]
             per_image, mattes, ref_mattes = {}, {}, {}
-            for name, im in tqdm(pictures.items(), desc=f"parity {artifact.name}", disable=not progress, leave=False):
+            for name, im in progress_bar(pictures.items(), desc=f"parity {artifact.name}", disable=not progress,
+                                         leave=False):
                 alpha = predictor.predict(im)
                 per_image[name] = Drift.measure(refs[name], alpha)
                 if name in kept:

@@ -1,4 +1,5 @@
-"""``modnet-edge info``: what an artifact or checkpoint is, read from the file itself."""
+"""``modnet-edge info`` (mirrors :func:`modnet_edge.info`): what an artifact or checkpoint is, read from
+the file itself."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def describe(path: str, runtime: str | None = None) -> dict:
-    """Backend view (inputs/outputs) plus reconciled metadata, and parameter count for checkpoints."""
+    """Public API (``modnet_edge.info``).  Backend view (inputs/outputs) plus reconciled metadata, and
+    parameter count for checkpoints."""
     from modnet_edge.core import reconcile_metadata
     from modnet_edge.runtimes.loader import open_backend
 

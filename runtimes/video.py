@@ -159,7 +159,7 @@ def predict_video(predictor: Any, video: str | Path, output: str | Path, ofd: bo
     runtimes, PyAV and NumPy release the GIL in their heavy parts, so the job runs near the model's
     own speed instead of the sum of every step (the progress bar shows both).
     """
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress as progress_bar
 
     video, out = Path(video), Path(output)
     info = probe(video)
@@ -209,7 +209,8 @@ def predict_video(predictor: Any, video: str | Path, output: str | Path, ofd: bo
                     comp_w.write(composite(rgb, alpha, color))
 
         reader, writer = _Stage(read, "video reader"), _Stage(write, "video writer")
-        bar = stack.enter_context(tqdm(total=total, desc=f"video {video.name}", unit="frame", disable=not progress))
+        bar = stack.enter_context(progress_bar(total=total, desc=f"video {video.name}", unit="frame",
+                                               disable=not progress))
         reader.start()
         writer.start()
         finished = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from modnet_edge.cli import add_device_argument
+
 HELP = "SOC self-supervised adaptation of a checkpoint on unlabeled images / video frames"
 
 
@@ -14,13 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("runs/soc"), help="run folder (adapted.pt)")
     parser.add_argument("--config", help="JSON/YAML SOC config file")
     parser.add_argument("--steps", type=int, help="optimizer steps")
-    parser.add_argument("--size", type=int, help="inference ref_size frames are resized with")
+    parser.add_argument("--ref-size", dest="size", type=int, metavar="N", help="frames are resized by the inference "
+                        "rule with this reference size (SOC config 'size')")
+    parser.add_argument("--size", dest="size", type=int, help=argparse.SUPPRESS)  # its earlier name
     parser.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-4)")
     parser.add_argument("--frame-every", type=int, help="use every k-th video frame")
     parser.add_argument("--max-frames", type=int, help="at most this many frames per video")
-    parser.add_argument("--device", help="cpu, cuda or auto")
+    add_device_argument(parser, auto=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any SOC key")
-    parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:

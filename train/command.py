@@ -10,11 +10,14 @@ import argparse
 import os
 from pathlib import Path
 
+from modnet_edge.cli import DEVICE_HELP, square_size_arg
+
 HELP = "train MODNet (paper recipe by default; no --data: the built-in synthetic set)"
 
 # flag -> config key, for the values people change most; everything else via --set KEY=VALUE
-_FLAGS = {"epochs": int, "batch_size": int, "size": int, "lr": float, "max_steps": int, "device": str,
+_FLAGS = {"epochs": int, "batch_size": int, "size": square_size_arg, "lr": float, "max_steps": int, "device": str,
           "seed": int, "workers": int, "threads": int, "task": str, "loss": str, "init": str, "val_data": str}
+_HELP = {"size": "training crop size: N or NxN (square)", "device": DEVICE_HELP + ", or auto"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue exactly from OUTPUT/last.pt")
     for name, typ in _FLAGS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=None,
-                            help=f"override config '{name}'")
+                            metavar="N" if name == "size" else None,
+                            help=_HELP.get(name, "") + f"{': ' if name in _HELP else ''}overrides config '{name}'")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key (value parsed as JSON), e.g. --set scale_range=[1,1.5]")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

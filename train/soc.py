@@ -135,7 +135,7 @@ def adapt(checkpoint: str | Path, data: list[str | Path] | str | Path, output: s
 
 
 def _adapt(checkpoint: str | Path, data: list[str | Path] | str | Path, out: Path, cfg: SocConfig) -> Path:
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress as progress_bar
 
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
@@ -163,7 +163,7 @@ def _adapt(checkpoint: str | Path, data: list[str | Path] | str | Path, out: Pat
     log.record("start", frames=len(tensors), held_out=len(held), source=str(data), before=before)
     rng = np.random.default_rng([cfg.seed, 1])
     t0 = time.perf_counter()
-    for step in tqdm(range(1, cfg.steps + 1), desc="SOC adapt", unit="step", disable=not cfg.progress):
+    for step in progress_bar(range(1, cfg.steps + 1), desc="SOC adapt", unit="step", disable=not cfg.progress):
         x = train_frames[int(rng.integers(len(train_frames)))]
         s, d, a = model(x, inference=False)
         with torch.no_grad():

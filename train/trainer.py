@@ -230,7 +230,7 @@ class Trainer:
         return {k: float(v.detach()) for k, v in losses.items()}
 
     def fit(self) -> Path:
-        from tqdm import tqdm
+        from modnet_edge.core.console import progress as progress_bar
 
         cfg = self.cfg
         if self.dist.main:
@@ -241,8 +241,8 @@ class Trainer:
                             resumed_at_step=self.step, tensorboard=self.log.tensorboard_note)
         total = self.steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(
             cfg.max_steps, self.steps_per_epoch * cfg.epochs)
-        bar = tqdm(total=total, initial=min(self.step, total), desc=f"train {self.task}", unit="step",
-                   disable=not (cfg.progress and self.dist.main), dynamic_ncols=True)
+        bar = progress_bar(total=total, initial=min(self.step, total), desc=f"train {self.task}", unit="step",
+                           disable=not (cfg.progress and self.dist.main), dynamic_ncols=True)
         stopped = self.step >= total
         try:
             while self.epoch < cfg.epochs and not stopped:
