@@ -87,7 +87,7 @@ def gflops_per_frame(height: int, width: int, lr_block: str = "se") -> float:
     handles = [m.register_forward_hook(count) for m in net.modules()
                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     with torch.no_grad():
-        net(torch.zeros(1, 3, height, width), inference=True)
+        net(torch.zeros(1, 3, height, width))
     for h in handles:
         h.remove()
     return 2 * macs / 1e9

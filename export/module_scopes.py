@@ -146,7 +146,7 @@ def _called_modules(lr_block: str) -> frozenset[str]:
     names = {m: n for n, m in net.named_modules() if n}
     handles = [m.register_forward_hook(lambda m, i, o: called.add(names[m])) for m in names]
     with torch.no_grad():
-        net(torch.zeros(1, 3, 64, 64), inference=True)
+        net(torch.zeros(1, 3, 64, 64))
     for h in handles:
         h.remove()
     return frozenset(called)

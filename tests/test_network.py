@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from modnet_edge.core.errors import CheckpointError
-from modnet_edge.model.checkpoint import (build_from_checkpoint, load_network, random_checkpoint, read_checkpoint,
+from modnet_edge.model.checkpoint import (build_from_checkpoint, random_checkpoint, read_checkpoint,
                                           remap_official_state_dict, save_checkpoint, to_official_state_dict)
+from modnet_edge.model.weights import load_network
 from modnet_edge.model.network import MODNet, ModelConfig, count_parameters
 
 
@@ -19,20 +20,22 @@ def test_parameter_count_matches_official_modnet() -> None:
     assert count_parameters(MODNet()) == 6_487_075  # ~6.49 M, as the official network
 
 
-def test_forward_modes_and_shapes() -> None:
+def test_forward_is_the_matte_and_heads_are_all_three_in_any_mode() -> None:
     torch.manual_seed(0)
     net = MODNet()
     x = torch.rand(2, 3, 64, 96) * 2 - 1
     net.train()
-    semantic, detail, matte = net(x)
+    semantic, detail, matte = net.heads(x)
     assert semantic.shape == (2, 1, 4, 6) and detail.shape == (2, 1, 64, 96) and matte.shape == (2, 1, 64, 96)
+    assert net(x).shape == (2, 1, 64, 96)  # training mode changes nothing about what forward returns
     net.eval()
     with torch.no_grad():
         only = net(x)
         assert isinstance(only, torch.Tensor) and only.shape == (2, 1, 64, 96)
         assert torch.all((only >= 0) & (only <= 1))
-        triple = net(x, inference=False)
-    assert torch.allclose(triple[2], only)
+        heads = net.heads(x)
+    assert heads.semantic.shape == (2, 1, 4, 6) and heads.detail.shape == (2, 1, 64, 96)
+    assert torch.equal(heads.matte, only)
 
 
 def test_backbone_taps_have_official_channels_and_strides() -> None:

@@ -32,10 +32,12 @@ from modnet_edge.core.preprocess import preprocess
 from modnet_edge.core.videos import is_video, read_frames
 
 from modnet_edge.model.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
+from modnet_edge.model.network import MODNet
 from modnet_edge.train.config import _coerce, check_keys, read_config_file
 from modnet_edge.train.logs import RunLog
 from modnet_edge.train.losses import soc_losses
-from modnet_edge.train.runstate import pick_device, seed_everything
+from modnet_edge.model.device import pick_device
+from modnet_edge.train.runstate import seed_everything
 
 
 @dataclass
@@ -109,12 +111,12 @@ def freeze_batchnorm(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def consistency(model: nn.Module, frozen: nn.Module, tensors: list[torch.Tensor], cfg: SocConfig) -> dict[str, float]:
+def consistency(model: MODNet, frozen: MODNet, tensors: list[torch.Tensor], cfg: SocConfig) -> dict[str, float]:
     """Mean L_cons and L_dd over ``tensors`` (model in its current mode)."""
     rows = []
     for x in tensors:
-        s, d, a = model(x, inference=False)
-        d_ref = frozen(x, inference=False)[1]
+        s, d, a = model.heads(x)
+        d_ref = frozen.heads(x).detail
         out = soc_losses(s, d, a, d_ref, cfg.band_ratio, cfg.dd_weight)
         rows.append((float(out["consistency"]), float(out["detail_drop"])))
     arr = np.asarray(rows) if rows else np.zeros((1, 2))
@@ -165,9 +167,9 @@ def _adapt(checkpoint: str | Path, data: list[str | Path] | str | Path, out: Pat
     t0 = time.perf_counter()
     for step in progress_bar(range(1, cfg.steps + 1), desc="SOC adapt", unit="step", disable=not cfg.progress):
         x = train_frames[int(rng.integers(len(train_frames)))]
-        s, d, a = model(x, inference=False)
+        s, d, a = model.heads(x)
         with torch.no_grad():
-            d_ref = frozen(x, inference=False)[1]
+            d_ref = frozen.heads(x).detail
         losses = soc_losses(s, d, a, d_ref, cfg.band_ratio, cfg.dd_weight)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()

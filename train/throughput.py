@@ -15,7 +15,7 @@ import torch
 
 from modnet_edge.train.losses import modnet_loss, transition_band
 from modnet_edge.model.network import build_modnet
-from modnet_edge.train.runstate import pick_device
+from modnet_edge.model.device import pick_device
 from modnet_edge.train.synthetic import render_portrait
 
 
@@ -43,7 +43,7 @@ def training_throughput(size: int = 512, batch: int = 8, steps: int = 3, warmup:
                 torch.cuda.synchronize(dev)
             t0 = time.perf_counter()
             with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-                s, d, m = model(image)
+                s, d, m = model.heads(image)
                 loss = modnet_loss(s, d, m, alpha, rgb, band)["loss"]
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -32,8 +32,9 @@ from modnet_edge.train.datasets import build_datasets
 from modnet_edge.train.logs import RunLog
 from modnet_edge.train.losses import modnet_loss, segmentation_loss, transition_band
 from modnet_edge.train.metrics import grad, mad, mse, sad
-from modnet_edge.model.network import InvertedResidual, MODNet, ModelConfig, build_modnet
-from modnet_edge.train.runstate import Dist, capture_rng, optimizer_to, pick_device, restore_rng, seed_everything, setup_distributed
+from modnet_edge.model.network import InvertedResidual, MattingHeads, MODNet, ModelConfig, build_modnet
+from modnet_edge.model.device import pick_device
+from modnet_edge.train.runstate import Dist, capture_rng, optimizer_to, restore_rng, seed_everything, setup_distributed
 
 
 class SemanticPath(nn.Module):
@@ -44,8 +45,21 @@ class SemanticPath(nn.Module):
         self.backbone, self.lr_branch = model.backbone, model.lr_branch
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        semantic, _ = self.lr_branch(self.backbone(img)[4], False)
+        semantic, _ = self.lr_branch(self.backbone(img)[4], with_head=True)
         return semantic
+
+
+class HeadsPath(nn.Module):
+    """The whole network's three outputs (:meth:`MODNet.heads`) as a module's ``forward``: what matting
+    training runs and DDP wraps (DDP syncs gradients only of what runs through ``forward``).  The
+    network stays a plain attribute of the trainer, so checkpoints keep MODNet's own keys."""
+
+    def __init__(self, model: MODNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, img: torch.Tensor) -> MattingHeads:
+        return self.model.heads(img)
 
 
 def zero_init_residual(model: MODNet) -> int:
@@ -99,7 +113,7 @@ class Trainer:
         self.model = self._build_model().to(self.device)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
-        trainable = SemanticPath(self.model) if self.task == "segmentation" else self.model
+        trainable = SemanticPath(self.model) if self.task == "segmentation" else HeadsPath(self.model)
         self.net: nn.Module = trainable
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -318,7 +332,7 @@ class Trainer:
                     loss = segmentation_loss(SemanticPath(self.model)(b["image"]), b["alpha"], self.weights)["loss"]
                     rows += [{"loss": float(loss)}] * b["image"].shape[0]
                     continue
-                semantic, detail, matte = self.model(b["image"], inference=False)
+                semantic, detail, matte = self.model.heads(b["image"])
             band = transition_band(b["alpha"], self.cfg.band_ratio)
             loss = modnet_loss(semantic, detail, matte, b["alpha"], b["rgb"], band, self.weights, b["fg"],
                                b["bg"], b["has_fgbg"])["loss"]

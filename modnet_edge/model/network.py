@@ -13,6 +13,7 @@ One deliberate departure from the official module tree: the official code regist
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -196,11 +197,12 @@ class LRBranch(nn.Module):
         self.conv_lr8x = Conv2dIBNormRelu(enc_channels[3], enc_channels[2], 5, stride=1, padding=2)
         self.conv_lr = Conv2dIBNormRelu(enc_channels[2], 1, 3, stride=2, padding=1, with_ibn=False, with_relu=False)
 
-    def forward(self, enc32x: torch.Tensor, inference: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(self, enc32x: torch.Tensor, with_head: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(semantic, lr8x); the semantic head only with ``with_head`` (the matte does not need it)."""
         ctx = self.se_block(enc32x) if hasattr(self, "se_block") else self.e_aspp(enc32x)
         lr16x = self.conv_lr16x(_up2(ctx))
         lr8x = self.conv_lr8x(_up2(lr16x))
-        semantic = None if inference else torch.sigmoid(self.conv_lr(lr8x))
+        semantic = torch.sigmoid(self.conv_lr(lr8x)) if with_head else None
         return semantic, lr8x
 
 
@@ -222,7 +224,8 @@ class HRBranch(nn.Module):
                                      c(hr, 1, 1, with_ibn=False, with_relu=False))
 
     def forward(self, img: torch.Tensor, enc2x: torch.Tensor, enc4x: torch.Tensor, lr8x: torch.Tensor,
-                inference: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+                with_head: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(detail, hr2x); the detail head only with ``with_head`` (the matte does not need it)."""
         img2x = F.interpolate(img, scale_factor=0.5, mode="bilinear", align_corners=False)
         img4x = F.interpolate(img, scale_factor=0.25, mode="bilinear", align_corners=False)
         enc2x = self.tohr_enc2x(enc2x)
@@ -230,7 +233,7 @@ class HRBranch(nn.Module):
         hr4x = self.conv_enc4x(torch.cat((hr4x, self.tohr_enc4x(enc4x)), dim=1))
         hr4x = self.conv_hr4x(torch.cat((hr4x, _up2(lr8x), img4x), dim=1))
         hr2x = self.conv_hr2x(torch.cat((_up2(hr4x), enc2x), dim=1))
-        detail = None if inference else torch.sigmoid(self.conv_hr(torch.cat((_up2(hr2x), img), dim=1)))
+        detail = torch.sigmoid(self.conv_hr(torch.cat((_up2(hr2x), img), dim=1))) if with_head else None
         return detail, hr2x
 
 
@@ -280,10 +283,22 @@ class ModelConfig:
         return cfg
 
 
+class MattingHeads(NamedTuple):
+    """The three supervised outputs, which the training losses and SOC compare with each other."""
+
+    semantic: torch.Tensor  # (N, 1, H/16, W/16): coarse foreground probability
+    detail: torch.Tensor  # (N, 1, H, W): boundary detail
+    matte: torch.Tensor  # (N, 1, H, W): the fused alpha matte, what ``forward`` returns
+
+
 class MODNet(nn.Module):
-    """MODNet.  ``forward(img)`` returns the matte in eval mode and (semantic, detail, matte) in
-    training mode; pass ``inference=`` to choose explicitly (SOC needs all three in eval mode).
-    ``img`` is (N, 3, H, W) in [-1, 1] with H and W multiples of 32."""
+    """MODNet.  ``img`` is (N, 3, H, W) in [-1, 1] with H and W multiples of 32.
+
+    Two entries, neither depending on train/eval mode, so a caller never unpacks by mode:
+    ``forward(img)`` is the matte alone, the one graph exporters trace and runtimes run (the semantic
+    and detail heads are not computed); :meth:`heads` returns all three outputs for the losses of
+    training and SOC.  Training under DDP wraps :meth:`heads` in a module of its own (DDP only syncs
+    gradients of what runs through a module's ``forward``)."""
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
@@ -305,14 +320,22 @@ class MODNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, img: torch.Tensor, inference: bool | None = None):
-        if inference is None:
-            inference = not self.training
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """The alpha matte (N, 1, H, W) in [0, 1]."""
+        return self._run(img, with_heads=False)[2]
+
+    def heads(self, img: torch.Tensor) -> MattingHeads:
+        """Semantic, detail and matte, in training and in eval mode alike."""
+        semantic, detail, matte = self._run(img, with_heads=True)
+        assert semantic is not None and detail is not None
+        return MattingHeads(semantic, detail, matte)
+
+    def _run(self, img: torch.Tensor, with_heads: bool
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         enc2x, enc4x, _, _, enc32x = self.backbone(img)
-        semantic, lr8x = self.lr_branch(enc32x, inference)
-        detail, hr2x = self.hr_branch(img, enc2x, enc4x, lr8x, inference)
-        matte = self.f_branch(img, lr8x, hr2x)
-        return matte if inference else (semantic, detail, matte)
+        semantic, lr8x = self.lr_branch(enc32x, with_heads)
+        detail, hr2x = self.hr_branch(img, enc2x, enc4x, lr8x, with_heads)
+        return semantic, detail, self.f_branch(img, lr8x, hr2x)
 
 
 def build_modnet(config: ModelConfig | dict | None = None) -> MODNet:
