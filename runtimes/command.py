@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from modnet_edge.cli import add_device_argument
+from modnet_edge.core.console import add_device_argument
 
 HELP = "predict alpha mattes for images or folders of images with any artifact or checkpoint"
 

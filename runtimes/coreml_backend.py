@@ -26,7 +26,8 @@ from modnet_edge.core import METADATA_KEY, ArtifactMetadata
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError
 
 from modnet_edge.runtimes.base import Backend, TensorInfo
-from modnet_edge.runtimes.coreml_program import Feature, MLProgram, import_coremltools
+from modnet_edge.core.tools import import_coremltools
+from modnet_edge.runtimes.coreml_program import Feature, MLProgram
 
 # Short names users type -> coremltools ComputeUnit members.
 COMPUTE_UNITS = {"all": "ALL", "cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE"}

@@ -11,16 +11,14 @@ naming the file and the problem.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modnet_edge.core.errors import ArtifactError, BackendUnavailableError
+from modnet_edge.core.errors import ArtifactError
+from modnet_edge.core.tools import import_coremltools
 
 # MIL data type names (MIL.proto DataType) -> NumPy dtypes.  Sub-byte types only occur packed in uint8.
 MIL_DTYPES: dict[str, np.dtype] = {
@@ -36,32 +34,6 @@ _BLOB_READERS = {"FLOAT32": "read_float_data", "FLOAT16": "read_fp16_data", "INT
 # Feature-description (FeatureTypes.proto) array types -> NumPy.
 _ARRAY_DTYPES = {"FLOAT32": np.dtype(np.float32), "FLOAT16": np.dtype(np.float16), "DOUBLE": np.dtype(np.float64),
                  "INT32": np.dtype(np.int32), "INT8": np.dtype(np.int8)}
-
-
-@contextlib.contextmanager
-def _quiet_coremltools() -> Any:
-    """coremltools logs a dozen 'Failed to load ...' lines on import outside macOS; keep them out of
-    the user's terminal without changing logging for the rest of the process."""
-    logger = logging.getLogger("coremltools")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def import_coremltools() -> Any:
-    """``coremltools``, imported quietly; a clear error when it is not installed."""
-    try:
-        with _quiet_coremltools():
-            import coremltools
-    except ImportError:
-        raise BackendUnavailableError('coremltools is not installed; install it with: '
-                                      'pip install -c constraints.txt "modnet-edge[coreml]"') from None
-    return coremltools
 
 
 # --------------------------------------------------------------------------------------------------

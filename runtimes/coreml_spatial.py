@@ -1,10 +1,9 @@
 """The spatial MIL operations in NumPy: conv (grouped, depthwise, dilated, strided), avg_pool and
 upsample_bilinear, with the padding and coordinate rules of the MIL op definitions.
 
-Convolution is computed tap by tap: for every kernel position the strided, dilated view of the padded
-input is multiplied into the output by one BLAS matrix product (one broadcast multiply for depthwise
-layers).  That needs no im2col buffer (a 3x3 layer at 512x512 would need ~300 MB of one) and keeps a
-512x512 MODNet forward at a few seconds on one core.  Everything accumulates in float32; the executor
+A dense convolution is im2col plus one BLAS matrix product per chunk of output rows (the chunks keep
+the column buffer under 64 MB: a whole 3x3 layer at 512x512 would need ~300 MB); a depthwise one is
+one broadcast multiply per kernel tap.  A 512x512 MODNet forward takes a few seconds on one core.  Everything accumulates in float32; the executor
 rounds each op's result to the dtype the program declares (float16 in an FP16 program).
 """
 

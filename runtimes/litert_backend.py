@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from modnet_edge.core.console import quiet_native_logs
 from modnet_edge.core import ArtifactMetadata
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError
 
@@ -64,7 +65,7 @@ class LiteRTBackend(Backend):
     def __init__(self, path: str | Path, threads: int | None = None, xnnpack: bool = True,
                  interpreter: str | None = None) -> None:
         super().__init__(path)
-        from modnet_edge.export.tflite_metadata import check_tflite_bytes, read_modnet_metadata
+        from modnet_edge.core.containers.tflite_file import check_tflite_bytes, read_modnet_metadata
 
         self.interpreter_name, module = find_interpreter(interpreter)
         if not self.path.is_file():
@@ -83,11 +84,13 @@ class LiteRTBackend(Backend):
             kwargs["experimental_op_resolver_type"] = resolver
         self._module, self._kwargs = module, kwargs
         try:
-            self._interp = module.Interpreter(**kwargs)
+            with quiet_native_logs():  # LiteRT announces its XNNPACK delegate on fd 2, in every log
+                self._interp = module.Interpreter(**kwargs)
             dynamic = any(int(v) < 0 for d in self._interp.get_input_details()
                           for v in d.get("shape_signature", d["shape"]))
             if not dynamic:  # a dynamic model is allocated at its first call, for the shape fed
-                self._interp.allocate_tensors()
+                with quiet_native_logs():
+                    self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ArtifactError(f"LiteRT cannot load this model (truncated, corrupt or uses unsupported ops): "
                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
@@ -191,11 +194,13 @@ class LiteRTBackend(Backend):
             if attempt == "fresh":
                 if fresh:
                     break
-                self._interp = self._module.Interpreter(**self._kwargs)
+                with quiet_native_logs():
+                    self._interp = self._module.Interpreter(**self._kwargs)
             try:
                 for name, shape in shapes.items():
                     self._interp.resize_tensor_input(self._in_details[name]["index"], list(shape), strict=True)
-                self._interp.allocate_tensors()
+                with quiet_native_logs():
+                    self._interp.allocate_tensors()
                 self._allocated_shapes.update(shapes)
                 return
             except (ValueError, RuntimeError) as exc:

@@ -48,7 +48,7 @@ def open_backend(model_file: str | Path, runtime: str | None = None, format: str
         cls = resolve(target)
     except ImportError as exc:
         raise BackendUnavailableError(f"the {fmt.name} runtime is not installed ({exc.name}); "
-                                      f"install it with: {fmt.install_hint()}") from None
+                                      f"install it with: {fmt.install_hint('run')}") from None
     _check_options(cls, fmt, options, model_file)
     return cls(model_file, **options)
 

@@ -33,7 +33,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise BackendUnavailableError("onnxruntime is not installed (pip install onnxruntime)") from None
+            raise BackendUnavailableError('onnxruntime is not installed: pip install -c constraints.txt '
+                                          '"modnet-edge[onnxruntime]"') from None
         if not self.path.is_file():
             raise ArtifactError("ONNX file does not exist", self.path)
         if self.path.stat().st_size == 0:

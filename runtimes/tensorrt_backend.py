@@ -7,7 +7,7 @@ Buffers are allocated once per input shape and reused.  With ``cuda_graph=True``
 captured once per shape into a CUDA graph and replayed (fewer launches: it matters at batch 1).
 
 Before TensorRT sees the plan, the engine's header is checked against this machine (TensorRT version,
-GPU model and compute capability, see :func:`~modnet_edge.export.tensorrt_engine_file.check_compatible`)
+GPU model and compute capability, see :func:`~modnet_edge.core.containers.engine_file.check_compatible`)
 so a foreign engine fails with a clear message.  Raw plans (``trtexec --saveEngine``) are accepted
 without that check; they carry no metadata, so ``load`` needs ``preprocessing="modnet-reference"``.
 """
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError
-from modnet_edge.export.tensorrt_build import gpu_environment, import_tensorrt, make_logger
-from modnet_edge.export.tensorrt_engine_file import check_compatible, read_engine_file
+from modnet_edge.core.tools import gpu_environment, import_tensorrt, make_logger
+from modnet_edge.core.containers.engine_file import check_compatible, read_engine_file
 
 from modnet_edge.runtimes.base import Backend, TensorInfo
 

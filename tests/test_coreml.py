@@ -30,7 +30,7 @@ def _torch_matte(ckpt, x: np.ndarray) -> np.ndarray:
     from modnet_edge.model.checkpoint import build_from_checkpoint
 
     with torch.no_grad():
-        return build_from_checkpoint(ckpt)(torch.from_numpy(x), inference=True).numpy()
+        return build_from_checkpoint(ckpt)(torch.from_numpy(x)).numpy()
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +46,7 @@ def packages(tmp_path_factory, random_ckpt) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("coreml")
     return {p: modnet_edge.export(random_ckpt, format="coreml", precision=p, output=out / f"m.{p}.mlpackage",
-                                  size=SIZE) for p in ("fp32", "fp16")}
+                                  static_shape=SIZE) for p in ("fp32", "fp16")}
 
 
 def _copy(src: Path, tmp_path: Path) -> Path:
@@ -133,7 +133,7 @@ def test_enumerated_image_input_model(tmp_path, random_ckpt):
     from modnet_edge.runtimes.coreml_reference import CoreMLReferenceBackend
 
     path = modnet_edge.export(random_ckpt, format="coreml", precision="fp32", output=tmp_path / "img.mlpackage",
-                              size=(128, 128), shapes="enumerated", sizes=[(128, 128), (128, 192)],
+                              shapes="enumerated", sizes=[(128, 128), (128, 192)],
                               input_type="image")
     prog = MLProgram.read(path)
     feature = prog.inputs[0]
@@ -168,7 +168,7 @@ def test_range_shaped_e_aspp_model(tmp_path):
 
     ckpt = random_checkpoint(5, ModelConfig(lr_block="e-aspp"))
     path = modnet_edge.export(ckpt, format="coreml", precision="fp16", output=tmp_path / "r.mlpackage",
-                              size=(96, 96), shapes="range", size_range=(64, 192))
+                              shapes="range", size_range=(64, 192))
     prog = MLProgram.read(path)
     assert prog.inputs[0].ranges[2:] == ((64, 192), (64, 192)) and "fill_like" in prog.op_types
     x = np.random.default_rng(6).uniform(-1, 1, (1, 3, 64, 160)).astype(np.float32)
@@ -186,10 +186,10 @@ def test_exact_downsampling_rewrite_matches_interpolate(random_ckpt):
     ``interpolate``; the two kernels sum in different orders (and, with 2+ threads at 256 px and up,
     differ by one float step in ~30% of elements), so the comparison allows float rounding only --
     a wrong window or offset moves the matte by orders of magnitude more."""
-    from modnet_edge.export.coreml_convert import ExactDownsampling, MatteOnly
+    from modnet_edge.export.coreml_convert import ExactDownsampling
     from modnet_edge.model.checkpoint import build_from_checkpoint
 
-    net = MatteOnly(build_from_checkpoint(random_ckpt)).eval()
+    net = build_from_checkpoint(random_ckpt).eval()
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(11))
     feat = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(12))
     with torch.no_grad():
@@ -213,11 +213,11 @@ def test_export_option_errors(random_ckpt, tmp_path):
     import modnet_edge
     from modnet_edge.core.errors import ConfigError
 
-    cases = [dict(precision="int4"), dict(output=tmp_path / "m.onnx"), dict(size=(100, 128)),
+    cases = [dict(precision="int4"), dict(output=tmp_path / "m.onnx"), dict(static_shape=(100, 128)),
              dict(deployment_target="iOS18"), dict(input_type="video"), dict(shapes="ragged"),
-             dict(shapes="range", size=(512, 512), size_range=(64, 256)), dict(colour="rgb"),
+             dict(shapes="range", static_shape=(512, 512), size_range=(64, 256)), dict(colour="rgb"),
              dict(precision="fp16", compute_precision="fp32"), dict(static_shape=(128, 128), shapes="range"),
-             dict(size=(128,)), dict(shapes="enumerated", sizes=[(128, 96, 3)]), dict(compress_threshold=4096),
+             dict(static_shape=(128,)), dict(shapes="enumerated", sizes=[(128, 96, 3)]), dict(compress_threshold=4096),
              dict(precision="int8-weights", compress_threshold=0)]
     for case in cases:
         kwargs = {"precision": "fp16", "output": tmp_path / "m.mlpackage", **case}
@@ -228,6 +228,7 @@ def test_export_option_errors(random_ckpt, tmp_path):
 
 def test_failed_export_leaves_nothing_behind(random_ckpt, tmp_path, monkeypatch):
     """The package is written to a temporary directory first: a failure mid-save leaves no package."""
+    import modnet_edge
     from modnet_edge.export import coreml_export
 
     class HalfWriter(SimpleNamespace):
@@ -240,7 +241,7 @@ def test_failed_export_leaves_nothing_behind(random_ckpt, tmp_path, monkeypatch)
     monkeypatch.setattr(coreml_export, "convert", lambda *a, **k: model)
     monkeypatch.setattr(coreml_export, "_source", lambda *a, **k: (None, "stub"))
     with pytest.raises(OSError, match="disk full"):
-        coreml_export.export_coreml(random_ckpt, tmp_path / "m.mlpackage", "fp16", size=SIZE)
+        modnet_edge.export(random_ckpt, "coreml", "fp16", tmp_path / "m.mlpackage", static_shape=SIZE)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -343,14 +344,14 @@ def test_palettization_without_scikit_learn_says_what_to_install(random_ckpt, tm
 def test_coremltools_progress_bars_are_hidden_and_given_back_on_failure(capsys):
     from tqdm import tqdm
 
-    from modnet_edge.export.coreml_export import _tool_progress_bars_off
+    from modnet_edge.core.tools import quiet_tool  # what the Core ML exporter wraps coremltools in
 
-    with _tool_progress_bars_off():
+    with quiet_tool():
         for _ in tqdm(range(3), desc="Running MIL default pipeline"):
             pass
     assert "Running MIL" not in capsys.readouterr().err
     with pytest.raises(RuntimeError, match="conversion failed"):
-        with _tool_progress_bars_off():
+        with quiet_tool():
             print("what coremltools said before failing", file=sys.stderr)
             raise RuntimeError("conversion failed")
     assert "what coremltools said before failing" in capsys.readouterr().err

@@ -115,7 +115,7 @@ def test_manifest_parsing_fails_only_with_typed_errors(tmp_path_factory, data: b
 @FUZZ
 @given(data=st.binary(max_size=4096), flips=st.lists(st.integers(0, 10_000), max_size=6))
 def test_tflite_metadata_walker_fails_only_with_typed_errors(data: bytes, flips: list[int]) -> None:
-    from modnet_edge.export.tflite_metadata import embed_tflite_metadata, read_tflite_metadata
+    from modnet_edge.core.containers.tflite_file import embed_tflite_metadata, read_tflite_metadata
 
     pytest.importorskip("ai_edge_litert", reason="writing a .tflite needs the tflite extra")
     # a real minimal flatbuffer (metadata only) with bytes flipped, or plain random bytes

@@ -13,7 +13,7 @@ import pytest
 
 from modnet_edge.core import ArtifactMetadata, PreprocessSpec
 from modnet_edge.core.errors import ArtifactError, MetadataError
-from modnet_edge.export.tensorrt_engine_file import (MAGIC, EngineMismatchError, check_compatible, environment_record,
+from modnet_edge.core.containers.engine_file import (MAGIC, EngineMismatchError, check_compatible, environment_record,
                                                      export_raw_plan, plan_bytes, read_engine_file, write_engine_file)
 
 PLAN = bytes(range(256)) * 40

@@ -24,10 +24,11 @@ if not torch.cuda.is_available():
 import modnet_edge  # noqa: E402
 from modnet_edge.core import ArtifactMetadata, read_manifest  # noqa: E402
 from modnet_edge.core.errors import ArtifactError, FeedError, MetadataError  # noqa: E402
-from modnet_edge.export.tensorrt_build import build_engine, gpu_environment  # noqa: E402
-from modnet_edge.export.tensorrt_engine_file import (  # noqa: E402
+from modnet_edge.core.tools import gpu_environment  # noqa: E402
+from modnet_edge.export.tensorrt_build import build_engine  # noqa: E402
+from modnet_edge.core.containers.engine_file import (  # noqa: E402
     EngineMismatchError, export_raw_plan, read_engine_file, write_engine_file)
-from modnet_edge.export.tensorrt_onnx import export_tensorrt_onnx  # noqa: E402
+from modnet_edge.export.skeleton import export_artifact  # noqa: E402
 from modnet_edge.runtimes.tensorrt_backend import TensorRTBackend  # noqa: E402
 from modnet_edge.model.checkpoint import random_checkpoint, read_checkpoint  # noqa: E402
 
@@ -56,7 +57,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, checkpoint) -> dict:
     for precision in ("fp32", "fp16", "int8"):
         extra = {"calibration": "synthetic", "calibration_size": 8, "calibration_cache": False} \
             if precision == "int8" else {}
-        onnx[precision] = export_tensorrt_onnx(checkpoint, folder / f"m.{precision}.trt.onnx", precision,
+        onnx[precision] = export_artifact(checkpoint, "tensorrt-onnx", precision, folder / f"m.{precision}.trt.onnx",
                                                static_shape=SIZE, **extra)
     cache = folder / "timing.cache"
     engines = {mode: build_engine(onnx[ONNX_OF[mode]], folder / f"m.{mode}.engine", build_mode=mode,
@@ -107,7 +108,7 @@ def test_cuda_graph_replay_equals_plain_enqueue(built: dict) -> None:
 
 
 def test_dynamic_profile_engine_enforces_its_range(built: dict, checkpoint) -> None:
-    onnx = export_tensorrt_onnx(checkpoint, built["folder"] / "dyn.fp16.trt.onnx", "fp16",
+    onnx = export_artifact(checkpoint, "tensorrt-onnx", "fp16", built["folder"] / "dyn.fp16.trt.onnx",
                                 profile="1x3x64x64:1x3x96x96:2x3x128x128")
     engine = build_engine(onnx, built["folder"] / "dyn.engine", timing_cache=built["cache"])
     with TensorRTBackend(engine, cuda_graph=True) as backend:

@@ -9,7 +9,8 @@ import os
 import pytest
 import torch
 
-from modnet_edge.export.tflite_export import (ConvIBNormReLU, IBNormReLU, InstanceNormByMoments, _converter_quiet,
+from modnet_edge.core.tools import quiet_tool
+from modnet_edge.export.tflite_export import (CONVERTER_QUIET, ConvIBNormReLU, IBNormReLU, InstanceNormByMoments,
                                               converter_friendly)
 from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint
 from modnet_edge.model.network import IBNorm, ModelConfig
@@ -28,7 +29,7 @@ def test_converter_friendly_network_computes_the_same_matte(lr_block):
     friendly = converter_friendly(net)
     x = torch.rand(2, 3, 96, 128, generator=generator) * 2 - 1
     with torch.no_grad():
-        want, got = net(x, inference=True), friendly(x, inference=True)
+        want, got = net(x), friendly(x)
     assert float((want - got).abs().max()) < 1e-5 and float(((want - got) ** 2).mean()) < 1e-12
     assert not any(isinstance(m, IBNorm) for m in friendly.modules()), "every IBNorm + ReLU is rewritten"
     folded = [m for m in friendly.modules() if isinstance(m, ConvIBNormReLU)]
@@ -42,14 +43,14 @@ def test_converter_friendly_network_computes_the_same_matte(lr_block):
 def test_converter_chatter_is_silenced_and_given_back_when_conversion_fails(capfd):
     torchao = logging.getLogger("torchao")
     level, env = torchao.level, os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
-    with _converter_quiet():
+    with quiet_tool(**CONVERTER_QUIET):
         os.write(2, b"I0000 flatbuffer_export.cc: estimated ops\n")  # C++ logging, straight to descriptor 2
         torchao.warning("Failed to load an optional kernel")
         print("litert-torch stage log")
     out, err = capfd.readouterr()
     assert "flatbuffer_export" not in err and "optional kernel" not in err and "stage log" not in out
     with pytest.raises(RuntimeError, match="lowering failed"):
-        with _converter_quiet():
+        with quiet_tool(**CONVERTER_QUIET):
             os.write(2, b"the converter's clue\n")
             raise RuntimeError("lowering failed")
     assert "the converter's clue" in capfd.readouterr().err

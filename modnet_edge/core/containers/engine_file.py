@@ -22,12 +22,12 @@ they are tested on every machine.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import ArtifactMetadata, atomic_output
+from modnet_edge.core.files import atomic_output
+from modnet_edge.core.metadata import ArtifactMetadata
 from modnet_edge.core.errors import ArtifactError, MetadataError
 
 MAGIC = b"MODNETEDGE-TRT\x00\x01"
@@ -39,22 +39,35 @@ class EngineMismatchError(ArtifactError):
     """An engine was built for another TensorRT version or GPU (TensorRT plans are not portable)."""
 
 
-def write_engine_file(path: str | Path, plan: bytes, meta: ArtifactMetadata) -> Path:
-    """Write header + plan and the manifest beside, as one atomic pair; ``meta.extra['tensorrt']`` gets
-    the plan's size and sha256."""
+TEMP_SUFFIX = None
+
+
+def write(plan: bytes, meta: ArtifactMetadata, path: Path) -> None:
+    """Write header + plan to ``path``; ``meta.extra['tensorrt']`` gets the plan's size and sha256."""
     if not plan:
         raise ArtifactError("refusing to write an empty TensorRT plan", path)
     info = dict(meta.extra.get("tensorrt") or {})
     info.update(plan_bytes=len(plan), plan_sha256=hashlib.sha256(plan).hexdigest())
     meta.extra["tensorrt"] = info
     header = meta.to_json().encode("utf-8")
+    with open(path, "wb") as fh:
+        fh.write(MAGIC)
+        fh.write(_LEN.pack(len(header)))
+        fh.write(header)
+        fh.write(plan)
+
+
+def write_engine_file(path: str | Path, plan: bytes, meta: ArtifactMetadata) -> Path:
+    """Write header + plan and the manifest beside, as one atomic pair."""
+    if not plan:
+        raise ArtifactError("refusing to write an empty TensorRT plan", path)
     with atomic_output(path, manifest=lambda: meta) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(MAGIC)
-            fh.write(_LEN.pack(len(header)))
-            fh.write(header)
-            fh.write(plan)
+        write(plan, meta, tmp)
     return Path(path)
+
+
+def read(path: Path) -> ArtifactMetadata | None:
+    return read_engine_file(path)[0]
 
 
 def read_engine_file(path: str | Path) -> tuple[ArtifactMetadata | None, bytes]:
@@ -167,13 +180,3 @@ def _version(text: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in part if ch.isdigit())
         out.append(int(digits) if digits else 0)
     return tuple(out)
-
-
-def header_summary(meta: ArtifactMetadata) -> str:
-    """One line for logs: precision, profile and build environment of an engine."""
-    info = meta.extra.get("tensorrt") or {}
-    prof = info.get("profile") or {}
-    return json.dumps({"precision": meta.precision, "build_mode": info.get("build_mode"),
-                       "tensorrt": info.get("tensorrt_version"), "gpu": info.get("gpu_name"),
-                       "cc": info.get("compute_capability"),
-                       "profile": {k: prof.get(k) for k in ("min", "opt", "max")}})

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modnet_edge.core import METADATA_KEY
+from modnet_edge.core.metadata import METADATA_KEY, ArtifactMetadata
 from modnet_edge.core.errors import ArtifactError
 
 _IDENTIFIER = b"TFL3"
@@ -151,3 +151,17 @@ def embed_tflite_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
 
 def _name(value: str | bytes | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
+
+
+TEMP_SUFFIX = None
+
+
+def write(model: bytes, meta: ArtifactMetadata, path: Path) -> None:
+    """Embed ``meta`` in the FlatBuffer ``model`` (bytes) and write it to ``path``."""
+    path.write_bytes(embed_tflite_metadata(model, {METADATA_KEY: meta.to_json().encode()}))
+
+
+def read(path: Path) -> ArtifactMetadata | None:
+    from modnet_edge.core.containers import from_entry
+
+    return from_entry(read_modnet_metadata(path.read_bytes(), path), path)
