@@ -16,7 +16,7 @@ Variants (``--variants``), each at every batch size (default 1 and 8) and input 
 Model-only timing: the input already lives on the GPU (except ``tensorrt-fp16``), each call is timed
 wall-clock up to ``torch.cuda.synchronize()``, warm-up first, then all variants interleaved in rounds so
 that clock or load changes hit every variant alike (the benchmark runner's own timing loop,
-:func:`modnet_edge.benchmarks.runner.time_interleaved`; the variants are built here because they are not
+:func:`modnet_edge.benchmarks.measure.time_interleaved`; the variants are built here because they are not
 artifacts: CUDA graphs, channels-last, I/O binding on the GPU).  Results use the runner's schema
 (:mod:`modnet_edge.benchmarks.results`).  Target: >= 1000 fps at batch 1, fp16, 512x512 on an
 H100-class GPU (the paper's GTX 1080 Ti figure is 67 fps).  Without CUDA this exits with a clear error:
@@ -37,8 +37,8 @@ from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 
 from modnet_edge.benchmarks.device_info import describe_device, gpu_memory_mb, runtime_versions
 from modnet_edge.benchmarks.results import BenchResult, LatencyStats, new_run_id, write_jsonl
-from modnet_edge.benchmarks.runner import BenchConfig, time_interleaved
-from modnet_edge.cli import size_arg
+from modnet_edge.benchmarks.measure import BenchConfig, time_interleaved
+from modnet_edge.core.console import size_arg
 
 HELP = "GPU fps of PyTorch CUDA (fp32/fp16/channels-last/CUDA graph/compile), ONNX Runtime CUDA and TensorRT"
 VARIANTS = ("torch-fp32", "torch-fp16", "torch-fp16-cl", "torch-fp16-cl-graph", "torch-fp16-cl-compile",
@@ -143,14 +143,14 @@ def _ort_case(checkpoint: Any, variant: str, batch: int, size: tuple[int, int], 
     import numpy as np
     import onnxruntime as ort
 
-    from modnet_edge.export.onnx_export import export_onnx
+    from modnet_edge.export import export
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise BackendUnavailableError("ONNX Runtime here has no CUDAExecutionProvider (install onnxruntime-gpu "
                                       f"instead of onnxruntime); available: {ort.get_available_providers()}")
     precision = "fp16" if variant.endswith("fp16") else "fp32"
-    path = export_onnx(checkpoint, workdir / f"{variant}-b{batch}-{size[0]}x{size[1]}.onnx", precision,
-                       static_shape=size, batch=batch)
+    path = export(checkpoint, "onnx", precision, workdir / f"{variant}-b{batch}-{size[0]}x{size[1]}.onnx",
+                  static_shape=size, batch=batch)
     index = int(device.split(":")[1]) if ":" in device else 0
     session = ort.InferenceSession(str(path), providers=[("CUDAExecutionProvider", {"device_id": index})])
     dtype = np.float16 if precision == "fp16" else np.float32
@@ -170,12 +170,12 @@ def _ort_case(checkpoint: Any, variant: str, batch: int, size: tuple[int, int], 
 def _tensorrt_case(checkpoint: Any, batch: int, size: tuple[int, int], device: str, workdir: Path) -> _Case:
     import numpy as np
 
-    from modnet_edge.export.tensorrt_build import export_tensorrt_engine
+    from modnet_edge.export import export
     from modnet_edge.runtimes.tensorrt_backend import TensorRTBackend
 
     index = int(device.split(":")[1]) if ":" in device else 0
-    engine = export_tensorrt_engine(checkpoint, workdir / f"trt-b{batch}-{size[0]}x{size[1]}.engine", "fp16",
-                                    static_shape=size, batch=batch, device=index)
+    engine = export(checkpoint, "tensorrt", "fp16", workdir / f"trt-b{batch}-{size[0]}x{size[1]}.engine",
+                    static_shape=size, batch=batch, device=f"cuda:{index}")
     backend = TensorRTBackend(engine, device=index, cuda_graph=True)
     feed = {backend.inputs[0].name: (np.random.default_rng(0).random((batch, 3, *size)) * 2 - 1).astype(
         backend.inputs[0].dtype)}

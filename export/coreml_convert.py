@@ -38,17 +38,6 @@ DEFAULT_RANGE = (64, 1024)
 DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "macOS13", "macOS14")
 
 
-class MatteOnly(torch.nn.Module):
-    """The network's inference output (the matte) as the single model output."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x, inference=True)
-
-
 class ExactDownsampling(TorchFunctionMode):
     """While active, ``F.interpolate(x, scale_factor=1/k, mode="bilinear", align_corners=False)`` with an
     even integer k is computed as the average of the two nearest rows and columns (what half-pixel
@@ -109,7 +98,7 @@ def validate_sizes(shapes: str, size: tuple[int, int], sizes: Sequence[tuple[int
 
 def source_program(checkpoint: Checkpoint, size: tuple[int, int], flexible: bool) -> tuple[Any, str]:
     """The program coremltools converts, and the name of the route (recorded in the metadata)."""
-    net = MatteOnly(build_from_checkpoint(checkpoint)).eval()
+    net = build_from_checkpoint(checkpoint).eval()  # forward is the matte alone: traced as is
     example = torch.zeros(1, 3, *size)
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -126,8 +115,7 @@ def node_modules(program: Any) -> dict[str, str]:
     for node in getattr(program, "graph", None).nodes if hasattr(program, "graph") else []:
         stack = node.meta.get("nn_module_stack") if node.op == "call_function" else None
         if stack:
-            path = str(list(stack.values())[-1][0])
-            out[node.name] = path.split("net.", 1)[1] if "net." in path else path
+            out[node.name] = str(list(stack.values())[-1][0])
     return out
 
 

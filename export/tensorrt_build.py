@@ -9,7 +9,7 @@ asked for) -> ``trt.OnnxParser`` with the native InstanceNormalization layer -> 
 off for FP32 parity, FP16 flag only for ``fp16-flag``, INT8 only through the graph's Q/DQ nodes --
 never the deprecated implicit calibrator) -> optimisation profile (min/opt/max from the ONNX
 metadata) -> timing cache (loaded, extended, saved atomically) -> ``build_serialized_network`` ->
-engine file with our metadata header (:mod:`~modnet_edge.export.tensorrt_engine_file`) + manifest.
+engine file with our metadata header (:mod:`~modnet_edge.core.containers.engine_file`) + manifest.
 The equivalent ``trtexec`` command is printed and recorded.
 
 GPU memory for I/O at run time: see :mod:`modnet_edge.runtimes.tensorrt_backend` (torch CUDA tensors).
@@ -18,78 +18,29 @@ GPU memory for I/O at run time: see :mod:`modnet_edge.runtimes.tensorrt_backend`
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, sha256_path
-from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError
+from modnet_edge.core import ArtifactMetadata, atomic_output, get_format, sha256_path
+from modnet_edge.core.containers import read_embedded
+from modnet_edge.core.errors import ArtifactError, ConfigError
 from modnet_edge.model.checkpoint import Checkpoint
 
-from modnet_edge.export.tensorrt_engine_file import environment_record, write_engine_file
-from modnet_edge.export.tensorrt_onnx import BUILD_MODES, DEFAULT_BUILD_MODE, FORMAT_NAME, export_tensorrt_onnx, trtexec_command
+from modnet_edge.core.tools import gpu_environment, import_tensorrt, make_logger
+from modnet_edge.export.skeleton import Converted, write_artifact
+from modnet_edge.export.tensorrt_onnx import BUILD_MODES, DEFAULT_BUILD_MODE, FORMAT_NAME, trtexec_command
 from modnet_edge.export.tensorrt_profile import ShapeProfile
 
 ENGINE_FORMAT = "tensorrt"
 
 
-def import_tensorrt() -> Any:
-    """The ``tensorrt`` module, or a clear error: not installed, or older than 10."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise BackendUnavailableError(
-            "TensorRT is not installed. It needs an NVIDIA GPU and driver; install NVIDIA's wheels with "
-            "'pip install -c constraints.txt \"modnet-edge[tensorrt]\"' (TensorRT >= 10). Without it, export the "
-            "TensorRT-ready ONNX (format 'tensorrt-onnx') and build on the GPU machine") from None
-    major = int(str(trt.__version__).split(".")[0])
-    if major < 10:
-        raise BackendUnavailableError(f"TensorRT {trt.__version__} is installed; modnet-edge needs TensorRT >= 10 "
-                                      "(strongly typed networks, explicit quantization, execute_async_v3)")
-    return trt
-
-
-def gpu_environment(device: int = 0) -> dict[str, Any]:
-    """TensorRT version, GPU name and compute capability of ``device`` (what an engine is tied to)."""
-    trt = import_tensorrt()
-    import torch
-
-    if not torch.cuda.is_available():
-        raise BackendUnavailableError("no CUDA GPU is visible to PyTorch (torch.cuda.is_available() is False); "
-                                      "TensorRT engines are built and run on an NVIDIA GPU")
-    if device >= torch.cuda.device_count():
-        raise ConfigError(f"GPU index {device} does not exist ({torch.cuda.device_count()} visible)")
-    return environment_record(trt.__version__, torch.cuda.get_device_name(device),
-                              torch.cuda.get_device_capability(device), cuda_runtime=torch.version.cuda)
-
-
-def make_logger(trt: Any, verbose: bool = False) -> Any:
-    """A ``trt.ILogger`` that prints warnings (all messages when ``verbose``) and keeps errors for our
-    exception messages, so a failed parse or build says *why* instead of returning None."""
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-            self._lock = threading.Lock()
-
-        def log(self, severity: Any, msg: str) -> None:
-            with self._lock:
-                if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
-                    self.errors.append(msg)
-                if verbose or severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR, trt.ILogger.WARNING):
-                    print(f"[TensorRT] {msg}", file=sys.stderr)
-
-    return _Logger()
-
-
 def _progress_monitor(trt: Any) -> Any | None:
-    """tqdm bars for the builder's phases (TensorRT >= 10 ``IProgressMonitor``); None when absent."""
+    """Progress bars for the builder's phases (TensorRT >= 10 ``IProgressMonitor``); None when absent."""
     if not hasattr(trt, "IProgressMonitor"):
         return None
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress
 
     class _Monitor(trt.IProgressMonitor):
         def __init__(self) -> None:
@@ -99,7 +50,7 @@ def _progress_monitor(trt: Any) -> Any | None:
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             with self._lock:
-                self._bars[phase_name] = tqdm(total=num_steps, desc=f"TensorRT {phase_name}", leave=False)
+                self._bars[phase_name] = progress(total=num_steps, desc=f"TensorRT {phase_name}", leave=False)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             with self._lock:
@@ -118,26 +69,43 @@ def _progress_monitor(trt: Any) -> Any | None:
     return _Monitor()
 
 
+def cuda_index(device: int | str) -> int:
+    """The GPU index of ``device``: an index, "cuda" (0) or "cuda:N"."""
+    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
+        return device
+    text = str(device)
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        return int(text[5:] or 0)
+    raise ConfigError(f"a TensorRT build runs on a GPU: device cuda or cuda:N, not {device!r}")
+
+
 def read_onnx_metadata(onnx_path: Path) -> ArtifactMetadata:
     """The metadata of a TensorRT-ready ONNX (refuses plain ONNX: it has no recorded profile)."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    raw = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
-    if raw is None:
+    meta = read_embedded("tensorrt-onnx", onnx_path)
+    if meta is None:
         raise ArtifactError("ONNX carries no modnet-edge metadata; export it with format 'tensorrt-onnx'", onnx_path)
-    meta = ArtifactMetadata.from_json(raw, onnx_path)
     if meta.format != FORMAT_NAME or "tensorrt" not in meta.extra:
         raise ArtifactError(f"this is a {meta.format!r} ONNX, not a TensorRT-ready one (no recorded profile); "
                             "export it with format 'tensorrt-onnx'", onnx_path)
     return meta
 
 
-def build_engine(onnx_path: str | Path, output: str | Path, *, build_mode: str | None = None,
-                 profile: Any = None, timing_cache: str | Path | None = None, workspace_mib: int | None = None,
-                 optimization_level: int | None = None, allow_tf32: bool = False, version_compatible: bool = False,
-                 hardware_compatibility: str | None = None, device: int = 0, verbose: bool = False) -> Path:
-    """Build a TensorRT engine from a TensorRT-ready ONNX; writes ``output`` + manifest, returns ``output``.
+def build_engine(onnx_path: str | Path, output: str | Path, **options: Any) -> Path:
+    """Build a TensorRT engine from a TensorRT-ready ONNX; writes ``output`` + manifest, returns ``output``
+    (options: :func:`build_plan`)."""
+    plan, meta = build_plan(onnx_path, output, **options)
+    write_artifact(output, meta, plan)
+    print("equivalent trtexec command (writes a raw plan without modnet-edge metadata):\n  "
+          + meta.extra["tensorrt"]["trtexec"])
+    return Path(output)
+
+
+def build_plan(onnx_path: str | Path, output: str | Path, *, build_mode: str | None = None,
+               profile: Any = None, timing_cache: str | Path | None = None, workspace_mib: int | None = None,
+               optimization_level: int | None = None, allow_tf32: bool = False, version_compatible: bool = False,
+               hardware_compatibility: str | None = None, device: int | str = 0,
+               verbose: bool = False) -> tuple[bytes, ArtifactMetadata]:
+    """Build the serialized TensorRT plan of a TensorRT-ready ONNX; returns (plan, the engine's metadata).
 
     ``build_mode``: ``fp32`` | ``fp16-flag`` (fp32 ONNX) | ``fp16`` (fp16 ONNX) | ``int8`` |
     ``int8-fp16-flag`` (Q/DQ ONNX); default from the ONNX's precision.  ``*-flag`` modes are TensorRT
@@ -148,6 +116,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, *, build_mode: str |
     later TensorRT versions of the same major (both trade some speed for portability).
     """
     onnx_path, output = Path(onnx_path), Path(output)
+    device = cuda_index(device)
     meta = read_onnx_metadata(onnx_path)
     mode = build_mode or DEFAULT_BUILD_MODE[meta.precision]
     if mode not in BUILD_MODES:
@@ -196,10 +165,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, *, build_mode: str |
             Path(tmp).write_bytes(bytes(cache.serialize()))
     engine_meta = _engine_metadata(meta, onnx_path, output, engine_precision, mode, strongly_typed, prof, env,
                                    config_flags, version_compatible, hardware_compatibility, seconds, timing_cache)
-    write_engine_file(output, bytes(plan), engine_meta)  # with its manifest, as one pair
-    print("equivalent trtexec command (writes a raw plan without modnet-edge metadata):\n  "
-          + engine_meta.extra["tensorrt"]["trtexec"])
-    return output
+    return bytes(plan), engine_meta
 
 
 def _parser_error(error: Any) -> str:
@@ -286,34 +252,35 @@ def _engine_metadata(meta: ArtifactMetadata, onnx_path: Path, output: Path, prec
         extra={"tensorrt": info, "onnx_extra": {k: v for k, v in meta.extra.items() if k != "tensorrt"}})
 
 
-def export_tensorrt_engine(checkpoint: Checkpoint, output: str | Path, precision: str = "fp16", *,
-                           build_mode: str | None = None, static_shape: tuple[int, int] | None = None,
-                           batch: int | None = None, profile: Any = None, calibration: Any = None,
-                           keep_onnx: bool = True, timing_cache: str | Path | None = None,
-                           **options: Any) -> Path:
-    """The format table's exporter for ``tensorrt``: checkpoint -> TensorRT-ready ONNX -> engine.
+def convert_tensorrt_engine(checkpoint: Checkpoint, precision: str, output: Path, *,
+                            build_mode: str | None = None, keep_onnx: bool = True, **options: Any) -> Converted:
+    """The TensorRT engine converter of the format table: checkpoint -> TensorRT-ready ONNX -> plan.
 
-    The ONNX is kept beside the engine (``<engine>.trt.onnx``) unless ``keep_onnx`` is False, so the
-    engine can be rebuilt on another GPU or TensorRT version without the checkpoint.  ``build_mode``
-    ``fp16-flag`` uses the fp32 ONNX with TensorRT's FP16 builder flag (TensorRT 10 only).
+    The ONNX is kept beside the engine (``<engine>.trt.onnx``, an artifact with its own manifest) unless
+    ``keep_onnx`` is False, so the engine can be rebuilt on another GPU or TensorRT version without the
+    checkpoint.  ``build_mode`` ``fp16-flag`` uses the fp32 ONNX with TensorRT's FP16 builder flag
+    (TensorRT 10 only).  Options of the TensorRT-ready ONNX go to its converter, the rest to
+    :func:`build_plan`.
     """
-    build_options = {k: options.pop(k) for k in ("workspace_mib", "optimization_level", "allow_tf32",
-                                                 "version_compatible", "hardware_compatibility", "device",
-                                                 "verbose") if k in options}
+    from modnet_edge.export.skeleton import export_artifact
+
+    onnx_names = {o.name for o in get_format("tensorrt-onnx").options}
+    onnx_options = {k: v for k, v in options.items() if k in onnx_names}
+    build_options = {k: v for k, v in options.items() if k not in onnx_names}
     mode = build_mode or DEFAULT_BUILD_MODE.get(precision, "")
     if mode not in BUILD_MODES or BUILD_MODES[mode][1] != precision:
         raise ConfigError(f"build mode {build_mode!r} does not give a {precision} engine; modes: "
                           f"{ {m: v[1] for m, v in BUILD_MODES.items()} }")
     import_tensorrt()  # fail before the (slow) export when the builder cannot run here
-    output = Path(output)
     onnx_path = output.with_name(output.name.rsplit(".", 1)[0] + ".trt.onnx")
     digest = hashlib.sha256(str(output.resolve()).encode()).hexdigest()[:8]
     target = onnx_path if keep_onnx else output.with_name(f".{output.name}.{digest}.trt.onnx")
     try:
-        export_tensorrt_onnx(checkpoint, target, BUILD_MODES[mode][0], static_shape=static_shape, batch=batch,
-                             profile=profile, calibration=calibration, **options)
-        return build_engine(target, output, build_mode=mode, timing_cache=timing_cache, **build_options)
+        export_artifact(checkpoint, "tensorrt-onnx", BUILD_MODES[mode][0], target, **onnx_options)
+        plan, meta = build_plan(target, output, build_mode=mode, **build_options)
     finally:
         if not keep_onnx:
             for p in (target, target.with_name(target.name + ".manifest.json")):
                 p.unlink(missing_ok=True)
+    return Converted(plan, meta.preprocessing, meta.input_shape, meta.extra,
+                     {"tensorrt": meta.tools.get("tensorrt", "")})

@@ -1,6 +1,6 @@
 """TensorRT-ready ONNX: what a TensorRT builder takes, produced and verified on any machine.
 
-Built on :func:`modnet_edge.export.onnx_export.export_onnx` (no second exporter); this module adds
+Built on :func:`modnet_edge.export.onnx_graph.float_graph` (no second exporter); this module adds
 what TensorRT needs on top of a plain ONNX file:
 
 - **Shapes**: a static shape, or a min/opt/max profile recorded in the metadata (``extra.tensorrt.
@@ -13,7 +13,7 @@ what TensorRT needs on top of a plain ONNX file:
   keeps.  InstanceNormalization runs in FP32 inside it by default (``fp32_normalization``): the
   variance of a feature map is a sum of squares that FP16 can overflow, and TensorRT honours the
   types written in a strongly typed graph, so the graph itself must say FP32 there.  Input and
-  output stay float32 by default (cast inside); ``fp32_nodes`` adds further FP32 islands by node
+  output stay float32 by default (cast inside); ``keep_float`` adds further FP32 islands by node
   name (:mod:`modnet_edge.export.onnx_mixed_precision`).
 - **INT8** (``precision="int8"``): explicit quantization (Q/DQ) from the shared calibration source,
   see :mod:`modnet_edge.export.tensorrt_qdq`.  TensorRT >= 10 deprecates implicit calibration.
@@ -30,17 +30,17 @@ is measured in ONNX Runtime (CPU) like any other artifact.
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import METADATA_KEY, ArtifactMetadata, atomic_output, tool_versions
+from modnet_edge.core import tool_versions
 from modnet_edge.core.errors import ArtifactError, ConfigError
 from modnet_edge.model.checkpoint import Checkpoint
 
-from modnet_edge.export.onnx_export import embed_metadata, export_onnx, fp32_twin_weights
+from modnet_edge.export.onnx_graph import float_graph, fp32_twin_weights
+from modnet_edge.export.skeleton import Converted
 from modnet_edge.export.onnx_mixed_precision import keep_matching_fp32, keep_nodes_fp32
 from modnet_edge.export.tensorrt_profile import ShapeProfile
 
@@ -57,9 +57,6 @@ BUILD_MODES: dict[str, tuple[str, str, bool, tuple[str, ...]]] = {
     "int8-fp16-flag": ("int8", "int8", False, ("--int8", "--fp16")),
 }
 DEFAULT_BUILD_MODE = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
-INT8_OPTIONS = frozenset({"calibration_size", "calibration_seed", "method", "percentile", "keep_float",
-                          "residual_qdq", "calibration_cache"})
-
 # Op types the exported MODNet graphs contain, all supported by the TensorRT 10 ONNX parser (checked
 # against its operator matrix).  Anything else means the graph changed and must be re-verified.
 TENSORRT_OPS = frozenset({
@@ -220,90 +217,58 @@ def _check_qdq_node(node: Any, inits: dict[str, Any], numpy_helper: Any) -> list
 # --------------------------------------------------------------------------------------------------
 # The exporter
 # --------------------------------------------------------------------------------------------------
-def export_tensorrt_onnx(checkpoint: Checkpoint, output: str | Path, precision: str = "fp32", *,
-                         static_shape: tuple[int, int] | None = None, batch: int | None = None,
-                         profile: Any = None, keep_io_types: bool | None = None, fp32_normalization: bool = True,
-                         fp32_nodes: str | Sequence[str] = (),
-                         opset: int = 17, calibration: Any = None, **int8_options: Any) -> Path:
-    """Export a TensorRT-ready ONNX; returns ``output`` (manifest written beside it).
+def convert_tensorrt_onnx(checkpoint: Checkpoint, precision: str, output: Path, *,
+                          static_shape: tuple[int, int] | None = None, batch: int | None = None,
+                          profile: Any = None, keep_io_types: bool | None = None, fp32_normalization: bool = True,
+                          keep_float: Sequence[str] | None = None, opset: int = 17, calibration: Any = None,
+                          calibration_method: str = "minmax", **int8_options: Any) -> Converted:
+    """The TensorRT-ready ONNX converter of the format table (options checked there).
 
     ``static_shape`` (H, W) and ``batch``, or ``profile`` ("MIN:OPT:MAX" / dict): the input shapes
     (default static 1x3x512x512).  ``keep_io_types`` (FP16 only, default True): float32 input and
     output around the FP16 graph -- the image is cast inside the engine and the matte leaves it
     unrounded (measured: MSE 8.95e-07 with vs 1.03e-06 without, interim checkpoint, 256x256).
-    ``fp32_nodes``: regexes on node names (which carry the module path, e.g. ``/f_branch/``) that
-    compute in FP32 inside the FP16 graph (mixed precision, honoured by strongly typed builds).
-    ``calibration`` and ``int8_options`` (see :func:`modnet_edge.export.tensorrt_qdq.quantize_for_tensorrt`)
-    are for ``precision="int8"`` only.
+    ``keep_float``: FP16 -- FP32 islands (regexes on node names, which carry the module path, or module
+    selectors), honoured by strongly typed builds; INT8 -- nodes left unquantised (see
+    :func:`modnet_edge.export.tensorrt_qdq.quantize_for_tensorrt`, as are ``int8_options``).
     """
-    import onnx
-
-    if precision not in DEFAULT_BUILD_MODE:
-        raise ConfigError(f"TensorRT-ready ONNX precision must be fp32, fp16 or int8, not {precision!r}")
-    unknown = set(int8_options) - INT8_OPTIONS
-    if unknown:
-        raise ConfigError(f"unknown TensorRT-ready ONNX export option(s) {sorted(unknown)}; int8 options: "
-                          f"{sorted(INT8_OPTIONS)}")
-    if precision != "int8" and (calibration is not None or int8_options):
-        raise ConfigError(f"calibration options {sorted(int8_options) or ['calibration']} only apply to int8")
-    if keep_io_types and precision != "fp16":
-        raise ConfigError("keep_io_types only applies to fp16")
     keep_io_types = precision == "fp16" if keep_io_types is None else keep_io_types
-    if fp32_nodes and precision != "fp16":
-        raise ConfigError("fp32_nodes only applies to fp16 (the other precisions compute in FP32 already)")
     prof = ShapeProfile.resolve(static_shape, batch, profile)
-    output = Path(output)
-    with tempfile.TemporaryDirectory(prefix="modnet-trt-onnx-") as td:
-        base = Path(td) / "base.onnx"
-        export_onnx(checkpoint, base, "fp16" if precision == "fp16" else "fp32", opset=opset,
-                    keep_io_types=keep_io_types, **prof.onnx_export_args())
-        model = onnx.load(str(base))
-        meta = _read_embedded(model, base)
-        details: dict[str, Any] = {}
-        if precision == "fp16" and fp32_normalization:
-            details["fp32_normalization_nodes"] = keep_normalization_fp32(model)
-        if fp32_nodes:
-            patterns = [fp32_nodes] if isinstance(fp32_nodes, str) else list(fp32_nodes)
-            details["fp32_nodes"] = {"patterns": patterns,
-                                      "nodes": keep_matching_fp32(
-                                          model, patterns, checkpoint.model_config,
-                                          fp32_twin_weights(checkpoint, opset, **prof.onnx_export_args()))}
-        if precision == "int8":
-            from modnet_edge.export.tensorrt_qdq import quantize_for_tensorrt
+    model = float_graph(checkpoint, "fp16" if precision == "fp16" else "fp32", opset=opset,
+                        keep_io_types=keep_io_types, **prof.onnx_export_args())
+    details: dict[str, Any] = {}
+    tools: dict[str, str] = {}
+    if precision == "fp16" and fp32_normalization:
+        details["fp32_normalization_nodes"] = keep_normalization_fp32(model)
+    if precision == "fp16" and keep_float:
+        details["fp32_nodes"] = {"patterns": list(keep_float),
+                                 "nodes": keep_matching_fp32(model, list(keep_float), checkpoint.model_config,
+                                                             fp32_twin_weights(checkpoint, opset,
+                                                                               **prof.onnx_export_args()))}
+    if precision == "int8":
+        from modnet_edge.export.tensorrt_qdq import quantize_for_tensorrt
 
-            model, details["quantization"] = quantize_for_tensorrt(base, checkpoint, prof, calibration,
-                                                                   workdir=Path(td), **int8_options)
-        report = check_tensorrt_ready(model)
-        if report["problems"]:
-            raise ArtifactError("the graph is not TensorRT-ready: " + "; ".join(report["problems"][:8]), output)
-        _finish_metadata(meta, precision, prof, output, details, report)
-        embed_metadata(model, meta)
-        onnx.checker.check_model(model)
-        with atomic_output(output, manifest=lambda: meta) as tmp:
-            onnx.save(model, str(tmp))
-    return output
-
-
-def _read_embedded(model: Any, where: Path) -> ArtifactMetadata:
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return ArtifactMetadata.from_json(prop.value, where)
-    raise ArtifactError("the base ONNX export carries no metadata", where)
-
-
-def _finish_metadata(meta: ArtifactMetadata, precision: str, prof: ShapeProfile, output: Path,
-                     details: dict[str, Any], report: dict[str, Any]) -> None:
-    meta.format = FORMAT_NAME
-    meta.precision = precision
-    meta.preprocessing = meta.preprocessing.with_fixed_size(prof.static_size)
+        model, details["quantization"] = quantize_for_tensorrt(
+            model, checkpoint, prof, calibration, calibration_method=calibration_method, keep_float=keep_float,
+            **int8_options)
+        tools = tool_versions("onnxruntime")
+    report = check_tensorrt_ready(model)
+    if report["problems"]:
+        raise ArtifactError("the graph is not TensorRT-ready: " + "; ".join(report["problems"][:8]), output)
     n = prof.static_batch or "batch"
     h, w = prof.static_size or ("height", "width")
-    meta.input_shape = [n, 3, h, w]
-    if precision == "int8":
-        meta.tools = {**meta.tools, **tool_versions("onnxruntime")}
+    extra = {"opset": opset, "io_dtype": "float32" if precision != "fp16" or keep_io_types else "float16",
+             "tensorrt": tensorrt_record(precision, prof, output, details, report)}
+    return Converted(model, checkpoint.preprocessing.with_fixed_size(prof.static_size), [n, 3, h, w], extra, tools)
+
+
+def tensorrt_record(precision: str, prof: ShapeProfile, output: Path, details: dict[str, Any],
+                    report: dict[str, Any]) -> dict[str, Any]:
+    """What an engine builder needs to know, recorded in the metadata: profile, build modes, ops, the
+    trtexec command lines for this file."""
     modes = build_modes_for(precision)
     engine = output.with_name(output.name.removesuffix(".onnx").removesuffix(".trt") + ".engine")
-    meta.extra["tensorrt"] = {
+    return {
         "profile": prof.to_dict(),
         "build_modes": modes,
         "min_tensorrt": MIN_TENSORRT,

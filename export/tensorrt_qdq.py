@@ -18,6 +18,9 @@ bias stays float (no int32 dequantization)          ``QuantizeBias=False``
 everything not quantized runs in float              other ops untouched; ``keep_float`` nodes too
 ==================================================  ============================================
 
+The calibration itself (source, cache, bounded memory) is the one Q/DQ quantiser's (:mod:`.qdq`);
+this module is the TensorRT scheme and the rewiring after it.
+
 Why ONNX Runtime's quantiser and not NVIDIA ModelOpt: ModelOpt is not installed here and is a heavy
 dependency (its ONNX PTQ pulls CUDA-specific packages); ONNX Runtime is already a dependency, writes
 standard ONNX Q/DQ that TensorRT's parser reads, and the placement above is enforced afterwards by
@@ -27,20 +30,17 @@ TensorRT's INT8 kernels implement, which is what the parity check measures.
 
 Calibration data comes only from :mod:`modnet_edge.calibration` (the shared source, bound to this
 artifact's preprocessing, through its ONNX Runtime reader and its cache).  ``keep_float`` presets and
-regexes are those of :mod:`modnet_edge.export.onnx_int8`.
+regexes are those of :func:`modnet_edge.export.qdq.resolve_keep_float`.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 from modnet_edge.model.checkpoint import Checkpoint
 
-from modnet_edge.export.onnx_int8 import METHODS, graph_sha256, quiet_quantizer, resolve_keep_float
+from modnet_edge.export.qdq import QdqScheme, ort_version, quantize, resolve_keep_float
 from modnet_edge.export.tensorrt_profile import ShapeProfile
 
 QUANTIZED_OPS = ("Conv",)
@@ -50,94 +50,51 @@ QUANTIZED_OPS = ("Conv",)
 # network's multiply-accumulates (the high-resolution branch ~48 %), so by default it stays float and
 # TensorRT still runs ~90 % of the work in INT8.  keep_float=() gives full INT8.
 DEFAULT_KEEP_FLOAT = ("/backbone/",)
+# The module table above as a Q/DQ scheme: symmetric int8, Conv inputs only, one shared pair per tensor.
+TENSORRT_SCHEME = QdqScheme("int8", symmetric_activations=True, per_channel=True, reduce_range=False,
+                            op_types=QUANTIZED_OPS,
+                            extra={"QuantizeBias": False, "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
+                                   "DedicatedQDQPair": False})
 
 
-def tensorrt_quant_options(method: str, percentile: float) -> dict[str, Any]:
-    """ONNX Runtime ``extra_options`` that give TensorRT-style Q/DQ (see the module table)."""
-    extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                             "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS), "DedicatedQDQPair": False}
-    if method == "percentile":
-        extra.update(CalibPercentile=float(percentile), CalibTensorRangeSymmetric=False)
-    return extra
-
-
-def quantize_for_tensorrt(float_path: Path, checkpoint: Checkpoint, profile: ShapeProfile, calibration: Any, *,
-                          workdir: Path, calibration_size: int | None = None, calibration_seed: int = 0,
-                          method: str = "minmax", percentile: float = 99.999,
-                          keep_float: str | Sequence[str] | None = None,
-                          residual_qdq: bool = False, calibration_cache: Any = None) -> tuple[Any, dict[str, Any]]:
-    """Quantize the float TensorRT-ready graph at ``float_path``; returns (Q/DQ ModelProto, details).
+def quantize_for_tensorrt(model: Any, checkpoint: Checkpoint, profile: ShapeProfile, calibration: Any, *,
+                          calibration_size: int | None = None, calibration_seed: int = 0,
+                          calibration_method: str = "minmax", percentile: float = 99.999,
+                          keep_float: Sequence[str] | None = None, residual_qdq: bool = False,
+                          calibration_cache: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Quantize the float TensorRT-ready graph ``model``; returns (Q/DQ ModelProto, details).
 
     ``calibration``: folder, video, ``"synthetic"`` or a ``CalibrationSource``; images are preprocessed
     with the checkpoint's spec at the profile's static size (its *opt* size for a dynamic profile: the
-    shape TensorRT optimises for).  ``method``: minmax | entropy | percentile.  ``keep_float``:
-    presets/regexes of :func:`~modnet_edge.export.onnx_int8.resolve_keep_float` (default
-    :data:`DEFAULT_KEEP_FLOAT`; ``()`` quantizes every Conv).  ``residual_qdq``: let residual Adds
-    share their Conv's input Q/DQ (TensorRT fuses the Add into that Conv; measured no more accurate).
+    shape TensorRT optimises for).  ``keep_float``: default :data:`DEFAULT_KEEP_FLOAT`; ``()``
+    quantizes every Conv.  ``residual_qdq``: let residual Adds share their Conv's input Q/DQ (TensorRT
+    fuses the Add into that Conv; measured no more accurate).
     """
-    from modnet_edge.calibration import CacheKey, OrtCalibrationReader, as_source, resolve_cache
-
-    if method not in METHODS:
-        raise ConfigError(f"calibration method must be one of {list(METHODS)}, not {method!r}")
-    if not 90.0 <= float(percentile) < 100.0:
-        raise ConfigError(f"percentile must be in [90, 100), got {percentile}")
-    try:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    except ImportError:
-        raise BackendUnavailableError("INT8 Q/DQ export needs onnxruntime (pip install onnxruntime)") from None
-    import onnx
-
-    if keep_float is None:
-        keep_float = DEFAULT_KEEP_FLOAT
-    keep = [keep_float] if isinstance(keep_float, str) else list(keep_float)
+    from modnet_edge.calibration import as_source, resolve_cache
+    keep = list(DEFAULT_KEEP_FLOAT if keep_float is None else keep_float)
     size = profile.static_size or (profile.opt[2], profile.opt[3])
-    spec = checkpoint.preprocessing.with_fixed_size(size)
-    source = as_source(calibration, calibration_size, calibration_seed).bind(spec)
-    cache = resolve_cache(calibration_cache)
-    model = onnx.load(str(float_path))
+    source = as_source(calibration, calibration_size, calibration_seed).bind(
+        checkpoint.preprocessing.with_fixed_size(size))
     dims = model.graph.input[0].type.tensor_type.shape.dim
     input_shape: list[int | str] = [d.dim_value or d.dim_param for d in dims]
     if not isinstance(input_shape[0], int) or input_shape[0] <= 0:
         input_shape[0] = 1 if profile.static_batch is None else profile.static_batch
     input_shape[2:] = list(size)
-    excluded = resolve_keep_float(model, keep, checkpoint.model_config)
-    reader = OrtCalibrationReader(source, model.graph.input[0].name, input_shape)
-    extra = tensorrt_quant_options(method, percentile)
-    key = CacheKey.make(f"onnxruntime-{_ort_version()}", graph_sha256(model), source.fingerprint(), method,
-                        percentile=percentile if method == "percentile" else None, symmetric=True,
-                        op_types=list(QUANTIZED_OPS))
-    supports_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
-    state = "disabled" if cache is None or not supports_cache else ("hit" if cache.has(key, ".ort.json") else "miss")
-    kwargs: dict[str, Any] = dict(
-        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False, activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=excluded,
-        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                          "percentile": CalibrationMethod.Percentile}[method], extra_options=extra)
-    quantized = workdir / "qdq.onnx"
-    with quiet_quantizer():
-        if state == "hit":
-            quantize_static(str(float_path), str(quantized), None,
-                            calibration_cache_path=str(cache.path(key, ".ort.json")), **kwargs)
-        elif state == "miss":
-            with cache.store(key, ".ort.json") as tmp_cache:
-                quantize_static(str(float_path), str(quantized), reader, calibration_cache_path=str(tmp_cache),
-                                **kwargs)
-        else:
-            quantize_static(str(float_path), str(quantized), reader, **kwargs)
-    qmodel = onnx.load(str(quantized))
-    rewired = _read_float_inputs(qmodel, set(excluded), residual_qdq)
+    done = quantize(model, source, input_shape, TENSORRT_SCHEME, method=calibration_method, percentile=percentile,
+                    float_nodes=resolve_keep_float(model, keep, checkpoint.model_config),
+                    cache=resolve_cache(calibration_cache))
+    rewired = _read_float_inputs(done.model, set(done.float_nodes), residual_qdq)
     details = {
         "scheme": "explicit quantization (Q/DQ) for TensorRT",
-        "tool": f"onnxruntime.quantization {_ort_version()} (QDQ)",
+        "tool": f"onnxruntime.quantization {ort_version()} (QDQ)",
         "weights": "int8 symmetric per-channel (axis 0)", "activations": "int8 symmetric per-tensor",
         "placement": "inputs of Conv (activation and weights); a residual Add shares its Conv's input Q/DQ "
                      "(TensorRT fuses it into that Conv); bias stays float",
-        "method": method, **({"percentile": percentile} if method == "percentile" else {}),
-        "keep_float": keep, "float_nodes": len(excluded), "residual_qdq": residual_qdq,
+        "method": calibration_method, **({"percentile": percentile} if calibration_method == "percentile" else {}),
+        "keep_float": keep, "float_nodes": len(done.float_nodes), "residual_qdq": residual_qdq,
         "float_inputs_restored": rewired,
-        "calibration": {**source.describe(), "cache": state, "cache_key": key.digest,
-                        "input_size": list(size)}}
-    return qmodel, details
+        "calibration": {**done.record, "input_size": list(size)}}
+    return done.model, details
 
 
 def _read_float_inputs(model: Any, excluded: set[str], residual_qdq: bool) -> int:
@@ -163,9 +120,3 @@ def _read_float_inputs(model: Any, excluded: set[str], residual_qdq: bool) -> in
                 node.input[i] = q.input[0]
                 count += 1
     return count
-
-
-def _ort_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__

@@ -15,29 +15,21 @@ as every artifact) is embedded as a TFLite metadata entry and written to the man
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
-import logging
-import os
-import sys
-import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from modnet_edge.core import ArtifactMetadata, METADATA_KEY, atomic_output, tool_versions
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core.tools import quiet_tool
 from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint
 
-from modnet_edge.export.tflite_metadata import embed_tflite_metadata
-from modnet_edge.export.tflite_quantize import MODES, quantize_tflite
+from modnet_edge.export.skeleton import Converted
+from modnet_edge.export.tflite_quantize import quantize_tflite
 
 DEFAULT_SHAPE = (512, 512)
-INT8_MODES = ("static", "static16", "dynamic", "weights")
 _FLOAT_MEMO: dict[tuple[Any, ...], bytes] = {}
 _MEMO_SIZE = 4
 
@@ -150,7 +142,7 @@ def converter_friendly(net: torch.nn.Module) -> torch.nn.Module:
 
 
 class _TFLiteWrapper(torch.nn.Module):
-    """Matte-only forward with a named output; NHWC in and out when asked (a plain permute, no math)."""
+    """A named output, and NHWC in and out when asked (a plain permute, no math)."""
 
     def __init__(self, net: torch.nn.Module, layout: str) -> None:
         super().__init__()
@@ -158,45 +150,32 @@ class _TFLiteWrapper(torch.nn.Module):
 
     def forward(self, input: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: A002 (signature input name)
         x = input.permute(0, 3, 1, 2) if self.nhwc else input
-        matte = self.net(x, inference=True)
+        matte = self.net(x)
         return {"matte": matte.permute(0, 2, 3, 1) if self.nhwc else matte}
 
 
-def export_tflite(checkpoint: Checkpoint, output: str | Path, precision: str = "fp32", *,
-                  static_shape: tuple[int, int] | None = None, layout: str = "NCHW", quantization: str | None = None,
-                  calibration: Any = None, calibration_size: int | None = None, calibration_seed: int = 0,
-                  method: str = "minmax", keep_float: Any = (), calibration_cache: Any = None, threads: int = 2,
-                  progress: bool = True, **unknown: Any) -> Path:
-    """Export ``checkpoint`` to a .tflite at ``precision``; returns ``output`` (manifest written beside it).
+# precision variant -> ai-edge-quantizer mode of :mod:`.tflite_quantize` (None: plain FP32)
+MODE_OF = {"fp32": None, "fp16": "fp16", "int8": "static", "int8-a16": "static16", "int8-dynamic": "dynamic",
+           "int8-weights": "weights"}
 
-    ``precision``: fp32, fp16 (FP16 weights) or int8.  For int8, ``quantization`` picks the variant:
-    ``static`` (default; full integer, int8 activations), ``static16`` (int16 activations),
-    ``dynamic`` (dynamic range) or ``weights`` (weight-only).  Static variants need ``calibration``
-    (folder, video, ``"synthetic"`` or a CalibrationSource; ``calibration_size``/``calibration_seed``
-    pick the samples, which are resized to ``static_shape`` exactly as the predictor does).
+
+def convert_tflite(checkpoint: Checkpoint, precision: str, output: Path, *,
+                   static_shape: tuple[int, int] | None = None, layout: str = "NCHW", calibration: Any = None,
+                   calibration_size: int | None = None, calibration_seed: int = 0, calibration_method: str = "minmax",
+                   keep_float: Any = (), calibration_cache: Any = None, threads: int = 2) -> Converted:
+    """The TFLite converter of the format table (options checked there).
+
+    ``precision``: fp32, fp16 (FP16 weights), int8 (full integer, int8 activations), int8-a16 (int16
+    activations), int8-dynamic (dynamic range) or int8-weights (weight-only).  The static variants are
+    calibrated on ``calibration`` (folder, video, ``"synthetic"`` or a CalibrationSource;
+    ``calibration_size``/``calibration_seed`` pick the samples, resized to ``static_shape`` exactly as the
+    predictor does).
     """
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress
 
-    if unknown:
-        raise ConfigError(f"unknown TFLite export option(s): {sorted(unknown)}")
-    if precision not in ("fp32", "fp16", "int8"):
-        raise ConfigError(f"TFLite precision must be fp32, fp16 or int8, not {precision!r}")
-    if layout not in ("NCHW", "NHWC"):
-        raise ConfigError(f"layout must be NCHW or NHWC, not {layout!r}")
-    if precision == "int8":
-        mode = quantization or "static"
-        if mode not in INT8_MODES:
-            raise ConfigError(f"int8 quantization must be one of {list(INT8_MODES)}, not {mode!r}")
-    elif quantization is not None:
-        raise ConfigError(f"quantization={quantization!r} only applies to precision int8")
-    else:
-        mode = None if precision == "fp32" else "fp16"
+    del output  # the skeleton writes the file
+    mode = MODE_OF[precision]
     static = mode in ("static", "static16")
-    if not static and (calibration is not None or calibration_size is not None):
-        raise ConfigError(f"calibration data only applies to static int8 (quantization='static' or 'static16'), "
-                          f"not to {precision}{'/' + mode if mode else ''}")
-    if keep_float and mode is None:
-        raise ConfigError("keep_float only applies to quantised precisions (fp16, int8), not fp32")
     shape = tuple(int(v) for v in (static_shape or DEFAULT_SHAPE))
     spec = dataclasses.replace(checkpoint.preprocessing.with_fixed_size(shape), layout=layout)
     source = cache = None
@@ -205,10 +184,8 @@ def export_tflite(checkpoint: Checkpoint, output: str | Path, precision: str = "
 
         source = as_source(calibration, calibration_size, calibration_seed).bind(spec)
         cache = resolve_cache(calibration_cache)
-    output = Path(output)
-    steps = ["convert with litert-torch"] + (["quantize with ai-edge-quantizer"] if mode else []) + ["write"]
-    with tqdm(total=len(steps), desc=f"tflite {precision}{'/' + mode if mode and mode != 'fp16' else ''}",
-              disable=not progress, leave=False) as bar:
+    steps = ["convert with litert-torch"] + (["quantize with ai-edge-quantizer"] if mode else [])
+    with progress(total=len(steps), desc=f"tflite {precision}") as bar:
         bar.set_postfix_str(steps[0])
         float_model = convert_float(checkpoint, shape, layout)
         bar.update()
@@ -216,28 +193,18 @@ def export_tflite(checkpoint: Checkpoint, output: str | Path, precision: str = "
         model = float_model
         if mode:
             bar.set_postfix_str(steps[1])
-            model, details = quantize_tflite(float_model, mode, source=source, method=method,
+            model, details = quantize_tflite(float_model, mode, source=source, method=calibration_method,
                                              keep_float=keep_float, cache=cache, threads=threads,
                                              io_ranges=_known_ranges(spec) if static else None)
             bar.update()
-        label = MODES[mode] if mode else "fp32"
-        input_shape: list[int | str] = [1, 3, *shape] if layout == "NCHW" else [1, *shape, 3]
-        extra: dict[str, Any] = {"layout": layout, "converter": f"litert-torch {_version('litert-torch')}",
-                                 "graph_rewrites": list(GRAPH_REWRITES)}
-        if details:
-            extra["quantization"] = details
-        if source is not None:
-            extra["calibration"] = {**source.describe(), "cache": details.pop("calibration_cache", "disabled")}
-        meta = ArtifactMetadata(
-            format="tflite", precision=label, preprocessing=spec, model=checkpoint.model_config.to_dict(),
-            input_name="input", output_name="matte", input_shape=input_shape, source=checkpoint.source_info(),
-            tools=tool_versions("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"), extra=extra)
-        bar.set_postfix_str(steps[-1])
-        data = embed_tflite_metadata(model, {METADATA_KEY: meta.to_json().encode()})
-        with atomic_output(output, manifest=lambda: meta) as tmp:
-            tmp.write_bytes(data)
-        bar.update()
-    return output
+    input_shape: list[int | str] = [1, 3, *shape] if layout == "NCHW" else [1, *shape, 3]
+    extra: dict[str, Any] = {"layout": layout, "converter": f"litert-torch {_version('litert-torch')}",
+                             "graph_rewrites": list(GRAPH_REWRITES)}
+    if details:
+        extra["quantization"] = details
+    if source is not None:
+        extra["calibration"] = {**source.describe(), "cache": details.pop("calibration_cache", "disabled")}
+    return Converted(model, spec, input_shape, extra)
 
 
 def _known_ranges(spec: Any) -> dict[str, tuple[float, float]]:
@@ -254,7 +221,7 @@ def convert_float(checkpoint: Checkpoint, shape: tuple[int, int], layout: str) -
     if key in _FLOAT_MEMO:
         return _FLOAT_MEMO[key]
     try:
-        with _converter_quiet():  # importing it logs torchao's optional CUDA kernels that fail to load
+        with quiet_tool(**CONVERTER_QUIET):  # importing it logs torchao's optional CUDA kernels that fail to load
             import litert_torch
     except ImportError:
         raise BackendUnavailableError('TFLite export needs litert-torch (pip install -c constraints.txt '
@@ -263,7 +230,7 @@ def convert_float(checkpoint: Checkpoint, shape: tuple[int, int], layout: str) -
     wrapper = _TFLiteWrapper(net, layout).eval()
     h, w = shape
     sample = torch.zeros(1, 3, h, w) if layout == "NCHW" else torch.zeros(1, h, w, 3)
-    with _converter_quiet(), torch.no_grad():
+    with quiet_tool(**CONVERTER_QUIET), torch.no_grad():
         edge = litert_torch.convert(wrapper, sample_kwargs={"input": sample})
         data = bytes(edge.model_content())
     if len(_FLOAT_MEMO) >= _MEMO_SIZE:
@@ -276,43 +243,11 @@ def convert_float(checkpoint: Checkpoint, shape: tuple[int, int], layout: str) -
 _CONVERTER_LOGGERS = ("torchao", "torch.utils._pytree", "torch._export", "torch.export")
 
 
-@contextlib.contextmanager
-def _converter_quiet():
-    """Silence the converter's own chatter (the exporter shows tqdm): its stage log on stdout, Python
-    warnings and internal loggers, and the C++ (absl) log lines written straight to file descriptor 2.
-    What went to descriptor 2 is written back to stderr if the conversion fails, so no clue is lost."""
-    saved_env = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
-    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
-    loggers = [logging.getLogger(name) for name in _CONVERTER_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    sys.stderr.flush()
-    saved_fd = os.dup(2)
-    captured = tempfile.TemporaryFile()
-    os.dup2(captured.fileno(), 2)
-    failed = False
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved_fd, 2)
-        os.close(saved_fd)
-        if failed:
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-        captured.close()
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-        if saved_env is None:
-            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
-        else:
-            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = saved_env
+# How litert-torch is kept quiet: its stage log (stdout), its progress switch, Python warnings, the
+# loggers its import and conversion fill with notes about optional internals, and the C++ (absl) log
+# lines written straight to file descriptor 2.
+CONVERTER_QUIET: dict[str, Any] = {"loggers": _CONVERTER_LOGGERS, "env": {"LITERT_TORCH_SHOW_PROGRESS": "n"},
+                                   "native": True}
 
 
 def _version(dist: str) -> str:

@@ -28,9 +28,7 @@ variances) and whole parts: ``backbone``, ``lr-branch``, ``hr-branch``, ``fusion
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -39,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core.tools import quiet_tool
 
 MODES = {"fp16": "fp16", "dynamic": "int8-dynamic", "weights": "int8-weights", "static": "int8",
          "static16": "int8-a16"}
@@ -109,7 +108,7 @@ def quantize_tflite(float_model: bytes, mode: str, *, source: Any = None, method
             qsvs = _override_ranges(float_model, qsvs, io_ranges)
             details["fixed_ranges"] = {k: list(v) for k, v in io_ranges.items()}
     quantizer = aeq.quantizer.Quantizer(bytearray(float_model), recipe)
-    with _quiet():
+    with quiet_tool():  # ai-edge-quantizer prints progress bars and reports
         result = quantizer.quantize(qsvs, enable_progress_report=False)
     return bytes(result.quantized_model), details
 
@@ -133,7 +132,7 @@ def calibrate(float_model: bytes, source: Any, recipe: list[dict[str, Any]], met
     update = _running_min_max if method == "minmax" else None
     kwargs = {"qsv_update_func": update} if update else {}
     calib = calibrator.Calibrator(bytearray(float_model), num_threads=threads, **kwargs)
-    with _quiet():
+    with quiet_tool():  # ai-edge-quantizer prints progress bars and reports
         calib.calibrate(data.as_mapping(), manager)
     qsvs = calib.get_model_qsvs()
     if cache is None:
@@ -273,10 +272,3 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-@contextlib.contextmanager
-def _quiet():
-    """ai-edge-quantizer prints progress bars and reports to stdout; the exporter shows its own."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        yield

@@ -45,7 +45,7 @@ from modnet_edge.core.errors import (ArtifactError, BackendUnavailableError, Bud
 __version__ = VERSION
 
 _LAZY = {
-    "load_network": ("modnet_edge.model.checkpoint", "load_network"),
+    "load_network": ("modnet_edge.model.weights", "load_network"),
     "load": ("modnet_edge.runtimes.loader", "load"),
     "open_backend": ("modnet_edge.runtimes.loader", "open_backend"),
     "predict": ("modnet_edge.runtimes.predict", "predict"),
@@ -73,6 +73,40 @@ __all__ = ["FORMATS", "ArtifactMetadata", "PreprocessSpec", "ModnetEdgeError", "
 # tests/test_cli.py keeps this and the CLI's COMMANDS equal, up to the exceptions named in the docstring
 MIRRORED = ("export", "predict", "parity", "diagnose", "benchmark", "report", "pipeline", "evaluate", "quality",
             "info", "train", "adapt", "tensorrt_build", "gpu_speed")
+
+
+def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32", output: Any = None,
+           budget: Any = None, **options: Any) -> Any:
+    """Export a checkpoint to ``format`` at ``precision`` (the export stage's skeleton,
+    :func:`modnet_edge.export.skeleton.export_artifact`); returns the artifact path.
+
+    ``budget`` ("auto" or an MSE): search for the fastest variant whose matte drift meets it
+    (:func:`search_precision`, which also takes ``images=``, ``ranking_images=``, ``limit=``,
+    ``prefer=``); its record is written beside the artifact.  Raises :class:`BudgetError` when no variant
+    meets the budget.  The search lives on this floor (it drives the runtimes and the parity check), so
+    the export stage never imports upward.
+    """
+    if budget is None:
+        return _export_stage.export(checkpoint, format, precision, output, **options)
+    from pathlib import Path
+
+    from modnet_edge.precision_search import search_precision
+
+    if output is None:
+        raise ConfigError("export with a budget needs an output path (the search writes its record beside it)")
+    result = search_precision(checkpoint, format, precision, output, budget=budget, **options)
+    if result.chosen is None:
+        raise BudgetError(result.summary())
+    return Path(output)
+
+
+# ``modnet_edge.export`` is also the stage package: importing it binds the package to this name, and
+# calling the package calls the function above, so both spellings take ``budget``.
+_export_with_budget = export
+import modnet_edge.export as _export_stage  # noqa: E402  (cheap: the skeleton imports no converter)
+from modnet_edge.core import make_module_callable  # noqa: E402
+
+make_module_callable("modnet_edge.export", _export_with_budget)
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,6 @@ on Linux) is "not runnable here", and neither stops the other artifacts.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_size, resolve, sha256_path
+from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_size, sha256_path
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 from modnet_edge.core.images import sample_portraits
 
@@ -105,19 +104,15 @@ def _checkpoint(opts: PipelineOptions) -> tuple[Path, dict[str, Any]]:
 
 
 def _exporter_options(fmt: Format, precision: str, images: Path | None) -> dict[str, Any]:
-    """Options the pipeline passes only to exporters that take them (INT8 calibration data)."""
-    try:
-        params = inspect.signature(resolve(fmt.exporter)).parameters if fmt.exporter else {}
-    except (ImportError, AttributeError, ValueError, TypeError):
-        return {}
-    if precision.startswith("int8") and "calibration" in params:
+    """Calibration data for the precisions the format table says need it."""
+    if fmt.calibrated(precision):
         return {"calibration": str(images) if images else "synthetic"}
     return {}
 
 
 def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> tuple[list[ArtifactEntry], list[str]]:
     """Every (format, precision) this machine can export; a failure is an entry, never an exception."""
-    from tqdm import tqdm
+    from modnet_edge.core.console import progress
 
     from modnet_edge.export import export
     from modnet_edge.model.checkpoint import read_checkpoint
@@ -137,7 +132,7 @@ def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> t
             continue
         jobs += [(fmt, p) for p in precisions]
     entries = []
-    for fmt, precision in tqdm(jobs, desc="export", disable=not opts.progress, leave=False):
+    for fmt, precision in progress(jobs, desc="export", disable=not opts.progress, leave=False):
         out = opts.output / "artifacts" / f"modnet.{precision}{fmt.suffixes[0]}"
         entry = ArtifactEntry(fmt.name, precision, str(out))
         t0 = time.perf_counter()
@@ -166,7 +161,7 @@ def _searched(ckpt: Any, fmt: Format, precision: str, out: Path, images: Path | 
     from modnet_edge.precision_search import search_precision
 
     # 16 generated portraits calibrate every INT8 candidate (cached); ranking uses generated ones too
-    options = {"calibration": "synthetic", "calibration_size": 16} if precision.startswith("int8") else {}
+    options = {"calibration": "synthetic", "calibration_size": 16} if fmt.calibrated(precision) else {}
     result = search_precision(ckpt, fmt.name, precision, out, images=images or sample_portraits(), limit=opts.limit,
                               progress=False, **options)
     chosen = result.chosen

@@ -15,7 +15,7 @@
 
 Well-kept tools do parts of this for one format each (onnxconverter-common's ``auto_mixed_precision``,
 ModelOpt's AutoCast, ai-edge-quantizer's selective quantisation, Polygraphy's ``debug precision``); the
-kept sets they take are what our exporters take (``fp32_nodes``, ``keep_float``), and the search over
+kept sets they take are what our exporters take (``keep_float``), and the search over
 formats against a matte budget, with speed in the loop, is this module.
 """
 
@@ -35,7 +35,7 @@ from modnet_edge.core.errors import ConfigError
 
 # (format, precision) -> how a kept set becomes exporter options
 SEARCHABLE = {("onnx", "fp16"), ("tensorrt-onnx", "fp16"), ("coreml", "fp16"), ("onnx", "int8"),
-              ("tensorrt-onnx", "int8"), ("tflite", "int8")}
+              ("tensorrt-onnx", "int8"), ("tflite", "int8"), ("tflite", "int8-a16")}
 # formats whose runtime cannot run here (Core ML off Apple systems: the NumPy reference execution judges
 # drift, but its speed says nothing about a phone's), so the fewest kept groups win instead of the fastest
 UNTIMED = {"coreml"}
@@ -95,18 +95,13 @@ def kept_options(fmt: str, precision: str, kept: Sequence[str]) -> dict[str, Any
     """Exporter options that keep the groups ``kept`` in higher precision."""
     selectors = [f"module:{m}" for g in kept if g in MODULE_GROUPS for m in MODULE_GROUPS[g]]
     if precision == "fp16" and fmt == "coreml":
-        return {"fp32_ops": (["io"] if "io" in kept else []) + selectors}
+        return {"keep_float": (["io"] if "io" in kept else []) + selectors}
     if precision == "fp16":
-        opts: dict[str, Any] = {"fp32_nodes": selectors}
+        opts: dict[str, Any] = {"keep_float": selectors}
         if fmt == "onnx":
             opts["keep_io_types"] = "io" in kept
         return opts
     return {"keep_float": selectors + (["image-concat"] if "image-concat" in kept else [])}
-
-
-def _quiet(fmt: str, precision: str) -> dict[str, Any]:
-    """Silence the progress bars of exporters that draw one (the search draws its own)."""
-    return {"progress": False} if fmt == "tflite" or (fmt == "onnx" and precision == "int8") else {}
 
 
 def _resolved(options: dict[str, Any], checkpoint: Any) -> dict[str, Any]:
@@ -116,9 +111,8 @@ def _resolved(options: dict[str, Any], checkpoint: Any) -> dict[str, Any]:
 
     names = set(module_names(checkpoint.model_config))
     out = dict(options)
-    for key in ("fp32_nodes", "keep_float", "fp32_ops"):
-        if key in out:
-            out[key] = [s for s in out[key] if not is_module_selector(s) or selector_path(s) in names]
+    if "keep_float" in out:
+        out["keep_float"] = [s for s in out["keep_float"] if not is_module_selector(s) or selector_path(s) in names]
     return out
 
 
@@ -143,22 +137,19 @@ def rank_groups(checkpoint: Any, precision: str, images: list[Path], options: di
     from modnet_edge.parity_tests.parity import run_parity
 
     groups = search_groups(precision)
-    twin_opts = {k: v for k, v in options.items() if k in ("static_shape", "calibration", "calibration_size",
-                                                             "calibration_seed", "calibration_cache", "opset",
-                                                             "activation_type", "reduce_range", "per_channel")}
-    if options.get("method") in ("minmax", "entropy", "percentile"):
-        twin_opts["method"] = options["method"]
-    if options.get("quantization") == "static16":  # TFLite int16 activations: the twin quantises alike
-        twin_opts["activation_type"] = "uint16"
-    from tqdm import tqdm
+    from modnet_edge.core import get_format
+    from modnet_edge.core.console import progress as bar
 
+    # the twin is the ONNX export of the same precision variant, with the options ONNX shares
+    onnx = get_format("onnx")
+    twin_opts = {k: v for k, v in options.items() if k != "keep_float" and any(
+        o.name == k and o.applies_to(precision) and (not o.choices or v in o.choices) for o in onnx.options)}
     paths = []
-    for i, group in enumerate(tqdm(groups, desc=f"rank groups (onnx {precision})", disable=not progress,
-                                   leave=False)):
+    for i, group in enumerate(bar(groups, desc=f"rank groups (onnx {precision})") if progress else groups):
         path = work / f"rank-{i}.onnx"
         others = [g for g in groups if g != group]
         export(checkpoint, "onnx", precision, path, **_resolved(
-            {**twin_opts, **_quiet("onnx", precision), **kept_options("onnx", precision, others)}, checkpoint))
+            {**twin_opts, **kept_options("onnx", precision, others)}, checkpoint))
         paths.append(path)
     report = run_parity(paths, images=images, progress=False)
     scores = [(g, r.drift.mse if math.isfinite(r.drift.mse) else math.inf) for g, r in zip(groups, report.results)]
@@ -187,9 +178,8 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
         raise ConfigError(f"prefer must be 'speed' or 'fewest', not {prefer!r}")
     if (format, precision) not in SEARCHABLE:
         raise ConfigError(f"the precision search covers {sorted(SEARCHABLE)}, not {format} {precision}")
-    for key in ("fp32_nodes", "keep_float", "fp32_ops"):
-        if key in options:
-            raise ConfigError(f"{key} is what the precision search chooses; leave it out when a budget is given")
+    if "keep_float" in options:
+        raise ConfigError("keep_float is what the precision search chooses; leave it out when a budget is given")
     if budget == "auto" or budget is None:
         limit_budget = budget_for(precision)
     elif isinstance(budget, Budget):
@@ -214,7 +204,7 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     output = Path(output)
     with tempfile.TemporaryDirectory(prefix="modnet-search-") as td:
         work = Path(td)
-        base_opts = {**_quiet(format, precision), **options}
+        base_opts = dict(options)
         tried: dict[int, Candidate] = {}
         held_out_files = _as_files(held_out, work / "held-out")
         order: list[str] = []
@@ -271,7 +261,7 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     result = SearchResult(format, precision, asdict(limit_budget), ranking, [tried[k] for k in sorted(tried)], chosen,
                           str(output) if chosen else None, list(held_out), ranking_note,
                           {k: v for k, v in chosen_opts.items()
-                           if k in ("fp32_nodes", "keep_float", "keep_io_types", "fp32_ops")})
+                           if k in ("keep_float", "keep_io_types")})
     atomic_write_text(Path(f"{output}.search.json"), json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     return result
 

@@ -218,7 +218,8 @@ def diagnose(artifact: str | Path, images: Any = None, *, reference: str | Path 
     if meta.format not in ("onnx", "tensorrt-onnx"):
         raise ConfigError(f"the doctor localises drift in ONNX artifacts (onnx, tensorrt-onnx), not {meta.format}: "
                           "export the same checkpoint and precision to ONNX to see where it drifts")
-    from modnet_edge.parity_tests.parity import find_reference, load_images
+    from modnet_edge.model.weights import find_reference
+    from modnet_edge.parity_tests.parity import load_images
 
     pictures, _source = load_images(images if images is not None else sample_portraits(), limit)
     ckpt = find_reference(meta, artifact, reference)
@@ -242,7 +243,7 @@ def reference_activations(net: Any, x: np.ndarray) -> tuple[dict[str, np.ndarray
     handles = [m.register_forward_hook(hook) for m in names]
     try:
         with torch.no_grad():
-            matte = net(torch.from_numpy(x), inference=True).numpy()
+            matte = net(torch.from_numpy(x)).numpy()
     finally:
         for h in handles:
             h.remove()

@@ -34,7 +34,7 @@ def coreml_packages(trained_checkpoint, tmp_path_factory) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("coreml-parity")
     return {p: modnet_edge.export(trained_checkpoint, format="coreml", precision=p,
-                                  output=out / f"modnet.{p}.mlpackage", size=SIZE) for p in PRECISIONS}
+                                  output=out / f"modnet.{p}.mlpackage", static_shape=SIZE) for p in PRECISIONS}
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,10 @@ SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 TFLITE = [
     ("fp32", "fp32", {}),
     ("fp16", "fp16", {}),
-    ("int8", "int8", {"quantization": "static"}),
-    ("int8-a16", "int8", {"quantization": "static16"}),
-    ("int8-dynamic", "int8", {"quantization": "dynamic"}),
-    ("int8-weights", "int8", {"quantization": "weights"}),
+    ("int8", "int8", {}),
+    ("int8-a16", "int8-a16", {}),
+    ("int8-dynamic", "int8-dynamic", {}),
+    ("int8-weights", "int8-weights", {}),
 ]
 NHWC = ("fp32", "fp16", "int8")
 
@@ -53,19 +53,18 @@ def edge_artifacts(trained_checkpoint, tmp_path_factory) -> dict[str, Path]:
     calibration = _calibration()
     arts: dict[str, Path] = {}
     arts["onnx-int8"] = modnet_edge.export(trained_checkpoint, "onnx", "int8", out / "modnet.int8.onnx",
-                                           calibration=calibration, static_shape=SIZE, calibration_cache=cache,
-                                           progress=False)
+                                           calibration=calibration, static_shape=SIZE, calibration_cache=cache)
     if importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec("ai_edge_quantizer") is None:
         return arts
     for layout in ("NCHW", "NHWC"):
         for stem, precision, options in TFLITE:
             if layout == "NHWC" and stem not in NHWC:
                 continue
-            if options.get("quantization", "").startswith("static"):
+            if precision in ("int8", "int8-a16"):
                 options = {**options, "calibration": calibration, "calibration_cache": cache}
             arts[f"tflite-{stem}-{layout.lower()}"] = modnet_edge.export(
                 trained_checkpoint, "tflite", precision, out / f"modnet.{stem}.{layout.lower()}.tflite",
-                static_shape=SIZE, layout=layout, progress=False, **options)
+                static_shape=SIZE, layout=layout, **options)
     return arts
 
 
@@ -108,7 +107,7 @@ def test_edge_artifact_against_its_budget(key, edge_artifacts, edge_report, pari
 def test_int8_artifacts_record_their_calibration(edge_artifacts, trained_checkpoint, tmp_path, monkeypatch):
     import modnet_edge
     from modnet_edge.core import read_manifest
-    from modnet_edge.export.tflite_metadata import read_modnet_metadata
+    from modnet_edge.core.containers.tflite_file import read_modnet_metadata
 
     onnx_meta = read_manifest(edge_artifacts["onnx-int8"])
     assert onnx_meta.extra["calibration"]["samples"] == CALIBRATION_SIZE
@@ -135,7 +134,7 @@ def test_int8_artifacts_record_their_calibration(edge_artifacts, trained_checkpo
     monkeypatch.setattr(calibrator, "Calibrator", no_calibration)
     again = modnet_edge.export(trained_checkpoint, "tflite", "int8", tmp_path / "again.tflite", static_shape=SIZE,
                                calibration=_calibration(), calibration_cache=edge_artifacts["onnx-int8"].parent /
-                               "calibration-cache", progress=False)
+                               "calibration-cache")
     assert read_manifest(again).extra["calibration"]["cache"] == "hit"
 
 

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 SIZE = (256, 256)
 CALIBRATION_SIZE = 16
 SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "person-seg" / "image"
-INT8_OPTIONS = {"method": "minmax"}  # keep_float: the default, the MobileNetV2 backbone
+INT8_OPTIONS = {"calibration_method": "minmax"}  # keep_float: the default, the MobileNetV2 backbone
 
 
 def _calibration():

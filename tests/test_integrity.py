@@ -82,7 +82,7 @@ def test_tflite_and_coreml_artifacts_are_sealed_too(tmp_path: Path) -> None:
     if modnet_edge.FORMATS["tflite"].can_export():
         made.append((modnet_edge.export(ckpt, "tflite", "fp32", tmp_path / "m.tflite", static_shape=(64, 64)), {}))
     if modnet_edge.FORMATS["coreml"].can_export():
-        made.append((modnet_edge.export(ckpt, "coreml", "fp32", tmp_path / "m.mlpackage", size=(64, 64)),
+        made.append((modnet_edge.export(ckpt, "coreml", "fp32", tmp_path / "m.mlpackage", static_shape=(64, 64)),
                      {"runtime": "reference"}))
     if not made:
         pytest.skip("neither the tflite nor the coreml extra is installed")

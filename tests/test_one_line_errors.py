@@ -34,9 +34,9 @@ CLI_CASES = [
      "garbage"),
     ("--device garbage, train", ["train", "quick", "--max-steps", "1", "-o", "{dir}/t", "--device", "garbage"],
      "garbage"),
-    ("opset 99", ["export", "{ckpt}", "-o", "{dir}/o.onnx", "--option", "opset=99"], "opset"),
-    ("batch -2", ["export", "{ckpt}", "-o", "{dir}/o.onnx", "--option", "batch=-2"], "batch"),
-    ("batch 0", ["export", "{ckpt}", "-o", "{dir}/o.onnx", "--option", "batch=0"], "batch"),
+    ("opset 99", ["export", "{ckpt}", "-o", "{dir}/o.onnx", "--opset", "99"], "opset"),
+    ("batch -2", ["export", "{ckpt}", "-o", "{dir}/o.onnx", "--batch", "-2"], "batch"),
+    ("batch 0", ["export", "{ckpt}", "-o", "{dir}/o.onnx", "--batch", "0"], "batch"),
     ("suffix of another format", ["export", "{ckpt}", "--format", "onnx", "-o", "{dir}/m.tflite"], ".onnx"),
 ]
 
@@ -53,7 +53,7 @@ API_CASES = [
     ("unknown load option", lambda f: modnet_edge.load(f["onnx"], foo=1), "foo"),
     ("bad optimization level", lambda f: modnet_edge.load(f["onnx"], optimization="max"), "optimization"),
     ("static shape of one number", lambda f: modnet_edge.export(f["ckpt"], "onnx", "fp32", f["dir"] / "q.onnx",
-                                                                 static_shape=(128,)), "static shape"),
+                                                                 static_shape=(128,)), "static_shape"),
     ("checkpoint of a wrong type", lambda f: modnet_edge.export(123, "onnx", "fp32", f["dir"] / "q.onnx"), "int"),
     ("device garbage", lambda f: modnet_edge.load_network(f["ckpt"], device="garbage"), "garbage"),
 ]

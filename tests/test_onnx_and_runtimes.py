@@ -70,7 +70,7 @@ def test_bad_export_options(tmp_path: Path) -> None:
         modnet_edge.export(None, "caffe", "fp32", tmp_path / "x.caffe")
     with pytest.raises(ConfigError, match="multiple of 32"):
         modnet_edge.export(None, "onnx", "fp32", tmp_path / "x.onnx", static_shape=(100, 100))
-    with pytest.raises(ConfigError, match="unknown ONNX export option"):
+    with pytest.raises(ConfigError, match="unknown onnx export option"):
         modnet_edge.export(None, "onnx", "fp32", tmp_path / "x.onnx", colour="red")
 
 

@@ -17,7 +17,7 @@ import modnet_edge
 from modnet_edge.calibration import CalibrationSource
 from modnet_edge.core import PreprocessSpec, read_manifest
 from modnet_edge.core.errors import ConfigError, DataError
-from modnet_edge.export.onnx_int8 import graph_sha256, resolve_keep_float
+from modnet_edge.export.qdq import graph_sha256, resolve_keep_float
 from modnet_edge.model.checkpoint import random_checkpoint
 
 SHAPE = (64, 64)
@@ -96,14 +96,14 @@ def test_second_export_reuses_the_calibration_cache(ckpt, calib, int8_model, tmp
     assert [p.name for p in cache.iterdir() if p.suffix == ".json" and not p.name.endswith(".key.json")]
     with pytest.raises(AssertionError, match="must not run the calibrator"):  # another method misses the cache
         modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "e.onnx", calibration=calib, static_shape=SHAPE,
-                           method="entropy", calibration_cache=cache)
+                           calibration_method="entropy", calibration_cache=cache)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_histogram_methods(ckpt, calib, tmp_path: Path, method: str) -> None:
     path = modnet_edge.export(ckpt, "onnx", "int8", tmp_path / f"{method}.onnx", calibration=calib,
-                              static_shape=SHAPE, method=method, calibration_cache=False)
+                              static_shape=SHAPE, calibration_method=method, calibration_cache=False)
     meta = read_manifest(path)
     assert meta.extra["quantization"]["method"] == method and meta.extra["calibration"]["cache"] == "disabled"
     with modnet_edge.open_backend(path) as backend:
@@ -162,8 +162,8 @@ def test_bad_calibration_requests(ckpt, calib, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="holds no images"):
         modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "c.onnx", calibration=tmp_path / "empty",
                            static_shape=SHAPE)
-    with pytest.raises(ConfigError, match="calibration method"):
-        modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "d.onnx", calibration=calib, method="kl")
+    with pytest.raises(ConfigError, match="calibration_method=.kl.: choose from"):
+        modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "d.onnx", calibration=calib, calibration_method="kl")
     arrays = CalibrationSource.from_arrays([np.zeros((1, 3, 32, 32), np.float32)])
     with pytest.raises(DataError, match="model takes"):
         modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "e.onnx", calibration=arrays, static_shape=SHAPE,
@@ -183,7 +183,7 @@ def test_cli_int8_export(int8_model: tuple[Path, Path], tmp_path: Path, capsys: 
     out = tmp_path / "cli.int8.onnx"
     code = main(["export", "--format", "onnx", "--precision", "int8", "--static-shape", "64x64", "-o", str(out),
                  "--calibration", str(folder), "--calibration-size", "2", "--calibration-seed", "1",
-                 "--option", f"calibration_cache={json.dumps(str(int8_model[1]))}", "--option", "progress=false"])
+                 "--calibration-cache", str(int8_model[1]), "--no-progress"])
     assert code == 0 and out.is_file()
     cal = read_manifest(out).extra["calibration"]
     assert cal["kind"] == "folder" and cal["samples"] == 2 and cal["seed"] == 1

@@ -27,7 +27,7 @@ SUMMARY_KEYS = {"format", "precision", "path", "size_bytes", "drift", "pass", "l
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from modnet_edge.parity_tests.images import synthetic_portraits
+    from modnet_edge.train.synthetic import synthetic_portraits
     from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
 
     folder = tmp_path_factory.mktemp("pipeline")
@@ -43,7 +43,7 @@ def test_pipeline_end_to_end_with_a_failing_export(setup, tmp_path, monkeypatch,
     ckpt, images = setup
     onnx = core.FORMATS["onnx"]
     broken = dataclasses.replace(onnx, name="onnx-broken", suffixes=(".broken.onnx",),
-                                 precisions=("fp32", "int4"), pipeline_precisions=("int4",))
+                                 variants=("fp32", "int4"), pipeline_precisions=("int4",))
     monkeypatch.setitem(core.FORMATS, "onnx-broken", broken)
     out = tmp_path / "run"
     code = main(["pipeline", str(ckpt), "-o", str(out), "--images", str(images), "--limit", "1",

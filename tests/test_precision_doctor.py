@@ -60,12 +60,12 @@ def small_images(tmp_path_factory) -> Path:
 
 def test_planted_fault_keeps_fp32_unchanged(planted: Path) -> None:
     """The plant changes nothing in FP32 (so any FP16 drift at that layer is the format's)."""
-    from modnet_edge.model.checkpoint import load_network
+    from modnet_edge.model.weights import load_network
 
     x = torch.rand(1, 3, 128, 128) * 2 - 1
     with torch.no_grad():
-        a = load_network(None)(x, inference=True)
-        b = load_network(planted)(x, inference=True)
+        a = load_network(None)(x)
+        b = load_network(planted)(x)
     assert float((a - b).abs().max()) < 1e-4
 
 
@@ -161,7 +161,7 @@ def test_coreml_fp32_islands_rescue_the_planted_overflow(planted: Path, small_im
 
     plain = export(planted, "coreml", "fp16", tmp_path / "p.fp16.mlpackage", static_shape=SHAPE)
     kept = export(planted, "coreml", "fp16", tmp_path / "k.fp16.mlpackage", static_shape=SHAPE,
-                  fp32_ops=["module:hr_branch.conv_hr2x"])
+                  keep_float=["module:hr_branch.conv_hr2x"])
     report = run_parity([plain, kept], images=small_images, runtime="reference", progress=False)
     bad, good = report.results
     assert not bad.passed and good.passed, report.table()
@@ -198,6 +198,6 @@ def test_official_architecture_random_bn_fp16_drift_starts_in_the_backbone(small
     assert d.first_over is not None and d.first_over.module.startswith("backbone."), d.table()
     assert d.matte.mse > 1e-6
     kept = export(ckpt, "onnx", "fp16", tmp_path / "kept.fp16.onnx", static_shape=SHAPE, keep_io_types=True,
-                  fp32_nodes=["module:backbone"])
+                  keep_float=["module:backbone"])
     report = run_parity([plain, kept], images=small_images, progress=False)
     assert not report.results[0].passed and report.results[1].passed, report.table()

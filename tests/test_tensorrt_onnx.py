@@ -38,7 +38,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "dyn": modnet_edge.export(ckpt, "tensorrt-onnx", "fp32", folder / "m.dyn.trt.onnx",
                                   profile="1x3x64x64:1x3x96x96:2x3x128x128"),
         "fp16-mixed": modnet_edge.export(ckpt, "tensorrt-onnx", "fp16", folder / "m.mixed.trt.onnx",
-                                         static_shape=(64, 64), keep_io_types=False, fp32_nodes=["/f_branch/"]),
+                                         static_shape=(64, 64), keep_io_types=False, keep_float=["/f_branch/"]),
     }
 
 
@@ -224,18 +224,17 @@ def test_keep_normalization_fp32_matches_a_float32_reference() -> None:
 # -- options, errors, and the TensorRT-only parts -------------------------------------------------
 def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
     ckpt = random_checkpoint(0)
-    cases = [({"precision": "int4"}, "fp32, fp16 or int8"),
-             ({"precision": "fp32", "keep_io_types": True}, "only applies to fp16"),
-             ({"precision": "fp32", "fp32_nodes": ["/f_branch/"]}, "only applies to fp16"),
-             ({"precision": "fp16", "calibration": "synthetic"}, "only apply to int8"),
+    cases = [({"precision": "int4"}, r"exports precisions \['fp32', 'fp16', 'int8'\]"),
+             ({"precision": "fp32", "keep_io_types": True}, "'keep_io_types' applies to precision fp16"),
+             ({"precision": "fp32", "keep_float": ["/f_branch/"]}, "applies to precision fp16 or int8"),
+             ({"precision": "fp16", "calibration": "synthetic"}, "'calibration' applies to precision int8"),
              ({"precision": "fp32", "static_shape": (64, 64), "profile": "1x3x64x64:1x3x64x64:1x3x64x64"}, "not both"),
              ({"precision": "fp32", "static_shape": (60, 64)}, "multiple"),
-             ({"precision": "int8", "calibration": "synthetic", "methd": "minmax"}, "unknown TensorRT-ready ONNX")]
-    from modnet_edge.export.tensorrt_onnx import export_tensorrt_onnx
-
+             ({"precision": "int8", "calibration": "synthetic", "methd": "minmax"},
+              "unknown tensorrt-onnx export option 'methd'")]
     for options, msg in cases:
         with pytest.raises(ConfigError, match=msg):
-            export_tensorrt_onnx(ckpt, tmp_path / "x.trt.onnx", **options)
+            modnet_edge.export(ckpt, "tensorrt-onnx", output=tmp_path / "x.trt.onnx", **options)
     assert not list(tmp_path.iterdir()), "a failed export left files behind"
     with pytest.raises(ConfigError, match="unknown TensorRT build mode"):
         trtexec_command("a.onnx", "a.engine", "int4", ShapeProfile.resolve())
@@ -252,12 +251,12 @@ def test_plain_onnx_is_not_accepted_by_the_builder(tmp_path: Path) -> None:
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: the not-installed errors cannot be observed")
 def test_tensorrt_parts_say_clearly_that_tensorrt_is_missing(exported: dict[str, Path], tmp_path: Path) -> None:
     fmt = FORMATS["tensorrt"]
-    assert fmt.suffixes == (".engine", ".plan") and fmt.extra == "tensorrt"
+    assert fmt.suffixes == (".engine", ".plan") and fmt.export_extra == fmt.run_extra == "tensorrt"
     assert not fmt.can_export() and not fmt.can_run()
     with pytest.raises(BackendUnavailableError, match="needs .*tensorrt"):
         modnet_edge.export(random_checkpoint(0), "tensorrt", "fp16", tmp_path / "m.engine")
     from modnet_edge.core import ArtifactMetadata, PreprocessSpec
-    from modnet_edge.export.tensorrt_engine_file import write_engine_file
+    from modnet_edge.core.containers.engine_file import write_engine_file
 
     meta = ArtifactMetadata(format="tensorrt", precision="fp16", preprocessing=PreprocessSpec(), model={})
     engine = write_engine_file(tmp_path / "m.engine", b"not a real plan", meta)

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 import modnet_edge  # noqa: E402
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError, MetadataError  # noqa: E402
-from modnet_edge.export.tflite_metadata import embed_tflite_metadata, read_tflite_metadata  # noqa: E402
+from modnet_edge.core.containers.tflite_file import embed_tflite_metadata, read_tflite_metadata  # noqa: E402
 from modnet_edge.runtimes.litert_backend import LiteRTBackend  # noqa: E402
 from modnet_edge.model.checkpoint import random_checkpoint  # noqa: E402
 
@@ -143,13 +143,13 @@ def test_corrupt_and_missing_models(foreign: dict[str, Path], tmp_path: Path) ->
 
 def test_export_options_refused_before_conversion(tmp_path: Path) -> None:
     ckpt = random_checkpoint()
-    bad = [({"precision": "int8", "quantization": "int4"}, "int8 quantization must be one of"),
-           ({"precision": "fp16", "calibration": "synthetic"}, "calibration data only applies"),
-           ({"precision": "fp32", "quantization": "dynamic"}, "only applies to precision int8"),
-           ({"precision": "fp32", "keep_float": ["fusion-head"]}, "keep_float only applies to quantised"),
-           ({"precision": "fp32", "layout": "CHW"}, "layout must be NCHW or NHWC"),
+    bad = [({"precision": "int4"}, "tflite' exports precisions"),
+           ({"precision": "fp16", "calibration": "synthetic"}, "'calibration' applies to precision int8 or int8-a16"),
+           ({"precision": "int8-dynamic", "calibration": "synthetic"}, "applies to precision int8 or int8-a16"),
+           ({"precision": "fp32", "keep_float": ["fusion-head"]}, "'keep_float' applies to precision fp16 or int8"),
+           ({"precision": "fp32", "layout": "CHW"}, r"layout='CHW': choose from \['NCHW', 'NHWC'\]"),
            ({"precision": "fp32", "static_shape": (100, 100)}, "multiple of 32"),
-           ({"precision": "fp32", "opset": 17}, "unknown TFLite export option")]
+           ({"precision": "fp32", "opset": 17}, "unknown tflite export option 'opset'")]
     for options, message in bad:
         with pytest.raises(ConfigError, match=message):
             modnet_edge.export(ckpt, "tflite", output=tmp_path / "x.tflite", **options)

@@ -15,8 +15,9 @@ from modnet_edge.core.errors import ArtifactError, ConfigError, MetadataError  #
 from modnet_edge.core.files import (TEMP_MARK, atomic_output, atomic_write_text, check_output_path,  # noqa: F401
                                     is_our_artifact, manifest_path, path_size, pending_manifest_path, read_manifest,
                                     reconcile_metadata, remove_stale_temporaries, sha256_path, write_manifest)
-from modnet_edge.core.formats import FORMATS, Format, format_of_path, get_format, resolve  # noqa: F401
-from modnet_edge.core.metadata import (INTEGRITY_PLACEHOLDER, METADATA_KEY, METADATA_SCHEMA, PRECISIONS,  # noqa: F401
+from modnet_edge.core.formats import (FORMATS, PRECISIONS, Format, Option, Precision, format_of_path,  # noqa: F401
+                                      get_format, resolve)
+from modnet_edge.core.metadata import (INTEGRITY_PLACEHOLDER, METADATA_KEY, METADATA_SCHEMA,  # noqa: F401
                                        VERSION, ArtifactMetadata, integrity_digest, seal_artifact, tool_versions,
                                        verify_integrity)
 from modnet_edge.core.spec import PreprocessSpec  # noqa: F401

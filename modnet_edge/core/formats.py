@@ -1,13 +1,20 @@
-"""The one table of formats: how each is recognised, exported, run and installed.
+"""The one table of formats: how each is recognised, exported, run and installed, and which options and
+precision variants its exporter accepts.
 
-Stages are named by dotted ``module:attribute`` strings resolved on use, so listing formats never
-imports torch, onnxruntime or a converter.
+Everything that needs to know about formats asks this table: the exporter skeleton validates options
+against it, the CLI builds ``modnet-edge export``'s flags and ``--help`` choices from it, the pipeline
+reads which precisions need calibration data from it, and ``modnet-edge formats`` prints it.  Stages
+are named by dotted ``module:attribute`` strings resolved on use, so listing formats never imports
+torch, onnxruntime or a converter.  Adding a format is one row here, one converter module and one
+backend module (and a container module in :mod:`modnet_edge.core.containers` when its file keeps
+metadata in a way no existing container writes).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,30 +22,286 @@ from typing import Any
 from modnet_edge.core.errors import ConfigError
 
 
+# --------------------------------------------------------------------------------------------------
+# Precision variants and export options
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Precision:
+    """One precision variant, named the same in every format that has it (``int8-a16`` is INT8 weights
+    with 16-bit activations wherever it exists).  ``calibrated``: needs calibration data."""
+
+    name: str
+    help: str
+    calibrated: bool = False
+
+
+# The precision names of the whole toolkit: every format picks its variants from here.
+PRECISION_TABLE: dict[str, Precision] = {p.name: p for p in (
+    Precision("fp32", "float32 weights and compute"),
+    Precision("fp16", "float16 weights and compute"),
+    Precision("int8", "INT8 weights and 8-bit activations (static, calibrated)", calibrated=True),
+    Precision("int8-a16", "INT8 weights, 16-bit activations (static, calibrated)", calibrated=True),
+    Precision("int8-dynamic", "INT8 weights, activations quantised at run time (dynamic range)"),
+    Precision("int8-weights", "INT8 weights stored, float compute (weight-only)"),
+    Precision("palettized-6bit", "6-bit k-means look-up-table weights, float compute"),
+    Precision("palettized-4bit", "4-bit k-means look-up-table weights, float compute"),
+)}
+PRECISIONS = tuple(PRECISION_TABLE)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One export option.  ``name`` is the keyword of ``export()`` and, hyphenated, the CLI flag.
+
+    ``kind``: "int", "float", "str", "bool", "size" ((H, W)), "sizes" (list of (H, W)), "pair" (two
+    ints), "list" (strings), "path", "cache" (a folder, or False / "off"), or "source" (calibration
+    data: folder, video, "synthetic" or a ``CalibrationSource``).  ``precisions``: the variants it applies to (None: all of the format's).
+    ``default`` is what the exporter uses when the option is not given (shown by ``--help``).
+    """
+
+    name: str
+    kind: str
+    help: str
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    precisions: tuple[str, ...] | None = None
+
+    def applies_to(self, precision: str) -> bool:
+        return self.precisions is None or precision in self.precisions
+
+    def check(self, value: Any, format_name: str) -> Any:
+        """``value`` checked against the kind and choices (None passes: the exporter's default)."""
+        if value is None:
+            return None
+        bad = ConfigError(f"{format_name} option {self.name}={value!r}: expected {_KIND_WORDS[self.kind]}")
+        if self.kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise bad
+        if self.kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise bad
+        if self.kind == "bool" and not isinstance(value, bool):
+            raise bad
+        if self.kind in ("str",) and not isinstance(value, str):
+            raise bad
+        if self.kind == "path" and not isinstance(value, (str, Path)):
+            raise bad
+        if self.kind == "cache":
+            if value is False or value == "off":
+                return False
+            if not isinstance(value, (str, Path)) and not hasattr(value, "store"):
+                raise bad
+        if self.kind in ("size", "pair"):
+            if isinstance(value, (str, bytes)) or not _int_pair(value):
+                raise bad
+            value = (int(value[0]), int(value[1]))
+        if self.kind == "sizes":
+            if isinstance(value, (str, bytes)) or not all(_int_pair(v) for v in value):
+                raise bad
+            value = [(int(h), int(w)) for h, w in value]
+        if self.kind == "list":
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise bad
+            value = list(value)
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{format_name} option {self.name}={value!r}: choose from {list(self.choices)}")
+        return value
+
+
+_KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+               "size": "(height, width) integers", "sizes": "a list of (height, width) pairs",
+               "pair": "two integers", "list": "a list of strings", "path": "a path",
+               "cache": "a folder, a CalibrationCache, or false / 'off' to disable",
+               "source": "a folder, a video, 'synthetic' or a CalibrationSource"}
+
+
+def _int_pair(value: Any) -> bool:
+    try:
+        a, b = value
+        return all(not isinstance(v, bool) and int(v) == v for v in (a, b))
+    except (TypeError, ValueError):
+        return False
+
+
+# Options that mean the same in every format that has them (one name, one help text).
+def _shape(default: str) -> Option:
+    return Option("static_shape", "size", f"fixed input (height, width), multiples of 32 ({default})")
+
+
+def _calibration(precisions: tuple[str, ...]) -> tuple[Option, ...]:
+    return (
+        Option("calibration", "source", "calibration data: image folder, video, 'synthetic' or a CalibrationSource "
+               "(required by these precisions)", precisions=precisions),
+        Option("calibration_size", "int", "how many calibration samples (default: all images; 64 frames of a "
+               "video or synthetic)", precisions=precisions),
+        Option("calibration_seed", "int", "seed choosing the calibration samples", 0, precisions=precisions),
+        Option("calibration_cache", "cache", "calibration cache folder, or 'off' (default: the user cache folder)",
+               precisions=precisions),
+    )
+
+
+def _keep_float(precisions: tuple[str, ...], what: str) -> Option:
+    return Option("keep_float", "list", f"parts kept in float32 ({what}): module selectors such as "
+                  "'module:backbone' or 'module:lr_branch.conv_lr16x', presets, or regexes on node names",
+                  precisions=precisions)
+
+
+_ONNX_INT8 = ("int8", "int8-a16")
+_TFLITE_STATIC = ("int8", "int8-a16")
+_TFLITE_QUANTISED = ("fp16", "int8", "int8-a16", "int8-dynamic", "int8-weights")
+
+ONNX_OPTIONS = (
+    _shape("default: dynamic batch, height and width"),
+    Option("batch", "int", "fixed batch size (default: dynamic)"),
+    Option("opset", "int", "ONNX opset", 17),
+    Option("simplify", "bool", "simplify the graph with onnxslim", True, precisions=("fp32", "fp16")),
+    Option("keep_io_types", "bool", "float32 input and output around the FP16 graph", False, precisions=("fp16",)),
+    _keep_float(("fp16", *_ONNX_INT8), "FP32 islands in FP16; unquantised nodes in INT8"),
+    *_calibration(_ONNX_INT8),
+    Option("calibration_method", "str", "how activation ranges are calibrated", "minmax",
+           ("minmax", "entropy", "percentile"), precisions=_ONNX_INT8),
+    Option("percentile", "float", "percentile of the 'percentile' calibration method", 99.999, precisions=_ONNX_INT8),
+    Option("activation_type", "str", "8-bit activation type (uint8: ONNX Runtime's fast x86 path)", "uint8",
+           ("uint8", "int8"), precisions=("int8",)),
+    Option("per_channel", "bool", "per-output-channel weight scales", True, precisions=_ONNX_INT8),
+    Option("reduce_range", "bool", "7-bit weights (default: chosen from target_cpu)", precisions=_ONNX_INT8),
+    Option("target_cpu", "str", "CPU the INT8 model is for (default: this machine)", None,
+           ("x86-vnni", "x86-avx2", "arm64"), precisions=_ONNX_INT8),
+)
+
+TENSORRT_ONNX_OPTIONS = (
+    _shape("default: 512x512"),
+    Option("batch", "int", "fixed batch size (default: 1)"),
+    Option("profile", "str", "dynamic shape profile MIN:OPT:MAX, each NxCxHxW (instead of static_shape)"),
+    Option("opset", "int", "ONNX opset", 17),
+    Option("keep_io_types", "bool", "float32 input and output around the FP16 graph", True, precisions=("fp16",)),
+    Option("fp32_normalization", "bool", "InstanceNormalization in FP32 inside the FP16 graph", True,
+           precisions=("fp16",)),
+    _keep_float(("fp16", "int8"), "FP32 islands in FP16; unquantised nodes in INT8"),
+    *_calibration(("int8",)),
+    Option("calibration_method", "str", "how activation ranges are calibrated", "minmax",
+           ("minmax", "entropy", "percentile"), precisions=("int8",)),
+    Option("percentile", "float", "percentile of the 'percentile' calibration method", 99.999, precisions=("int8",)),
+    Option("residual_qdq", "bool", "Q/DQ on residual additions too", False, precisions=("int8",)),
+)
+
+TENSORRT_OPTIONS = (
+    *(o for o in TENSORRT_ONNX_OPTIONS if o.name != "opset"),
+    Option("build_mode", "str", "TensorRT build mode (default: the precision's strongly typed mode)", None,
+           ("fp32", "fp16", "fp16-flag", "int8", "int8-fp16-flag")),
+    Option("keep_onnx", "bool", "keep the TensorRT-ready ONNX beside the engine", True),
+    Option("timing_cache", "path", "TensorRT timing cache file (read and updated)"),
+    Option("workspace_mib", "int", "builder workspace limit in MiB"),
+    Option("optimization_level", "int", "builder optimisation level 0-5 (default: TensorRT's, 3)"),
+    Option("allow_tf32", "bool", "allow TF32 tactics for FP32 layers", False),
+    Option("version_compatible", "bool", "engine loadable by later TensorRT versions", False),
+    Option("hardware_compatibility", "str", "build an engine that also runs on other GPU architectures", None,
+           ("ampere+",)),
+    Option("device", "str", "GPU to build on: cuda or cuda:N", "cuda"),
+    Option("verbose", "bool", "print every TensorRT builder message", False),
+)
+
+TFLITE_OPTIONS = (
+    _shape("default: 512x512"),
+    Option("layout", "str", "input/output layout", "NCHW", ("NCHW", "NHWC")),
+    _keep_float(_TFLITE_QUANTISED, "unquantised ops"),
+    *_calibration(_TFLITE_STATIC),
+    Option("calibration_method", "str", "how activation ranges are calibrated", "minmax",
+           ("minmax", "moving-average"), precisions=_TFLITE_STATIC),
+    Option("threads", "int", "interpreter threads used while calibrating", 2, precisions=_TFLITE_STATIC),
+)
+
+COREML_OPTIONS = (
+    _shape("default: the checkpoint's, else 512x512; the default shape of a flexible model"),
+    Option("shapes", "str", "fixed shape, enumerated sizes or a size range", "fixed", ("fixed", "enumerated", "range")),
+    Option("sizes", "sizes", "the sizes of an enumerated-shape model (default 512x512, 512x672, 512x896 and "
+           "transposes)"),
+    Option("size_range", "pair", "lower and upper side of a range-shaped model (default 64 1024)"),
+    Option("input_type", "str", "float32 tensor, or RGB image with the normalisation baked in", "tensor",
+           ("tensor", "image")),
+    Option("compute_precision", "str", "compute precision of the weight-compressed variants (default: fp16)",
+           None, ("fp16", "fp32"), precisions=("int8-weights", "palettized-6bit", "palettized-4bit")),
+    Option("deployment_target", "str", "minimum OS", "iOS16", ("iOS16", "iOS17", "macOS13", "macOS14")),
+    Option("compress_threshold", "int", "weight tensors with fewer elements stay uncompressed", 65536,
+           precisions=("int8-weights", "palettized-6bit", "palettized-4bit")),
+    _keep_float(("fp16",), "FP32 islands in FP16 compute: module selectors and 'io'"),
+    Option("author", "str", "model author field"),
+    Option("license", "str", "model license field"),
+    Option("description", "str", "model description field"),
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Format:
     """One deployable format: how to recognise it, export it and run it.
 
-    ``exporter`` and each backend are ``module:attribute`` names resolved on use, so listing formats
-    never imports a heavy framework.  ``backends`` maps a runtime name to its backend class, the first
-    being the default.  ``export_requires`` / ``runtime_requires`` are importable module names; the
-    format is exportable / runnable (by its default runtime) here when all of them are installed.
+    ``converter`` and each backend are ``module:attribute`` names resolved on use.  ``backends`` maps a
+    runtime name to its backend class, the first being the default.  ``export_requires`` /
+    ``runtime_requires`` are importable module names; ``export_extra`` / ``run_extra`` the pip extras that
+    install them (running an artifact needs only its runtime).  ``variants`` are the precisions the
+    exporter makes (``runtime_precisions`` those a backend runs without an exporter, e.g. PyTorch).
     """
 
     name: str
     suffixes: tuple[str, ...]
-    precisions: tuple[str, ...]
+    variants: tuple[str, ...]
     backends: tuple[tuple[str, str], ...]
-    exporter: str | None
+    converter: str | None
     export_requires: tuple[str, ...]
     runtime_requires: tuple[str, ...]
-    extra: str | None  # pip extra that installs it
+    export_extra: str | None
+    run_extra: str | None
     description: str
+    options: tuple[Option, ...] = ()
+    tools: tuple[str, ...] = ()  # distributions whose versions the artifact records
+    container: str | None = None  # module of modnet_edge.core.containers that embeds/reads its metadata
     is_dir: bool = False  # the artifact is a directory (e.g. .mlpackage)
     pipeline_precisions: tuple[str, ...] = ()  # what `modnet-edge pipeline` exports by default
+    runtime_precisions: tuple[str, ...] = ()
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return self.variants or self.runtime_precisions
+
+    @property
+    def exporter(self) -> str | None:  # the public name of the conversion step
+        return self.converter
+
+    def calibrated(self, precision: str) -> bool:
+        """Whether exporting ``precision`` needs calibration data."""
+        known = PRECISION_TABLE.get(precision)
+        return known is not None and known.calibrated and any(o.name == "calibration" and o.applies_to(precision)
+                                                             for o in self.options)
+
+    def option(self, name: str) -> Option:
+        for o in self.options:
+            if o.name == name:
+                return o
+        raise ConfigError(f"{self.name} export has no option {name!r}; options: {[o.name for o in self.options]}")
+
+    def check_options(self, precision: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` checked against this row: known names, right kinds and choices, and only those that
+        apply to ``precision``; None values are dropped (the exporter's default applies)."""
+        if precision not in self.variants:
+            raise ConfigError(f"format {self.name!r} exports precisions {list(self.variants)}, not {precision!r}")
+        known = {o.name: o for o in self.options}
+        checked: dict[str, Any] = {}
+        for name, value in options.items():
+            if name not in known:
+                raise ConfigError(f"unknown {self.name} export option {name!r}; options: {sorted(known)}")
+            opt = known[name]
+            if value is None:
+                continue
+            if not opt.applies_to(precision):
+                raise ConfigError(f"{self.name} option {name!r} applies to precision "
+                                  f"{' or '.join(opt.precisions or ())}, not {precision!r}")
+            checked[name] = opt.check(value, self.name)
+        return checked
 
     def can_export(self) -> bool:
-        return self.exporter is not None and all(_installed(m) for m in self.export_requires)
+        return self.converter is not None and all(_installed(m) for m in self.export_requires)
 
     def can_run(self) -> bool:
         return all(_installed(m) for m in self.runtime_requires)
@@ -53,51 +316,57 @@ class Format:
         raise ConfigError(f"format {self.name!r} has no runtime {runtime!r}; "
                           f"choose from {[n for n, _ in self.backends]}")
 
-    def install_hint(self) -> str:
-        extra = f"[{self.extra}]" if self.extra else ""
-        return f'pip install -c constraints.txt "modnet-edge{extra}"'
+    def install_hint(self, role: str = "export") -> str:
+        extra = self.export_extra if role == "export" else self.run_extra
+        return f'pip install -c constraints.txt "modnet-edge{f"[{extra}]" if extra else ""}"'
 
 
+_ORT = "modnet_edge.runtimes.onnxruntime_backend:OnnxRuntimeBackend"
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("pytorch", (".pt", ".pth", ".ckpt", ".pt2"), ("fp32", "fp16"),
-               (("torch", "modnet_edge.runtimes.torch_backend:TorchBackend"),), None,
-               ("torch",), ("torch",), None,
-               "PyTorch checkpoint (official MODNet or modnet-edge) or torch.export program"),
-        Format("onnx", (".onnx",), ("fp32", "fp16", "int8"),
-               (("onnxruntime", "modnet_edge.runtimes.onnxruntime_backend:OnnxRuntimeBackend"),),
-               "modnet_edge.export.onnx_export:export_onnx", ("torch", "onnx"), ("onnxruntime",), None,
+        Format("pytorch", (".pt", ".pth", ".ckpt", ".pt2"), (),
+               (("torch", "modnet_edge.runtimes.torch_backend:TorchBackend"),), None, ("torch",), ("torch",),
+               None, "torch", "PyTorch checkpoint (official MODNet or modnet-edge) or torch.export program",
+               runtime_precisions=("fp32", "fp16")),
+        Format("onnx", (".onnx",), ("fp32", "fp16", "int8", "int8-a16"), (("onnxruntime", _ORT),),
+               "modnet_edge.export.onnx_export:convert_onnx", ("torch", "onnx"), ("onnxruntime", "onnx"),
+               "torch", "onnxruntime",
                "ONNX, run by ONNX Runtime (CPU, CUDA, TensorRT or CoreML execution providers)",
+               options=ONNX_OPTIONS, tools=("torch", "onnx", "onnxslim", "onnxruntime"), container="onnx_file",
                pipeline_precisions=("fp32", "fp16")),
-        Format("tflite", (".tflite",), ("fp32", "fp16", "int8"),
+        Format("tflite", (".tflite",), ("fp32", "fp16", "int8", "int8-a16", "int8-dynamic", "int8-weights"),
                (("litert", "modnet_edge.runtimes.litert_backend:LiteRTBackend"),),
-               "modnet_edge.export.tflite_export:export_tflite", ("torch", "litert_torch", "ai_edge_quantizer"),
-               ("ai_edge_litert",), "tflite",
+               "modnet_edge.export.tflite_export:convert_tflite", ("torch", "litert_torch", "ai_edge_quantizer"),
+               ("ai_edge_litert",), "tflite", "litert",
                "TFLite / LiteRT FlatBuffer from litert-torch (no TensorFlow): FP32, FP16 weights, INT8 "
-               "(static full-integer with calibration, int16 activations, dynamic range, weight-only); NCHW or NHWC",
-               pipeline_precisions=("fp32", "fp16")),
-        Format("tensorrt-onnx", (".trt.onnx",), ("fp32", "fp16", "int8"),
-               (("onnxruntime", "modnet_edge.runtimes.onnxruntime_backend:OnnxRuntimeBackend"),),
-               "modnet_edge.export.tensorrt_onnx:export_tensorrt_onnx", ("torch", "onnx", "onnxruntime"),
-               ("onnxruntime",), None,
+               "(static full-integer, 16-bit activations, dynamic range, weight-only); NCHW or NHWC",
+               options=TFLITE_OPTIONS, tools=("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"),
+               container="tflite_file", pipeline_precisions=("fp32", "fp16")),
+        Format("tensorrt-onnx", (".trt.onnx",), ("fp32", "fp16", "int8"), (("onnxruntime", _ORT),),
+               "modnet_edge.export.tensorrt_onnx:convert_tensorrt_onnx", ("torch", "onnx", "onnxruntime"),
+               ("onnxruntime", "onnx"), "torch", "onnxruntime",
                "TensorRT-ready ONNX (static shape or min/opt/max profile; strongly typed FP16; INT8 Q/DQ), "
                "verified in ONNX Runtime here, built into an engine where TensorRT is installed",
-               pipeline_precisions=("fp32", "fp16", "int8")),
+               options=TENSORRT_ONNX_OPTIONS, tools=("torch", "onnx", "onnxslim", "onnxruntime"),
+               container="onnx_file", pipeline_precisions=("fp32", "fp16", "int8")),
         Format("tensorrt", (".engine", ".plan"), ("fp32", "fp16", "int8"),
                (("tensorrt", "modnet_edge.runtimes.tensorrt_backend:TensorRTBackend"),),
-               "modnet_edge.export.tensorrt_build:export_tensorrt_engine", ("torch", "onnx", "tensorrt"),
-               ("tensorrt",), "tensorrt",
+               "modnet_edge.export.tensorrt_build:convert_tensorrt_engine", ("torch", "onnx", "tensorrt"),
+               ("tensorrt",), "tensorrt", "tensorrt",
                "TensorRT engine (tied to the TensorRT version and GPU that built it), from the TensorRT-ready ONNX",
+               options=TENSORRT_OPTIONS, tools=("tensorrt",), container="engine_file",
                pipeline_precisions=("fp16", "int8")),
         Format("coreml", (".mlpackage",), ("fp16", "fp32", "int8-weights", "palettized-6bit", "palettized-4bit"),
                (("coreml", "modnet_edge.runtimes.coreml_backend:CoreMLBackend"),
                 ("reference", "modnet_edge.runtimes.coreml_reference:CoreMLReferenceBackend")),
-               "modnet_edge.export.coreml_export:export_coreml", ("torch", "coremltools"), ("coremltools",),
-               "coreml",
+               "modnet_edge.export.coreml_export:convert_coreml", ("torch", "coremltools"), ("coremltools",),
+               "coreml", "coreml",
                "Core ML ML Program (.mlpackage, iOS 16 / macOS 13+); Core ML runs it on macOS, the NumPy "
                "reference execution of its program anywhere (runtime 'reference')",
-               is_dir=True, pipeline_precisions=("fp16", "int8-weights")),
+               options=COREML_OPTIONS, tools=("torch", "coremltools", "scikit-learn"), is_dir=True,
+               container="coreml_file",
+               pipeline_precisions=("fp16", "int8-weights")),
     )
 }
 
@@ -127,4 +396,3 @@ def _installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
-

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core.errors import MetadataError
+from modnet_edge.core.formats import PRECISIONS
 from modnet_edge.core.spec import PreprocessSpec
 
 VERSION = "0.1.0"
 METADATA_KEY = "modnet_edge"  # key of the JSON metadata entry embedded in every artifact
 METADATA_SCHEMA = 1
 INTEGRITY_PLACEHOLDER = "0" * 64  # an artifact's integrity record before sealing (see seal_artifact)
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ class ArtifactMetadata:
         wrong = [k for k, t in kinds.items() if k in d and (not isinstance(d[k], t) or isinstance(d[k], bool))]
         if wrong:
             raise MetadataError(f"metadata fields {wrong} have the wrong type", where)
-        if d["precision"] not in PRECISIONS and not str(d["precision"]).startswith(("int8", "int16", "palettized")):
+        if d["precision"] not in PRECISIONS:
             raise MetadataError(f"metadata has unknown precision {d['precision']!r}", where)
         try:
             d["preprocessing"] = PreprocessSpec.from_dict(d["preprocessing"])

@@ -1,0 +1,125 @@
+"""``modnet-edge export``: checkpoint -> artifact (mirrors :func:`modnet_edge.export`).
+
+Every export option of every format is a flag here, generated from the format table
+(:mod:`modnet_edge.core.formats`): the same name, kind, choices and help as the ``export()`` keyword.
+The table says which options apply to which format and precision; an option that does not apply is
+refused with one line naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from modnet_edge.core import FORMATS
+from modnet_edge.core.console import size_arg
+from modnet_edge.core.formats import PRECISIONS, Option
+
+HELP = "export a checkpoint to a deployable artifact (writes the artifact and its .manifest.json)"
+
+
+_TYPES: dict[str, dict[str, Any]] = {
+    "int": {"type": int}, "float": {"type": float}, "str": {}, "path": {}, "cache": {"metavar": "DIR|off"},
+    "source": {"metavar": "DATA"},
+    "size": {"type": size_arg, "metavar": "HxW"}, "sizes": {"type": size_arg, "nargs": "+", "metavar": "HxW"},
+    "pair": {"type": int, "nargs": 2, "metavar": ("LOW", "HIGH")}, "list": {"nargs": "+", "metavar": "PART"},
+    "bool": {"action": argparse.BooleanOptionalAction},
+}
+
+
+def export_options() -> dict[str, list[tuple[str, Option]]]:
+    """Every option name of the table -> the (format, option) rows that declare it."""
+    by_name: dict[str, list[tuple[str, Option]]] = {}
+    for fmt in FORMATS.values():
+        for opt in fmt.options:
+            by_name.setdefault(opt.name, []).append((fmt.name, opt))
+    return by_name
+
+
+def _help(rows: list[tuple[str, Option]]) -> str:
+    opt = rows[0][1]
+    where = []
+    for fmt, o in rows:
+        scope = f"{fmt} {'/'.join(o.precisions)}" if o.precisions else fmt
+        if o.default is not None:
+            scope += f": default {o.default}"
+        where.append(scope)
+    return f"{opt.help} [{'; '.join(where)}]"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", nargs="?", help="official or modnet-edge checkpoint, or a built-in weights "
+                        "name; omitted: the built-in 'starter' weights")
+    parser.add_argument("--format", default="onnx", choices=[f for f, v in FORMATS.items() if v.converter],
+                        help="artifact format (modnet-edge formats: what each is and runs on)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="precision variant (which a format has: modnet-edge formats)")
+    parser.add_argument("-o", "--output", type=Path, help="artifact path (default: <checkpoint>.<precision><suffix>)")
+    parser.add_argument("--budget", metavar="auto|MSE", help="search for the fastest variant whose matte drift "
+                        "meets this budget ('auto': the precision's budget; or an MSE such as 1e-4): the most "
+                        "drift-sensitive parts stay in higher precision, judged on held-out --images "
+                        "(onnx/tensorrt-onnx fp16 and int8, tflite int8)")
+    parser.add_argument("--images", metavar="DIR", help="held-out images for --budget (default: the package's "
+                        "sample portraits); never the calibration images")
+    group = parser.add_argument_group("format options (from the format table; each applies where shown)")
+    for name, rows in export_options().items():
+        opt = rows[0][1]
+        kw = dict(_TYPES[opt.kind])
+        choices = sorted({c for _, o in rows for c in o.choices})
+        if choices and opt.kind in ("str",):
+            kw["choices"] = choices
+        group.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=_help(rows), **kw)
+
+
+def options_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The export options given on the command line (None: not given, the exporter's default)."""
+    out = {}
+    for name in export_options():
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import modnet_edge
+
+    options = options_from(args)
+    if args.checkpoint is None:
+        from modnet_edge.model.weights import DEFAULT_WEIGHTS, WEIGHTS
+
+        print(f"note: no checkpoint given: exporting the built-in '{DEFAULT_WEIGHTS}' weights "
+              f"({WEIGHTS[DEFAULT_WEIGHTS].summary})")
+    if args.budget is not None:
+        return _search(args, options)
+    path = modnet_edge.export(args.checkpoint, format=args.format, precision=args.precision, output=args.output,
+                              **options)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.name}.manifest.json")
+    return 0
+
+
+def _search(args: argparse.Namespace, options: dict) -> int:
+    from modnet_edge.core import get_format
+    from modnet_edge.core.errors import ConfigError
+    from modnet_edge.export.skeleton import check_export_output
+    from modnet_edge.precision_search import search_precision
+
+    budget: object = args.budget
+    if args.budget != "auto":
+        try:
+            budget = float(args.budget)
+        except ValueError:
+            raise ConfigError(f"--budget must be 'auto' or an MSE such as 1e-4, not {args.budget!r}") from None
+    fmt = get_format(args.format)
+    output = args.output or Path(f"{Path(args.checkpoint).stem if args.checkpoint else 'starter-v1'}."
+                                 f"{args.precision}{fmt.suffixes[0]}")
+    check_export_output(fmt, output)
+    result = search_precision(args.checkpoint, args.format, args.precision, output, budget=budget,
+                              images=args.images, **options)
+    print(result.summary())
+    print(f"search record: {output}.search.json")
+    if result.chosen is None:
+        return 1
+    print(f"wrote {output} ({Path(output).stat().st_size / 1e6:.1f} MB) and {Path(output).name}.manifest.json")
+    return 0
