@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.cli import add_device_argument, all_precisions, size_arg
+from modnet_edge.core.console import add_device_argument, all_precisions, size_arg
 from modnet_edge.core.console import table as console_table
 
 HELP = "benchmark artifacts (or ingest phone/board results) and check them against device speed targets"
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _ingested(args: argparse.Namespace, run_id: str) -> list[Any]:
     from modnet_edge.benchmarks.coreml_timing import read_coreml_timing
     from modnet_edge.benchmarks.results import read_jsonl
-    from modnet_edge.benchmarks.runner import artifact_info
+    from modnet_edge.benchmarks.measure import artifact_info
     from modnet_edge.benchmarks.tflite_log import read_benchmark_model_log
 
     out = [r for path in args.results for r in read_jsonl(path)]

@@ -17,7 +17,8 @@ from modnet_edge.core import atomic_write_text
 from modnet_edge.core.errors import DataError
 from modnet_edge.core.images import read_image, read_matte
 from modnet_edge.core.preprocess import area_resize
-from modnet_edge.train.datasets import check_matte_header, find_layout, fit_matte, pair_by_stem
+from modnet_edge.train.datasets import check_matte_header, find_layout, pair_by_stem
+from modnet_edge.train.imaging import fit_matte
 from modnet_edge.train.metrics import METRIC_NAMES, matting_metrics, mean_metrics
 
 

@@ -126,7 +126,7 @@ def worker_main() -> None:
 def _serve(channel: Channel, spec: tuple, cfg: Any, image: Any, run_id: str) -> None:
     """One subject: open, warm up, then run chunks on request; finally send its BenchResults."""
     from modnet_edge.benchmarks.device_info import gpu_memory_mb
-    from modnet_edge.benchmarks.runner import _result, open_and_warm, subject_from_spec
+    from modnet_edge.benchmarks.measure import _result, open_and_warm, subject_from_spec
 
     handle = None
     try:
@@ -165,7 +165,7 @@ def _serve(channel: Channel, spec: tuple, cfg: Any, image: Any, run_id: str) -> 
 
 
 def _raise(kind: str, detail: str, label: str) -> None:
-    from modnet_edge import errors
+    from modnet_edge.core import errors
 
     cls = getattr(errors, kind, None)
     if isinstance(cls, type) and issubclass(cls, errors.ModnetEdgeError):

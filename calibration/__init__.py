@@ -18,8 +18,6 @@ Adapters (each checks every sample against the model input's static shape and st
 
     OrtCalibrationReader(bound, input_name, shape)          # onnxruntime.quantization reader
     LiteRTCalibrationData(bound, input_name, shape).as_mapping()   # ai-edge-quantizer calibrate()
-    tensorrt_batches(bound, shape, input_name)               # float32 batches for IInt8Calibrator
-    coreml_samples(bound, input_name, shape)                 # list of feeds for coremltools
 
 Activation ranges are cached by :class:`CalibrationCache` under a :class:`CacheKey` made of the tool
 (and its version), the float model's hash, ``fingerprint()`` and the method; entries are written
@@ -38,8 +36,6 @@ from modnet_edge.calibration.source import DEFAULT_SIZE, CalibrationSource, as_s
 _LAZY = {  # the adapters import their tool on first use
     "OrtCalibrationReader": ".adapters",
     "LiteRTCalibrationData": ".adapters",
-    "tensorrt_batches": ".adapters",
-    "coreml_samples": ".adapters",
     "batched_inputs": ".adapters",
     "check_input": ".adapters",
 }

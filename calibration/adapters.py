@@ -122,16 +122,3 @@ class LiteRTCalibrationData:
 
     def as_mapping(self) -> dict[str, LiteRTCalibrationData]:
         return {self.signature: self}
-
-
-def tensorrt_batches(source: CalibrationSource, shape: Sequence[int | str | None], input_name: str = "input"
-                     ) -> Iterator[np.ndarray]:
-    """Contiguous float32 batches for a TensorRT ``IInt8Calibrator.get_batch`` (copy each to the device)."""
-    for x in batched_inputs(source, shape, input_name):
-        yield np.ascontiguousarray(x, dtype=np.float32)
-
-
-def coreml_samples(source: CalibrationSource, input_name: str, shape: Sequence[int | str | None]
-                   ) -> list[dict[str, np.ndarray]]:
-    """A list of {input_name: array} feeds, the form coremltools' activation calibration takes."""
-    return [{input_name: x} for x in batched_inputs(source, shape, input_name)]

@@ -26,8 +26,8 @@ from modnet_edge.core import PreprocessSpec
 from modnet_edge.core.errors import DataError, InputImageError
 from modnet_edge.core.images import IMAGE_SUFFIXES, to_rgb_uint8
 from modnet_edge.core.preprocess import preprocess
+from modnet_edge.core.videos import is_video
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 DEFAULT_SIZE = 64  # images used when the caller does not say (generated and video sources)
 MEMORY_LIMIT_BYTES = 512 << 20  # preprocessed sets up to this size are kept in memory after one pass
 
@@ -368,7 +368,7 @@ def as_source(data: Any, size: int | None = None, seed: int = 0) -> CalibrationS
         return CalibrationSource.from_synthetic(size or DEFAULT_SIZE, seed)
     if isinstance(data, (str, Path)):
         path = Path(data)
-        if path.suffix.lower() in VIDEO_SUFFIXES and not path.is_dir():
+        if is_video(path) and not path.is_dir():
             if not path.is_file():
                 raise DataError("calibration video does not exist", path)
             return CalibrationSource.from_video(path, size or DEFAULT_SIZE, seed)

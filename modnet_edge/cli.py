@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import FORMATS, VERSION
+from modnet_edge.core import VERSION
 from modnet_edge.core import console
-from modnet_edge.core.console import size_arg, square_size_arg  # noqa: F401  (commands import them from here)
+from modnet_edge.core.console import all_precisions
 
-__all__ = ["COMMANDS", "ALIASES", "build_parser", "main", "size_arg", "square_size_arg", "add_device_argument"]
+__all__ = ["COMMANDS", "ALIASES", "build_parser", "main"]
 from modnet_edge.core.errors import BudgetError, ModnetEdgeError
 
 # subcommand -> module defining HELP, add_arguments(parser) and run(args); the name is the API function's
@@ -48,21 +48,6 @@ COMMANDS: dict[str, str] = {
 
 # earlier names, still accepted so existing scripts keep working
 ALIASES: dict[str, list[str]] = {"benchmark": ["bench"], "diagnose": ["doctor"]}
-
-DEVICE_HELP = "PyTorch-style device: cpu, cuda, cuda:N"
-
-
-def all_precisions() -> list[str]:
-    """Every precision some format supports, in table order: the choices of a ``--precision`` option
-    whose format is not known when arguments are parsed (the export checks the pair)."""
-    return list(dict.fromkeys(p for f in FORMATS.values() for p in f.precisions))
-
-
-def add_device_argument(parser: Any, auto: bool = False, default: str | None = None, what: str = "") -> None:
-    """``--device`` means one thing in every command: a PyTorch-style device string."""
-    parser.add_argument("--device", default=default, metavar="DEVICE",
-                        help=DEVICE_HELP + (", or auto (CUDA when available)" if auto else "") + what)
-
 
 class HelpFormatter(argparse.HelpFormatter):
     """Shows ``(default: X)`` only where X says something (never None, False or an empty value) and

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from modnet_edge.cli import size_arg
+from modnet_edge.core.console import size_arg
 
 HELP = ("the main job: checkpoint -> every export this machine can make -> parity -> benchmark -> report "
         "(DIR/report.html, summary.json, junit.xml); exit 1 when any gate fails")

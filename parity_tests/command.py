@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modnet_edge.cli import all_precisions
+from modnet_edge.core.console import all_precisions
 
 HELP = "measure each artifact's alpha drift against its PyTorch reference; exit 1 when any budget fails"
 

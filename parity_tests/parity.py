@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from modnet_edge.core import ArtifactMetadata, atomic_write_text, sha256_path
-from modnet_edge.core.errors import CheckpointError, ConfigError
+from modnet_edge.core import ArtifactMetadata, atomic_write_text
+from modnet_edge.core.errors import ConfigError
 from modnet_edge.core.images import list_images, read_image
 
-from modnet_edge.parity_tests.images import synthetic_portraits
+from modnet_edge.model.weights import find_reference
+from modnet_edge.train.synthetic import synthetic_portraits
 
 
 @dataclass(frozen=True)
@@ -213,41 +214,6 @@ def load_images(images: str | Path | Sequence[str | Path] | None, limit: int | N
         source = "files"
     files = files[:limit] if limit else files
     return {f.name: read_image(f) for f in files}, source
-
-
-def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path | None = None):
-    """The checkpoint an artifact came from, verified by sha256 (or rebuilt, for a seeded random net)."""
-    from modnet_edge.model.checkpoint import random_checkpoint, read_checkpoint, weights_sha256
-    from modnet_edge.model.weights import BUILTIN_KIND, load_weights
-
-    src = meta.source or {}
-    if reference is None and src.get("kind") == BUILTIN_KIND:
-        ckpt = load_weights(str(src.get("weights")))
-        if src.get("weights_sha256") not in (None, weights_sha256(ckpt.state_dict)):
-            raise CheckpointError(f"the installed built-in weights {src.get('weights')!r} are not the ones this "
-                                  "artifact was exported from (weights hash differs); pass reference=/--reference",
-                                  artifact)
-        return ckpt
-    if reference is None and src.get("kind") == "random-init":
-        ckpt = random_checkpoint(int(src.get("seed", 0)))
-        if src.get("weights_sha256") not in (None, weights_sha256(ckpt.state_dict)):
-            raise CheckpointError("cannot rebuild the random-init reference (weights hash differs)", artifact)
-        return ckpt
-    candidates = [Path(reference)] if reference else [
-        Path(p) for p in (src.get("checkpoint_path"), artifact.parent / str(src.get("checkpoint", ""))) if p]
-    replaced = []
-    for cand in candidates:
-        if cand.is_file():
-            if reference is None and src.get("checkpoint_sha256") not in (None, sha256_path(cand)):
-                replaced.append(str(cand))
-                continue
-            return read_checkpoint(cand)
-    if replaced:
-        raise CheckpointError(f"the reference checkpoint {replaced[0]} is not the file this artifact was exported from "
-                              "(its sha256 differs from the one recorded at export: replaced or modified); pass "
-                              "reference=/--reference to compare against it anyway", artifact)
-    raise CheckpointError(f"cannot find the reference checkpoint {src.get('checkpoint')!r} (looked at "
-                          f"{[str(c) for c in candidates]}); pass reference=/--reference", artifact)
 
 
 def _parity_runs(artifacts: list[Path], options: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:

@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from modnet_edge.calibration import (CacheKey, CalibrationCache, CalibrationSource, LiteRTCalibrationData,
-                                     OrtCalibrationReader, as_source, coreml_samples, select_indices,
-                                     tensorrt_batches)
+                                     OrtCalibrationReader, as_source, select_indices)
 from modnet_edge.calibration.adapters import chunk_size
 from modnet_edge.core import PreprocessSpec
 from modnet_edge.core.errors import ConfigError, DataError
@@ -139,8 +138,6 @@ def test_adapters_feed_each_tool(folder: Path) -> None:
     litert = LiteRTCalibrationData(src, "input", [1, 3, 64, 96])
     assert len(list(litert)) == len(list(litert)) == 4, "ai-edge-quantizer iterates twice"
     assert set(litert.as_mapping()) == {"serving_default"}
-    assert [b.shape for b in tensorrt_batches(src, [2, 3, 64, 96])] == [(2, 3, 64, 96)] * 2
-    assert len(coreml_samples(src, "input", [1, 3, 64, 96])) == 4
     assert [chunk_size(n) for n in (1, 7, 12, 16, 100)] == [1, 7, 6, 8, 5]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modnet_edge.cli import add_device_argument
+from modnet_edge.core.console import add_device_argument
 
 HELP = "SOC self-supervised adaptation of a checkpoint on unlabeled images / video frames"
 

@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from modnet_edge.cli import DEVICE_HELP, square_size_arg
+from modnet_edge.core.console import DEVICE_HELP, square_size_arg
 
 HELP = "train MODNet (paper recipe by default; no --data: the built-in synthetic set)"
 

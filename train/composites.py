@@ -30,7 +30,7 @@ from PIL import Image
 from modnet_edge.core.images import read_image, read_matte
 
 from modnet_edge.train.augment import AugmentConfig, apply_jitter, jitter_params
-from modnet_edge.train.imaging import gaussian_blur, resize
+from modnet_edge.train.imaging import fit_matte, gaussian_blur, resize
 from modnet_edge.train.synthetic import _background, render_portrait
 
 # Working resolution of the in-memory portraits (short side); samples are drawn at <= this size.
@@ -106,8 +106,6 @@ def background_region(alpha: np.ndarray, min_fraction: float = 0.2, grid: int = 
 
 def load_portraits(pairs: list[tuple[Path, Path]], side: int = _STORE_SIDE) -> tuple[list[_Portrait], list[np.ndarray]]:
     """The portraits (downscaled, in memory) and the person-free background crops found in them."""
-    from modnet_edge.train.datasets import fit_matte
-
     portraits, backgrounds = [], []
     for img_path, matte_path in pairs:
         rgb = read_image(img_path)

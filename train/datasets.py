@@ -27,7 +27,7 @@ from modnet_edge.core.preprocess import preprocess
 
 from modnet_edge.train.augment import AugmentConfig, augment, fit_crop
 from modnet_edge.train.composites import CompositeAugment, compose_sample, composite_description, load_portraits, synthetic_sample
-from modnet_edge.train.imaging import resize
+from modnet_edge.train.imaging import fit_matte, same_aspect
 from modnet_edge.train.synthetic import SYNTHETIC_LABEL, render_portrait
 
 _MATTE_MODES = {"L", "1", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"}
@@ -83,11 +83,6 @@ def _stems(files: list[Path], folder: Path) -> dict[str, Path]:
     return out
 
 
-def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.01) -> bool:
-    """Whether two (W, H) sizes have the same aspect ratio within ``tolerance`` (relative)."""
-    return abs(a[0] / a[1] - b[0] / b[1]) <= tolerance * (a[0] / a[1])
-
-
 def check_matte_header(image: Path, matte: Path) -> None:
     """Refuse, before training starts, a matte that is not one channel or does not fit its image.
 
@@ -107,16 +102,6 @@ def check_matte_header(image: Path, matte: Path) -> None:
     if msize != isize and not same_aspect(isize, msize):
         raise DataError(f"matte is {msize[0]}x{msize[1]} but its image {image.name} is {isize[0]}x{isize[1]} "
                         "(and not a scaled copy of the same aspect ratio)", matte)
-
-
-def fit_matte(alpha: np.ndarray, height: int, width: int, where: Path) -> np.ndarray:
-    """A matte at its image's size: resized (bilinear) when it is a scaled copy, else an error."""
-    if alpha.shape == (height, width):
-        return alpha
-    if not same_aspect((width, height), (alpha.shape[1], alpha.shape[0])):
-        raise DataError(f"matte is {alpha.shape[1]}x{alpha.shape[0]} but its image is {width}x{height} "
-                        "after orientation", where)
-    return np.clip(resize(alpha, height, width, "bilinear"), 0.0, 1.0)
 
 
 def _to_tensors(arrays: dict[str, np.ndarray], spec: PreprocessSpec, has_fgbg: bool) -> dict[str, torch.Tensor]:

@@ -7,8 +7,12 @@ float32 arrays of shape (H, W) or (H, W, C).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
+
+from modnet_edge.core.errors import DataError
 
 
 def gaussian_kernel1d(sigma: float, radius: int | None = None) -> np.ndarray:
@@ -85,3 +89,18 @@ def smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int, 
     coarse = rng.random((gh, gw, channels)).astype(np.float32)
     up = resize(coarse, height, width, "bicubic")
     return np.clip(up if channels > 1 else up[..., 0], 0.0, 1.0)
+
+
+def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.01) -> bool:
+    """Whether two (W, H) sizes have the same aspect ratio within ``tolerance`` (relative)."""
+    return abs(a[0] / a[1] - b[0] / b[1]) <= tolerance * (a[0] / a[1])
+
+
+def fit_matte(alpha: np.ndarray, height: int, width: int, where: Path) -> np.ndarray:
+    """A matte at its image's size: resized (bilinear) when it is a scaled copy, else an error."""
+    if alpha.shape == (height, width):
+        return alpha
+    if not same_aspect((width, height), (alpha.shape[1], alpha.shape[0])):
+        raise DataError(f"matte is {alpha.shape[1]}x{alpha.shape[0]} but its image is {width}x{height} "
+                        "after orientation", where)
+    return np.clip(resize(alpha, height, width, "bilinear"), 0.0, 1.0)

@@ -99,23 +99,6 @@ def setup_distributed(device: torch.device) -> Dist:
     return Dist(rank, world, local, here)
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device must be auto, cpu or cuda[:N], not {name!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine")
-        if dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-    elif dev.type != "cpu":
-        raise ConfigError(f"device must be auto, cpu or cuda[:N], not {name!r}")
-    return dev
-
-
 def optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
     """Move restored optimizer buffers (momentum, Adam moments) onto the training device."""
     for st in optimizer.state.values():

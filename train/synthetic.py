@@ -48,6 +48,20 @@ def render_portrait(seed: int, index: int, height: int, width: int) -> PortraitS
     return PortraitSample(rgb, alpha.astype(np.float32), fg.astype(np.float32), bg.astype(np.float32))
 
 
+# Stand-in photos: a few aspect ratios, so dynamic shapes and the resize rule are exercised
+STAND_IN_SIZES = ((480, 640), (640, 480), (512, 512), (720, 1280))
+
+
+def synthetic_portraits(count: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
+    """``count`` RGB images of the set, named like files: the stand-in photos of parity runs and
+    benchmarks when no real images are given (every report that uses them says so)."""
+    out = {}
+    for i in range(count):
+        h, w = STAND_IN_SIZES[i % len(STAND_IN_SIZES)]
+        out[f"synthetic_{i:02d}_{w}x{h}.png"] = render_portrait(seed, i, h, w).rgb
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Backgrounds
 # ------------------------------------------------------------------------------------------------

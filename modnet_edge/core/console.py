@@ -84,6 +84,23 @@ def progress(iterable: Iterable[Any] | None = None, *, total: float | None = Non
     return tqdm(iterable, total=total, desc=desc, leave=leave, disable=not enabled, **kw)
 
 
+DEVICE_HELP = "PyTorch-style device: cpu, cuda, cuda:N"
+
+
+def add_device_argument(parser: Any, auto: bool = False, default: str | None = None, what: str = "") -> None:
+    """``--device`` means one thing in every command: a PyTorch-style device string."""
+    parser.add_argument("--device", default=default, metavar="DEVICE",
+                        help=DEVICE_HELP + (", or auto (CUDA when available)" if auto else "") + what)
+
+
+def all_precisions() -> list[str]:
+    """Every precision some format supports, in table order: the choices of a ``--precision`` option
+    whose format is not known when arguments are parsed (the export checks the pair)."""
+    from modnet_edge.core.formats import FORMATS
+
+    return list(dict.fromkeys(p for f in FORMATS.values() for p in f.precisions))
+
+
 def size_arg(text: str) -> tuple[int, int]:
     """argparse type for an input size, the same in every command: ``HxW`` (``512x288``) or one integer
     ``N`` meaning ``NxN``; returns ``(H, W)``."""

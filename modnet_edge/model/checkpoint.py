@@ -238,14 +238,5 @@ def random_checkpoint(seed: int = 0, config: ModelConfig | None = None) -> Check
                       {"note": f"randomly initialised network (seed {seed}), not trained", "seed": seed})
 
 
-def load_network(checkpoint: str | Path | Checkpoint | None = None, device: str = "cpu") -> MODNet:
-    """Official or own checkpoint, or built-in weights by name -> MODNet in inference mode.
-    ``None``: the built-in starter weights (see :mod:`.weights`)."""
-    from modnet_edge.train.runstate import pick_device
-    from modnet_edge.model.weights import resolve_checkpoint
-
-    return build_from_checkpoint(resolve_checkpoint(checkpoint)).to(pick_device(device))
-
-
 def _unwrap(model: torch.nn.Module) -> MODNet:
     return model.module if hasattr(model, "module") else model  # type: ignore[return-value]

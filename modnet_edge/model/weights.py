@@ -7,7 +7,8 @@ user can see what a network is before trusting its mattes.  Weights are stored a
 is compared against (its content hash, ``weights_sha256``, is what exported artifacts record).
 
 ``resolve_checkpoint`` is the one place that turns what a user passed (nothing, a weights name, a
-file, a :class:`Checkpoint`) into a checkpoint: ``load_network``, ``export`` and the pipeline all use it.
+file, a :class:`Checkpoint`) into a checkpoint: ``load_network``, ``export`` and the pipeline all use it;
+``find_reference`` finds the checkpoint an artifact was exported from (parity, diagnose, benchmark baselines).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modnet_edge.core import PreprocessSpec, sha256_path
+from modnet_edge.core import ArtifactMetadata, PreprocessSpec, sha256_path
 from modnet_edge.core.errors import CheckpointError
 
-from modnet_edge.model.checkpoint import Checkpoint, read_checkpoint, weights_sha256
+if TYPE_CHECKING:  # the table is read torch-free (``modnet-edge info`` of an .onnx names its weights)
+    from modnet_edge.model.checkpoint import Checkpoint
+    from modnet_edge.model.network import MODNet
 
 ASSETS = "modnet_edge.assets"
 BUILTIN_KIND = "builtin"
@@ -101,6 +104,8 @@ def get_weights(name: str) -> Weights:
 
 def load_weights(name: str = DEFAULT_WEIGHTS) -> Checkpoint:
     """The built-in network ``name`` as a float32 checkpoint; the stored file's sha256 is checked first."""
+    from modnet_edge.model.checkpoint import Checkpoint, read_checkpoint, weights_sha256
+
     w = get_weights(name)
     path = weights_file(name)
     if not path.is_file():
@@ -120,6 +125,8 @@ def load_weights(name: str = DEFAULT_WEIGHTS) -> Checkpoint:
 def resolve_checkpoint(checkpoint: Any = None) -> Checkpoint:
     """What a user passed -> a checkpoint: None is the default built-in weights, a built-in name (that is
     not an existing file) those weights, a path a checkpoint file, a :class:`Checkpoint` itself."""
+    from modnet_edge.model.checkpoint import Checkpoint, read_checkpoint
+
     if isinstance(checkpoint, Checkpoint):
         return checkpoint
     if checkpoint is None:
@@ -173,3 +180,45 @@ def describe_weights(provenance: dict[str, Any]) -> str | None:
     q = w.quality.get("headline")
     return f"built-in weights '{name}': {w.summary}" + (f" Measured: {q}" if q else "")
 
+
+def load_network(checkpoint: Any = None, device: str = "cpu") -> MODNet:
+    """Official or own checkpoint, or built-in weights by name -> MODNet in inference mode.
+    ``None``: the built-in starter weights."""
+    from modnet_edge.model.checkpoint import build_from_checkpoint
+    from modnet_edge.model.device import pick_device
+
+    return build_from_checkpoint(resolve_checkpoint(checkpoint)).to(pick_device(device))
+
+
+def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path | None = None) -> Checkpoint:
+    """The checkpoint an artifact came from, verified by sha256 (or rebuilt, for a seeded random net)."""
+    from modnet_edge.model.checkpoint import random_checkpoint, read_checkpoint, weights_sha256
+
+    src = meta.source or {}
+    if reference is None and src.get("kind") == BUILTIN_KIND:
+        ckpt = load_weights(str(src.get("weights")))
+        if src.get("weights_sha256") not in (None, weights_sha256(ckpt.state_dict)):
+            raise CheckpointError(f"the installed built-in weights {src.get('weights')!r} are not the ones this "
+                                  "artifact was exported from (weights hash differs); pass reference=/--reference",
+                                  artifact)
+        return ckpt
+    if reference is None and src.get("kind") == "random-init":
+        ckpt = random_checkpoint(int(src.get("seed", 0)))
+        if src.get("weights_sha256") not in (None, weights_sha256(ckpt.state_dict)):
+            raise CheckpointError("cannot rebuild the random-init reference (weights hash differs)", artifact)
+        return ckpt
+    candidates = [Path(reference)] if reference else [
+        Path(p) for p in (src.get("checkpoint_path"), artifact.parent / str(src.get("checkpoint", ""))) if p]
+    replaced = []
+    for cand in candidates:
+        if cand.is_file():
+            if reference is None and src.get("checkpoint_sha256") not in (None, sha256_path(cand)):
+                replaced.append(str(cand))
+                continue
+            return read_checkpoint(cand)
+    if replaced:
+        raise CheckpointError(f"the reference checkpoint {replaced[0]} is not the file this artifact was exported from "
+                              "(its sha256 differs from the one recorded at export: replaced or modified); pass "
+                              "reference=/--reference to compare against it anyway", artifact)
+    raise CheckpointError(f"cannot find the reference checkpoint {src.get('checkpoint')!r} (looked at "
+                          f"{[str(c) for c in candidates]}); pass reference=/--reference", artifact)
