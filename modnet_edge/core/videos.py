@@ -26,7 +26,8 @@ def _av():
     try:
         import av
     except ImportError:
-        raise BackendUnavailableError("video files need PyAV: pip install av") from None
+        raise BackendUnavailableError('video files need PyAV: pip install -c constraints.txt '
+                                      '"modnet-edge[video]"') from None
     return av
 
 
