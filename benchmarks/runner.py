@@ -176,8 +176,9 @@ def verdict_table(verdicts: Sequence[Any]) -> str:
     for v in verdicts:
         r = v.result
         share = ((r.extra or {}).get("roofline") or {}).get("share")
-        untrusted = v.meets is None and "untrusted" in v.measured
-        verdict = "UNTRUSTED" if untrusted else {True: "MEETS", False: "MISSES", None: "no target"}[v.meets]
+        untrusted = v.meets is None and ("untrusted" in v.measured or v.kind == "proxy")
+        verdict = ("PROXY" if v.kind == "proxy" else "UNTRUSTED" if untrusted
+                   else {True: "MEETS", False: "MISSES", None: "no target"}[v.meets])
         rows.append((r.label, f"{r.latency_ms.typical:.2f}",
                      f"{r.latency_ms.p90:.2f}" if r.latency_ms.p90 is not None else "-", f"{r.fps:.2f}",
                      f"{share:.0%}" if share is not None else "-", v.device_class, v.required, v.measured, verdict))

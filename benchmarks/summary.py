@@ -47,6 +47,7 @@ class ArtifactEntry:
     meets_target: bool | None = None
     speed_note: str | None = None
     speed_trusted: bool = True  # False: the machine was not quiet while it was timed (no speed verdict)
+    speed_proxy: bool = False  # True: timed by a runtime that only verifies this format here (no verdict)
     peak_share: float | None = None  # achieved GFLOP/s over the CPU's peak (see benchmarks.roofline)
     export_s: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -117,6 +118,10 @@ def attach_speed(entry: ArtifactEntry, results: Sequence[BenchResult], verdicts:
     if untrusted:  # a ratio whose baseline (or this result) was measured on a busy machine
         entry.speed_trusted = False
         entry.speed_note = untrusted[0].reason
+    proxy = [v for v in mine_v if v.kind == "proxy"]
+    if proxy:  # timed by a stand-in runtime: informative, never a verdict
+        entry.speed_proxy = True
+        entry.speed_note = proxy[0].reason
     entry.meets_target = meets_all(mine_v)
     applicable = [v for v in mine_v if v.meets is not None]
     if applicable:
@@ -188,6 +193,8 @@ def _fmt(value: float | None, spec: str = ".2e") -> str:
 def speed_verdict(e: ArtifactEntry) -> str:
     if e.fps is None:
         return "-"
+    if e.speed_proxy:
+        return "proxy"
     if not e.speed_trusted:
         return "untrusted"
     return {True: "meets", False: "MISSES", None: "no target"}[e.meets_target]

@@ -107,7 +107,7 @@ class Verdict:
 
     result: BenchResult
     device_class: str
-    kind: str  # "fixed" | "ratio" | "none"
+    kind: str  # "fixed" | "ratio" | "proxy" (measured by a stand-in runtime: not judged) | "none"
     required: str
     measured: str
     meets: bool | None
@@ -155,6 +155,9 @@ class TargetTable:
 
 
 def _check_one(r: BenchResult, cls: DeviceClass, run: Sequence[BenchResult]) -> list[Verdict]:
+    proxy = _proxy_reason(r)
+    if proxy:
+        return [Verdict(r, cls.name, "proxy", "", f"{r.fps:.1f} fps (proxy)", None, "", proxy)]
     verdicts: list[Verdict] = []
     fixed = [t for t in cls.targets if t.applies(r)]
     if fixed:
@@ -199,6 +202,19 @@ def _check_one(r: BenchResult, cls: DeviceClass, run: Sequence[BenchResult]) -> 
                                 f"no target of class {cls.name!r} applies to {r.precision} {r.mode} at "
                                 f"{r.input_size}"))
     return verdicts
+
+
+def _proxy_reason(r: BenchResult) -> str | None:
+    """Why ``r`` is not judged against speed targets: its runtime is one the format table lists as a
+    numerics stand-in for this format (a TensorRT-ready ONNX timed by ONNX Runtime on a CPU says nothing
+    about the TensorRT engine built from it)."""
+    from modnet_edge.core.formats import FORMATS
+
+    fmt, runtime = FORMATS.get(r.format), r.runtime.get("name")
+    if fmt is None or runtime not in fmt.proxy_runtimes:
+        return None
+    return (f"speed not judged: {runtime} runs {fmt.name} artifacts here only to verify their numerics; "
+            "the speed that counts is measured where the artifact is deployed")
 
 
 def meets_all(verdicts: Sequence[Verdict]) -> bool | None:

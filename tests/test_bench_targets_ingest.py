@@ -71,6 +71,29 @@ def test_ratio_target_compares_within_one_run_only():
     assert meets_all([by[id(base)]]) is None and meets_all(verdicts) is False
 
 
+def test_a_format_timed_by_its_numerics_stand_in_is_not_judged():
+    """A TensorRT-ready ONNX timed by ONNX Runtime (how it is verified on a CPU) gets no speed verdict, pass
+    or fail, from a CPU ratio or a GPU target: its speed is the TensorRT engine's, measured on the GPU.
+    The same INT8 graph as a plain ONNX run by ONNX Runtime is judged."""
+    from modnet_edge.benchmarks.runner import verdict_table
+
+    table = load_targets()
+    base = _result("pytorch", "fp32", 300.0)
+    proxy, plain = _result("tensorrt-onnx", "int8", 150.0), _result("onnx", "int8", 150.0)  # 2x: a miss
+    for r in (base, proxy, plain):
+        r.runtime = {"name": "onnxruntime" if r is not base else "torch"}
+    engine = _result("tensorrt", "int8", 150.0)
+    engine.runtime = {"name": "tensorrt"}
+    by = {id(v.result): v for v in table.check([base, proxy, plain, engine], "any-machine")}
+    assert by[id(proxy)].kind == "proxy" and by[id(proxy)].meets is None
+    assert "verify their numerics" in by[id(proxy)].reason
+    assert by[id(plain)].meets is False and by[id(engine)].meets is False  # engines are judged
+    gpu = {id(v.result): v for v in table.check([proxy], "gtx-1080ti")}
+    assert gpu[id(proxy)].kind == "proxy"
+    printed = verdict_table(list(by.values()))
+    assert "PROXY" in printed and "verify their numerics" in printed
+
+
 def test_unknown_device_class_is_a_clear_error():
     with pytest.raises(ConfigError, match="unknown device class 'pixel-99'.*known classes: .*gtx-1080ti"):
         load_targets().get("pixel-99")

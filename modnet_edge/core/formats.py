@@ -260,6 +260,9 @@ class Format:
     is_dir: bool = False  # the artifact is a directory (e.g. .mlpackage)
     pipeline_precisions: tuple[str, ...] = ()  # what `modnet-edge pipeline` exports by default
     runtime_precisions: tuple[str, ...] = ()
+    # runtimes that run this format here only to verify its numerics: their speed says nothing about the
+    # runtime it is deployed on, so no speed target judges it (a TensorRT-ready ONNX in ONNX Runtime's CPU)
+    proxy_runtimes: tuple[str, ...] = ()
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -349,7 +352,7 @@ FORMATS: dict[str, Format] = {
                "TensorRT-ready ONNX (static shape or min/opt/max profile; strongly typed FP16; INT8 Q/DQ), "
                "verified in ONNX Runtime here, built into an engine where TensorRT is installed",
                options=TENSORRT_ONNX_OPTIONS, tools=("torch", "onnx", "onnxslim", "onnxruntime"),
-               container="onnx_file", pipeline_precisions=("fp32", "fp16", "int8")),
+               container="onnx_file", pipeline_precisions=("fp32", "fp16", "int8"), proxy_runtimes=("onnxruntime",)),
         Format("tensorrt", (".engine", ".plan"), ("fp32", "fp16", "int8"),
                (("tensorrt", "modnet_edge.runtimes.tensorrt_backend:TensorRTBackend"),),
                "modnet_edge.export.tensorrt_build:convert_tensorrt_engine", ("torch", "onnx", "tensorrt"),
