@@ -55,6 +55,7 @@ def export_artifact(checkpoint: Any, format_name: str, precision: str, output: s
     if output is None:
         stem = ckpt.path.stem if ckpt.path else str(ckpt.provenance.get("weights", "modnet"))
         output = Path(f"{stem}.{precision}{fmt.suffixes[0]}")
+        check_export_output(fmt, output)  # the default name may be taken by a file that is not ours
     converted = resolve(fmt.converter)(ckpt, precision, Path(output), **checked)
     meta = ArtifactMetadata(format=fmt.name, precision=precision, preprocessing=converted.preprocessing,
                             model=ckpt.model_config.to_dict(), input_shape=converted.input_shape,
