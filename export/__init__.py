@@ -18,14 +18,9 @@ def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32"
            **options: Any) -> Path:
     """Export a checkpoint (path, :class:`Checkpoint`, a built-in weights name, or None for the built-in
     starter weights) to ``format`` at ``precision``; returns the artifact path (its manifest is written
-    beside it).  ``options``: the format's export options (``modnet-edge formats --options``).
+    beside it).  ``options``: the format's export options (``modnet-edge export --help`` lists them).
 
-    The public ``modnet_edge.export`` adds ``budget=`` (search for the fastest variant within a drift
-    budget, :mod:`modnet_edge.precision_search`) on the floor above.
+    The public ``modnet_edge.export`` (this package, made callable on the floor above) adds ``budget=``:
+    search for the fastest variant within a drift budget (:mod:`modnet_edge.precision_search`).
     """
     return export_artifact(checkpoint, format, precision, output, **options)
-
-
-from modnet_edge.core import make_module_callable  # noqa: E402
-
-make_module_callable(__name__, export)

@@ -27,7 +27,7 @@ from modnet_edge.core.tools import quiet_tool
 from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint
 
 from modnet_edge.export.skeleton import Converted
-from modnet_edge.export.tflite_quantize import quantize_tflite
+from modnet_edge.export.tflite_quantize import MODES, quantize_tflite
 
 DEFAULT_SHAPE = (512, 512)
 _FLOAT_MEMO: dict[tuple[Any, ...], bytes] = {}
@@ -155,8 +155,7 @@ class _TFLiteWrapper(torch.nn.Module):
 
 
 # precision variant -> ai-edge-quantizer mode of :mod:`.tflite_quantize` (None: plain FP32)
-MODE_OF = {"fp32": None, "fp16": "fp16", "int8": "static", "int8-a16": "static16", "int8-dynamic": "dynamic",
-           "int8-weights": "weights"}
+MODE_OF: dict[str, str | None] = {"fp32": None, **{precision: mode for mode, precision in MODES.items()}}
 
 
 def convert_tflite(checkpoint: Checkpoint, precision: str, output: Path, *,

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def formats_table() -> str:
     """One row per format; columns sized to their content (a new format's long name cannot shift them)."""
     rows = [(f.name, ",".join(f.suffixes), ",".join(f.precisions),
-             "yes" if f.can_export() else ("-" if f.exporter is None else "no"),
+             "yes" if f.can_export() else ("-" if f.converter is None else "no"),
              "yes" if f.can_run() else "no", ",".join(n for n, _ in f.backends)) for f in FORMATS.values()]
     return table(("format", "suffixes", "precisions", "export", "run", "runtimes"), rows)
 

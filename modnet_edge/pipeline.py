@@ -121,7 +121,7 @@ def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> t
     wanted = parse_formats(opts.formats)
     jobs, skipped = [], []
     for fmt in FORMATS.values():
-        if fmt.exporter is None or (wanted is not None and fmt.name not in wanted):
+        if fmt.converter is None or (wanted is not None and fmt.name not in wanted):
             continue
         precisions = (wanted or {}).get(fmt.name) or fmt.pipeline_precisions
         if not precisions:
@@ -187,7 +187,7 @@ def parse_formats(items: Sequence[str] | None) -> dict[str, tuple[str, ...]] | N
         name, _, precision = item.partition(":")
         if name not in FORMATS:
             raise ConfigError(f"unknown format {name!r}; known: {sorted(FORMATS)}")
-        if FORMATS[name].exporter is None:
+        if FORMATS[name].converter is None:
             raise ConfigError(f"format {name!r} is not an export target")
         if precision and precision not in FORMATS[name].precisions:
             raise ConfigError(f"format {name!r} has precisions {list(FORMATS[name].precisions)}, not {precision!r}")

@@ -145,8 +145,7 @@ def _keep_float(precisions: tuple[str, ...], what: str) -> Option:
                   precisions=precisions)
 
 
-_ONNX_INT8 = ("int8", "int8-a16")
-_TFLITE_STATIC = ("int8", "int8-a16")
+_STATIC_INT8 = ("int8", "int8-a16")  # the calibrated variants (ONNX and TFLite)
 _TFLITE_QUANTISED = ("fp16", "int8", "int8-a16", "int8-dynamic", "int8-weights")
 
 ONNX_OPTIONS = (
@@ -155,17 +154,17 @@ ONNX_OPTIONS = (
     Option("opset", "int", "ONNX opset", 17),
     Option("simplify", "bool", "simplify the graph with onnxslim", True, precisions=("fp32", "fp16")),
     Option("keep_io_types", "bool", "float32 input and output around the FP16 graph", False, precisions=("fp16",)),
-    _keep_float(("fp16", *_ONNX_INT8), "FP32 islands in FP16; unquantised nodes in INT8"),
-    *_calibration(_ONNX_INT8),
+    _keep_float(("fp16", *_STATIC_INT8), "FP32 islands in FP16; unquantised nodes in INT8"),
+    *_calibration(_STATIC_INT8),
     Option("calibration_method", "str", "how activation ranges are calibrated", "minmax",
-           ("minmax", "entropy", "percentile"), precisions=_ONNX_INT8),
-    Option("percentile", "float", "percentile of the 'percentile' calibration method", 99.999, precisions=_ONNX_INT8),
+           ("minmax", "entropy", "percentile"), precisions=_STATIC_INT8),
+    Option("percentile", "float", "percentile of the 'percentile' calibration method", 99.999, precisions=_STATIC_INT8),
     Option("activation_type", "str", "8-bit activation type (uint8: ONNX Runtime's fast x86 path)", "uint8",
            ("uint8", "int8"), precisions=("int8",)),
-    Option("per_channel", "bool", "per-output-channel weight scales", True, precisions=_ONNX_INT8),
-    Option("reduce_range", "bool", "7-bit weights (default: chosen from target_cpu)", precisions=_ONNX_INT8),
+    Option("per_channel", "bool", "per-output-channel weight scales", True, precisions=_STATIC_INT8),
+    Option("reduce_range", "bool", "7-bit weights (default: chosen from target_cpu)", precisions=_STATIC_INT8),
     Option("target_cpu", "str", "CPU the INT8 model is for (default: this machine)", None,
-           ("x86-vnni", "x86-avx2", "arm64"), precisions=_ONNX_INT8),
+           ("x86-vnni", "x86-avx2", "arm64"), precisions=_STATIC_INT8),
 )
 
 TENSORRT_ONNX_OPTIONS = (
@@ -204,10 +203,10 @@ TFLITE_OPTIONS = (
     _shape("default: 512x512"),
     Option("layout", "str", "input/output layout", "NCHW", ("NCHW", "NHWC")),
     _keep_float(_TFLITE_QUANTISED, "unquantised ops"),
-    *_calibration(_TFLITE_STATIC),
+    *_calibration(_STATIC_INT8),
     Option("calibration_method", "str", "how activation ranges are calibrated", "minmax",
-           ("minmax", "moving-average"), precisions=_TFLITE_STATIC),
-    Option("threads", "int", "interpreter threads used while calibrating", 2, precisions=_TFLITE_STATIC),
+           ("minmax", "moving-average"), precisions=_STATIC_INT8),
+    Option("threads", "int", "interpreter threads used while calibrating", 2, precisions=_STATIC_INT8),
 )
 
 COREML_OPTIONS = (
@@ -267,10 +266,6 @@ class Format:
     @property
     def precisions(self) -> tuple[str, ...]:
         return self.variants or self.runtime_precisions
-
-    @property
-    def exporter(self) -> str | None:  # the public name of the conversion step
-        return self.converter
 
     def calibrated(self, precision: str) -> bool:
         """Whether exporting ``precision`` needs calibration data."""
