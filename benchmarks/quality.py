@@ -98,10 +98,10 @@ def make_subject(spec: str) -> Subject:
         if not path.is_file():
             raise ConfigError(f"peer model file does not exist: {path}")
         return Subject(name, path, PEERS[name].preprocessing)
-    from modnet_edge.model.weights import WEIGHTS, resolve_checkpoint
+    from modnet_edge.model.weights import get_weights, is_weights_name, resolve_checkpoint
 
-    if spec in WEIGHTS and not Path(spec).exists():
-        w = WEIGHTS[spec]
+    if is_weights_name(spec) and not Path(spec).exists():
+        w = get_weights(spec)
         return Subject(f"{spec} (built-in)", Path(spec), None, frozenset(w.training_images))
     ckpt_like = Path(spec)
     if not ckpt_like.exists():

@@ -87,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
 
     options = options_from(args)
     if args.checkpoint is None:
-        from modnet_edge.model.weights import DEFAULT_WEIGHTS, WEIGHTS
+        from modnet_edge.model.weights import DEFAULT_WEIGHTS, get_weights
 
         print(f"note: no checkpoint given: exporting the built-in '{DEFAULT_WEIGHTS}' weights "
-              f"({WEIGHTS[DEFAULT_WEIGHTS].summary})")
+              f"({get_weights(DEFAULT_WEIGHTS).summary})")
     if args.budget is not None:
         return _search(args, options)
     path = modnet_edge.export(args.checkpoint, format=args.format, precision=args.precision, output=args.output,

@@ -31,7 +31,7 @@ from typing import Any
 
 from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_size, sha256_path
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
-from modnet_edge.core.images import sample_portraits
+from modnet_edge.core.images import unseen_images
 
 from modnet_edge.precision_search import SEARCHABLE
 
@@ -162,7 +162,7 @@ def _searched(ckpt: Any, fmt: Format, precision: str, out: Path, images: Path | 
 
     # 16 generated portraits calibrate every INT8 candidate (cached); ranking uses generated ones too
     options = {"calibration": "synthetic", "calibration_size": 16} if fmt.calibrated(precision) else {}
-    result = search_precision(ckpt, fmt.name, precision, out, images=images or sample_portraits(), limit=opts.limit,
+    result = search_precision(ckpt, fmt.name, precision, out, images=images or unseen_images(), limit=opts.limit,
                               progress=False, **options)
     chosen = result.chosen
     tried = ", ".join(f"{len(c.kept)} kept: MSE {c.mse:.1e}" for c in result.candidates)
@@ -291,7 +291,7 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     if opts.images is not None and not Path(opts.images).is_dir():
         raise ConfigError("images must be a folder of images", opts.images)
     _prepare_output(opts.output)
-    images = opts.images or sample_portraits()
+    images = opts.images or unseen_images()
     image_note = (f"images from {images}" if opts.images else
                   f"the package's sample portraits ({images}; training images of the starter weights)")
     image_note += f", first {opts.limit}" if opts.limit else ""

@@ -170,7 +170,7 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     The search record is written beside the artifact as ``<output>.search.json``.
     """
     from modnet_edge.export import export
-    from modnet_edge.core.images import sample_portraits
+    from modnet_edge.core.images import unseen_images
     from modnet_edge.parity_tests.parity import Budget, budget_for, load_images, run_parity
     from modnet_edge.model.weights import resolve_checkpoint
 
@@ -189,7 +189,7 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     else:
         raise ConfigError(f"budget must be 'auto', a Budget or a positive MSE, not {budget!r}")
     ckpt = resolve_checkpoint(checkpoint)
-    held_out, _src = load_images(images if images is not None else sample_portraits(), limit)
+    held_out, _src = load_images(images if images is not None else unseen_images(), limit)
     ranking_pictures, ranking_note = load_images(ranking_images, limit)
     overlap = _overlap(held_out, ranking_pictures)
     if overlap:

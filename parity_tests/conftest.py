@@ -13,9 +13,9 @@ _TABLES: list[str] = []
 def parity_images() -> Path:
     """The package's sample portraits (real photos the starter weights are confident on: parity is
     about numerics, so it is measured where the matte is decided, not on noise)."""
-    from modnet_edge.core.images import sample_portraits
+    from modnet_edge.core.images import unseen_images
 
-    return sample_portraits()
+    return unseen_images()
 
 
 @pytest.fixture(scope="session")

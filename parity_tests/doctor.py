@@ -209,7 +209,7 @@ def diagnose(artifact: str | Path, images: Any = None, *, reference: str | Path 
              threshold: float | None = None, limit: int | None = 4, progress: bool = True) -> Diagnosis:
     """Compare every intermediate tensor of ``artifact`` with its PyTorch reference on ``images``
     (a folder, files, or None for the package's sample portraits; ``limit`` images at most)."""
-    from modnet_edge.core.images import sample_portraits
+    from modnet_edge.core.images import unseen_images
     from modnet_edge.runtimes.loader import load
 
     artifact = Path(artifact)
@@ -221,7 +221,7 @@ def diagnose(artifact: str | Path, images: Any = None, *, reference: str | Path 
     from modnet_edge.model.weights import find_reference
     from modnet_edge.parity_tests.parity import load_images
 
-    pictures, _source = load_images(images if images is not None else sample_portraits(), limit)
+    pictures, _source = load_images(images if images is not None else unseen_images(), limit)
     ckpt = find_reference(meta, artifact, reference)
     return _diagnose_onnx(artifact, meta, ckpt, pictures, threshold or threshold_for(meta.precision), progress)
 

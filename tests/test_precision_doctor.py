@@ -50,10 +50,10 @@ def small_images(tmp_path_factory) -> Path:
     """Two sample portraits at 128 px (the artifacts are exported at that static shape)."""
     from PIL import Image
 
-    from modnet_edge.core.images import list_images, sample_portraits
+    from modnet_edge.core.images import list_images, unseen_images
 
     folder = tmp_path_factory.mktemp("held-out")
-    for f in list_images(sample_portraits())[:2]:
+    for f in list_images(unseen_images())[:2]:
         Image.open(f).convert("RGB").resize(SHAPE).save(folder / f"{f.stem}.png")
     return folder
 

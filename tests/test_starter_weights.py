@@ -47,13 +47,13 @@ def test_a_corrupted_weights_file_is_refused(tmp_path, monkeypatch) -> None:
 def test_starter_mattes_a_sample_portrait_confidently(tmp_path) -> None:
     """Not a quality benchmark (see `modnet-edge quality`): a guard that the shipped file is the trained
     network, not a toy -- a decided matte with both person and background in it."""
-    from modnet_edge.core.images import list_images, sample_portraits
+    from modnet_edge.core.images import list_images, unseen_images
     from modnet_edge.model.checkpoint import build_from_checkpoint, save_checkpoint
 
     ckpt = load_weights()
     path = save_checkpoint(tmp_path / "starter.pt", build_from_checkpoint(ckpt), provenance=ckpt.provenance)
     with modnet_edge.load(path) as predictor:
-        for image in list_images(sample_portraits()):
+        for image in list_images(unseen_images()):
             alpha = predictor.predict(image)
             unsure = float(np.mean((alpha > 0.05) & (alpha < 0.95)))
             person = float(np.mean(alpha >= 0.5))

@@ -26,7 +26,8 @@ from modnet_edge.core.images import list_images, read_image, read_matte
 from modnet_edge.core.preprocess import preprocess
 
 from modnet_edge.train.augment import AugmentConfig, augment, fit_crop
-from modnet_edge.train.composites import CompositeAugment, compose_sample, composite_description, load_portraits, synthetic_sample
+from modnet_edge.train.composites import (CompositeAugment, compose_sample, composite_description, load_backgrounds,
+                                          load_portraits, synthetic_sample)
 from modnet_edge.train.imaging import fit_matte, same_aspect
 from modnet_edge.train.synthetic import SYNTHETIC_LABEL, render_portrait
 
@@ -213,14 +214,18 @@ class PortraitComposites(_Base):
     ``synthetic_mix`` of the samples drawn from the synthetic set instead; ``samples`` per epoch."""
 
     def __init__(self, pairs: list[tuple[Path, Path]], aug: AugmentConfig, seed: int = 0, samples: int = 400,
-                 synthetic_mix: float = 0.0, composite: CompositeAugment | None = None) -> None:
+                 synthetic_mix: float = 0.0, composite: CompositeAugment | None = None,
+                 photos: list[Path] | None = None) -> None:
         super().__init__(aug, seed, True)
         for img, matte in pairs:
             check_matte_header(img, matte)
-        self.portraits, self.backgrounds = load_portraits(pairs)
+        self.portraits, regions = load_portraits(pairs)
+        self.photos = load_backgrounds(photos or [])
+        self.backgrounds = regions + self.photos  # real backgrounds behind people: both kinds
         self.samples, self.synthetic_mix = int(samples), float(synthetic_mix)
         self.composite = composite or CompositeAugment(color_jitter=max(aug.color_jitter, 0.0))
-        self.description = composite_description(pairs, len(self.backgrounds), self.samples, self.synthetic_mix, aug)
+        self.description = composite_description(pairs, len(self.backgrounds), self.samples, self.synthetic_mix, aug,
+                                                 self.composite, len(self.photos))
 
     def __len__(self) -> int:
         return self.samples
@@ -233,7 +238,7 @@ class PortraitComposites(_Base):
             arrays = augment(arrays, rng, self.aug, crop=False)
         else:
             arrays = compose_sample(self.portraits, self.backgrounds, int(rng.integers(len(self.portraits))), size,
-                                    rng, self.composite)
+                                    rng, self.composite, self.photos)
         return _to_tensors(arrays, self.spec, True)
 
 
@@ -248,7 +253,8 @@ def build_datasets(data: str | Path | None, size: int, *, task: str = "auto", va
                    val_fraction: float = 0.1, seed: int = 0, synthetic_count: int = 2000,
                    synthetic_val_count: int = 32, scale_range: tuple[float, float] = (0.8, 1.25), flip: bool = True,
                    color_jitter: float = 0.2, compose: bool = False, samples_per_epoch: int = 400,
-                   synthetic_mix: float = 0.0) -> tuple[str, _Base, _Base | None]:
+                   synthetic_mix: float = 0.0, composite: CompositeAugment | None = None,
+                   backgrounds: str | Path | None = None) -> tuple[str, _Base, _Base | None]:
     """(task, train set, validation set or None) for a data folder, or the synthetic set when ``data`` is None."""
     aug = AugmentConfig(size, tuple(scale_range), flip, color_jitter)  # type: ignore[arg-type]
     if data is None:
@@ -266,7 +272,9 @@ def build_datasets(data: str | Path | None, size: int, *, task: str = "auto", va
             raise DataError(f"compose needs image/ + matte/ portraits, not a {kind} folder", data)
         pairs = pair_by_stem(folders["image"], folders["matte"], "matte")
         tr, va = split_indices(len(pairs), val_fraction, seed)
-        train_set: _Base = PortraitComposites([pairs[i] for i in tr], aug, seed, samples_per_epoch, synthetic_mix)
+        photos = _listed(Path(backgrounds)) if backgrounds is not None else None
+        train_set: _Base = PortraitComposites([pairs[i] for i in tr], aug, seed, samples_per_epoch, synthetic_mix,
+                                              composite, photos)
         val_set: _Base | None = MattingFolder([pairs[i] for i in va], aug, seed, train=False, description=(
             f"{data} held out: {', '.join(pairs[i][0].stem for i in va)}")) if va else None
     else:

@@ -28,12 +28,14 @@ from modnet_edge.core.errors import CheckpointError, ConfigError, DataError
 
 from modnet_edge.model.checkpoint import check_state_dict, read_checkpoint, save_checkpoint
 from modnet_edge.train.config import STAGED_PRESETS, TrainConfig, build_config
+from modnet_edge.train.composites import CompositeAugment
 from modnet_edge.train.datasets import build_datasets
 from modnet_edge.train.logs import RunLog
 from modnet_edge.train.losses import modnet_loss, segmentation_loss, transition_band
 from modnet_edge.train.metrics import grad, mad, mse, sad
 from modnet_edge.model.network import InvertedResidual, MattingHeads, MODNet, ModelConfig, build_modnet
 from modnet_edge.model.device import pick_device
+from modnet_edge.model.weights import resolve_checkpoint
 from modnet_edge.train.runstate import Dist, capture_rng, optimizer_to, restore_rng, seed_everything, setup_distributed
 
 
@@ -101,7 +103,11 @@ class Trainer:
             config.data, config.size, task=config.task, val_data=config.val_data, val_fraction=config.val_fraction,
             seed=config.seed, synthetic_count=config.synthetic_count, synthetic_val_count=config.synthetic_val_count,
             scale_range=config.scale_range, flip=config.flip, color_jitter=config.color_jitter,
-            compose=config.compose, samples_per_epoch=config.samples_per_epoch, synthetic_mix=config.synthetic_mix)
+            compose=config.compose, samples_per_epoch=config.samples_per_epoch, synthetic_mix=config.synthetic_mix,
+            composite=CompositeAugment(scale_range=config.person_scale, real_background=config.real_background,
+                                       color_jitter=config.color_jitter, negatives=config.negatives,
+                                       groups=config.groups, squash=config.squash),
+            backgrounds=config.backgrounds)
         self.synthetic = config.data is None
         self.sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world, rank=self.dist.rank,
                                           shuffle=True, seed=config.seed, drop_last=True)
@@ -142,7 +148,7 @@ class Trainer:
     def _build_model(self) -> MODNet:
         model = build_modnet(ModelConfig(lr_block=self.cfg.lr_block))
         if self.cfg.init:
-            ckpt = read_checkpoint(self.cfg.init)
+            ckpt = resolve_checkpoint(self.cfg.init)  # a checkpoint file, or built-in weights by name
             if ckpt.model_config != model.config:
                 raise CheckpointError(f"init checkpoint is {ckpt.model_config}, the run wants {model.config}",
                                       self.cfg.init)

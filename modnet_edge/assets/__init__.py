@@ -1,1 +1,1 @@
-"""Files shipped inside the package: built-in weights (weights/) and sample portraits (portraits/)."""
+"""Files shipped inside the package: built-in weights (weights/) and the unseen photos every verdict defaults to (unseen/)."""

@@ -34,12 +34,13 @@ ImageLike = Union[str, Path, np.ndarray, Image.Image]
 # on an image we accept.
 
 
-def sample_portraits() -> Path:
-    """The folder of sample portraits shipped in the package (four MIT-licensed P3M photos, short side
-    512; see its README): real images for the main job and the parity suite on a fresh machine."""
+def unseen_images() -> Path:
+    """The folder of photos no built-in network was trained on (seven, short side <= 512, licenses in
+    its README): the default images of every verdict -- parity, diagnose, the precision search, the
+    pipeline -- because a user's photos are photos the network never saw."""
     from importlib import resources
 
-    return Path(str(resources.files("modnet_edge.assets").joinpath("portraits")))
+    return Path(str(resources.files("modnet_edge.assets").joinpath("unseen")))
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -52,6 +52,9 @@ class Weights:
 
 
 WEIGHTS: dict[str, Weights] = {}
+# Names that stand for a row: "starter" is whichever version is the default today.  Artifacts and
+# checkpoints record the row's own name, so they keep finding their reference when the default moves.
+ALIASES: dict[str, str] = {"starter": "starter-v1"}
 DEFAULT_WEIGHTS = "starter"
 
 
@@ -61,13 +64,13 @@ def _register(w: Weights) -> Weights:
 
 
 _register(Weights(
-    name="starter",
+    name="starter-v1",
     file="starter-v1.fp16.pt",
     sha256="79b78ef8db80490d696b258734d3edb7e57a2707f842b7eeec7a4082e3120484",
     summary=("MODNet trained by this toolkit on 8 MIT-licensed P3M portraits composited over procedural and "
              "real backgrounds, plus the synthetic set; a starter that mattes people, not production quality "
              "(bring the official MODNet weights or your own for that)"),
-    recipe="modnet-edge train starter --data P3M_PORTRAITS -o runs/starter  (3 stages: 192, 320, 512 px)",
+    recipe="modnet-edge train starter-v1 --data P3M_PORTRAITS -o runs/starter-v1  (3 stages: 192, 320, 512 px)",
     data=(
         {"name": "P3M-10k portraits p_07141906, p_09ba26b4, p_22fc0130, p_51c916fc, p_71bcce3a, p_a09f6d7a, "
                  "p_bac3c1ff, p_bc5cfad1 (soft mattes are P3M-Net predictions)", "license": "MIT"},
@@ -96,10 +99,21 @@ def weights_file(name: str) -> Path:
     return Path(str(resources.files(ASSETS).joinpath("weights", w.file)))
 
 
+def is_weights_name(name: Any) -> bool:
+    """Whether ``name`` names a row of the table (or an alias of one)."""
+    return isinstance(name, str) and (name in WEIGHTS or name in ALIASES)
+
+
 def get_weights(name: str) -> Weights:
-    if name not in WEIGHTS:
-        raise CheckpointError(f"no built-in weights named {name!r}; available: {sorted(WEIGHTS)}")
-    return WEIGHTS[name]
+    """The row ``name`` names, through an alias ("starter": the default version) where it is one."""
+    row = WEIGHTS.get(ALIASES.get(name, name))
+    if row is None:
+        raise CheckpointError(f"no built-in weights named {name!r}; available: {weights_names()}")
+    return row
+
+
+def weights_names() -> list[str]:
+    return sorted(WEIGHTS) + sorted(ALIASES)
 
 
 def load_weights(name: str = DEFAULT_WEIGHTS) -> Checkpoint:
@@ -107,6 +121,7 @@ def load_weights(name: str = DEFAULT_WEIGHTS) -> Checkpoint:
     from modnet_edge.model.checkpoint import Checkpoint, read_checkpoint, weights_sha256
 
     w = get_weights(name)
+    name = w.name  # the row's own name, never an alias, is what checkpoints and artifacts record
     path = weights_file(name)
     if not path.is_file():
         raise CheckpointError(f"built-in weights {name!r} are missing from the installed package", path)
@@ -131,10 +146,10 @@ def resolve_checkpoint(checkpoint: Any = None) -> Checkpoint:
         return checkpoint
     if checkpoint is None:
         return load_weights(DEFAULT_WEIGHTS)
-    if isinstance(checkpoint, str) and checkpoint in WEIGHTS and not Path(checkpoint).exists():
+    if is_weights_name(checkpoint) and not Path(checkpoint).exists():
         return load_weights(checkpoint)
     if not isinstance(checkpoint, (str, Path)):
-        raise CheckpointError(f"checkpoint must be a path, a built-in weights name {sorted(WEIGHTS)} or a "
+        raise CheckpointError(f"checkpoint must be a path, a built-in weights name {weights_names()} or a "
                               f"Checkpoint, not {type(checkpoint).__name__}")
     return read_checkpoint(checkpoint)
 
@@ -174,9 +189,9 @@ def provenance_notes(source: dict[str, Any] | None) -> list[str]:
 def describe_weights(provenance: dict[str, Any]) -> str | None:
     """One line naming built-in weights and their measured quality, or None for other checkpoints."""
     name = provenance.get("weights")
-    if not name or name not in WEIGHTS:
+    if not is_weights_name(name):
         return None
-    w = WEIGHTS[name]
+    w = get_weights(name)
     q = w.quality.get("headline")
     return f"built-in weights '{name}': {w.summary}" + (f" Measured: {q}" if q else "")
 
