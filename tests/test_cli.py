@@ -31,7 +31,7 @@ def test_export_predict_parity_round_trip(tmp_path: Path, capsys: pytest.Capture
         Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(images / name)
     out = tmp_path / "out"
     assert main(["predict", str(onnx_path), str(images), "-o", str(out)]) == 0
-    assert "built-in weights 'starter'" in capsys.readouterr().err  # predict names the network behind it
+    assert "built-in weights 'starter-v1'" in capsys.readouterr().err  # predict names the network behind it
     assert sorted(p.name for p in out.iterdir()) == ["a.alpha.png", "a.composite.png", "b.alpha.png",
                                                     "b.composite.png"]
     assert Image.open(out / "a.alpha.png").size == (90, 70)

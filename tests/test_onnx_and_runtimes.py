@@ -14,6 +14,7 @@ import modnet_edge
 from modnet_edge.core import manifest_path, read_manifest
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError, MetadataError
 from modnet_edge.model.checkpoint import random_checkpoint
+from modnet_edge.model.weights import ALIASES
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_export_writes_artifact_manifest_and_embedded_metadata(onnx_fp32: Path) 
     meta = json.loads(props["modnet_edge"])
     assert meta["precision"] == "fp32" and meta["format"] == "onnx"
     assert meta["preprocessing"]["ref_size"] == 512  # no checkpoint given: the built-in starter weights
-    assert meta["source"]["kind"] == "builtin" and meta["source"]["weights"] == "starter"
+    assert meta["source"]["kind"] == "builtin" and meta["source"]["weights"] == ALIASES["starter"]
     assert "torch" in meta["tools"] and "onnx" in meta["tools"]
     manifest = read_manifest(onnx_fp32)
     assert manifest is not None and manifest.precision == "fp32"
