@@ -38,6 +38,10 @@ class ArtifactEntry:
     drift: dict[str, float] | None = None
     budget: dict[str, float | None] | None = None
     drift_pass: bool | None = None
+    # what a user gets: the artifact's matte (own input shape) vs the reference's at native preprocessing
+    end_to_end_drift: dict[str, float] | None = None
+    input_shape: str | None = None  # "dynamic" or the static "HxW" every photo is resized to
+    worst_image: str | None = None
     latency_ms: dict[str, float | None] | None = None
     fps: float | None = None
     end_to_end_ms: float | None = None
@@ -78,13 +82,22 @@ def attach_parity(entry: ArtifactEntry, parity: Any) -> None:
     results = parity if isinstance(parity, (list, tuple)) else [parity]
     primary = next((r for r in results if getattr(r, "runtime", "") != "reference"), results[0])
     d = primary.drift
-    entry.drift = {"mse": d.mse, "mad": d.mad, "band_mse": d.band_mse, "max_abs": d.max_abs, "p99_abs": d.p99_abs}
+    entry.drift = _drift_dict(d)
     entry.budget = {"mse": primary.budget.mse, "band_mse": primary.budget.band_mse}
+    entry.input_shape = getattr(primary, "input_shape", None)
+    entry.worst_image = getattr(primary, "worst_image", None)
+    e2e = getattr(primary, "end_to_end", None)
+    entry.end_to_end_drift = _drift_dict(e2e) if e2e is not None else None
     entry.drift_pass = all(r.passed for r in results)
     runtimes = [getattr(r, "runtime", "") for r in results]
     if len(results) > 1 or "reference" in runtimes:
         entry.notes.append("drift measured by runtime(s): " + ", ".join(
             f"{rt or '?'} (MSE {r.drift.mse:.2e}, {'pass' if r.passed else 'FAIL'})" for rt, r in zip(runtimes, results)))
+
+
+def _drift_dict(d: Any) -> dict[str, float]:
+    return {"mse": d.mse, "mad": d.mad, "band_mse": d.band_mse, "max_abs": d.max_abs, "p99_abs": d.p99_abs,
+            "over_1": d.over_1, "over_4": d.over_4, "max_levels": d.max_levels, "unsure": d.unsure}
 
 
 def group_parity(report: Any) -> dict[Path, list[Any]]:
@@ -211,15 +224,18 @@ def markdown_summary(entries: Sequence[ArtifactEntry], context: dict[str, Any]) 
     for key in ("checkpoint", "images", "device", "device_class"):
         if context.get(key):
             lines.append(f"- **{key.replace('_', ' ')}**: {context[key]}")
-    lines += ["", "| artifact | format | precision | size MB | MSE | band MSE | MAD | drift | p50 ms | fps | target "
-              "| speed | result |", "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|---|---|"]
+    lines += ["", "| artifact | format | precision | size MB | MSE | band MSE | >4/255 | max levels | drift | input "
+              "| end-to-end MSE | p50 ms | fps | target | speed | result |",
+              "|---|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|---|---|"]
     for e in entries:
         size = _fmt(e.size_bytes / 1e6, ".1f") if e.size_bytes else "-"
-        d = e.drift or {}
+        d, x = e.drift or {}, e.end_to_end_drift or {}
         p50 = _fmt((e.latency_ms or {}).get("p50"), ".1f")
         result = "PASS" if e.passed else ("not run here" if e.status == "not-runnable-here" else "FAIL")
+        e2e = "same" if e.input_shape == "dynamic" else _fmt(x.get("mse"))
         lines.append(f"| `{e.name}` | {e.format} | {e.precision} | {size} | {_fmt(d.get('mse'))} | "
-                     f"{_fmt(d.get('band_mse'))} | {_fmt(d.get('mad'))} | {drift_verdict(e)} | {p50} | "
+                     f"{_fmt(d.get('band_mse'))} | {_fmt(d.get('over_4'), '.2%')} | {_fmt(d.get('max_levels'), 'd')} | "
+                     f"{drift_verdict(e)} | {e.input_shape or '-'} | {e2e} | {p50} | "
                      f"{_fmt(e.fps, '.1f')} | {e.target or '-'} | {speed_verdict(e)} | {result} |")
     problems = [e for e in entries if not e.passed]
     if problems:

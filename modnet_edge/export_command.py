@@ -56,12 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="precision variant (which a format has: modnet-edge formats)")
     parser.add_argument("-o", "--output", type=Path, help="artifact path (default: <checkpoint>.<precision><suffix>)")
-    parser.add_argument("--budget", metavar="auto|MSE", help="search for the fastest variant whose matte drift "
-                        "meets this budget ('auto': the precision's budget; or an MSE such as 1e-4): the most "
-                        "drift-sensitive parts stay in higher precision, judged on held-out --images "
-                        "(onnx/tensorrt-onnx fp16 and int8, tflite int8)")
-    parser.add_argument("--images", metavar="DIR", help="held-out images for --budget (default: the package's "
-                        "sample portraits); never the calibration images")
+    parser.add_argument("--budget", metavar="auto|MSE|TERMS", help="search for the fastest variant whose matte "
+                        "drift meets this budget ('auto': the precision's budget; an MSE such as 1e-4; or 8-bit terms "
+                        "such as over4=0.1%%,levels=8): the most drift-sensitive parts stay in higher precision, "
+                        "chosen on --images and verified on --verify-images "
+                        "(onnx/tensorrt-onnx fp16 and int8, coreml fp16, tflite int8 and int8-a16)")
+    parser.add_argument("--images", metavar="DIR", help="photos --budget chooses on (default: the package's unseen "
+                        "photos); never the calibration images")
+    parser.add_argument("--verify-images", metavar="DIR", help="photos the choice is verified on, never looked at "
+                        "before (default: every other one of --images)")
     group = parser.add_argument_group("format options (from the format table; each applies where shown)")
     for name, rows in export_options().items():
         opt = rows[0][1]
@@ -101,22 +104,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace, options: dict) -> int:
     from modnet_edge.core import get_format
-    from modnet_edge.core.errors import ConfigError
     from modnet_edge.export.skeleton import check_export_output
     from modnet_edge.precision_search import search_precision
 
-    budget: object = args.budget
-    if args.budget != "auto":
-        try:
-            budget = float(args.budget)
-        except ValueError:
-            raise ConfigError(f"--budget must be 'auto' or an MSE such as 1e-4, not {args.budget!r}") from None
+    from modnet_edge.precision_search import resolve_budget
+
+    budget = resolve_budget(args.budget, args.precision)  # a malformed budget fails before any export
     fmt = get_format(args.format)
     output = args.output or Path(f"{Path(args.checkpoint).stem if args.checkpoint else 'starter-v1'}."
                                  f"{args.precision}{fmt.suffixes[0]}")
     check_export_output(fmt, output)
     result = search_precision(args.checkpoint, args.format, args.precision, output, budget=budget,
-                              images=args.images, **options)
+                              images=args.images, verify_images=args.verify_images, **options)
     print(result.summary())
     print(f"search record: {output}.search.json")
     if result.chosen is None:

@@ -46,15 +46,15 @@ MANIFEST_KIND = "modnet-edge pipeline"
 class PipelineOptions:
     output: Path
     checkpoint: str | Path | None = None  # None: the built-in starter weights; or a weights name, or a file
-    images: Path | None = None  # None: ../shared portraits when present, else generated images
-    limit: int | None = 4
+    images: Path | None = None  # None: the package's unseen photos (no built-in network was trained on them)
+    limit: int | None = None
     formats: Sequence[str] | None = None  # "onnx" or "onnx:fp16" items; None: every format this machine exports
     device_class: str | None = None
     targets: Path | None = None
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(warmup=1, iterations=10, max_seconds=10.0))
     speed_gate: bool = True
-    search: bool = True  # reduced precisions: the fastest variant within the budget (benchmarks.precision_search)
-    keep_images: int = 2
+    search: bool = True  # reduced precisions: the fastest variant within the budget (modnet_edge.precision_search)
+    keep_images: int = 8
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda msg: _log(msg))
 
@@ -155,9 +155,10 @@ def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> t
 
 def _searched(ckpt: Any, fmt: Format, precision: str, out: Path, images: Path | None, opts: PipelineOptions,
               entry: ArtifactEntry) -> Path | None:
-    """The fastest variant within the precision's budget, judged on the pipeline's images; INT8 is then
-    calibrated on generated portraits, never on those images.  None when no variant meets the budget
-    (the plain export is made instead and its parity shows the miss)."""
+    """The fastest variant within the precision's budget, chosen on half of the pipeline's images and
+    verified on the other half; INT8 is calibrated on generated portraits, never on those images.  None
+    when no variant meets the budget or the choice does not hold on the verify images (the plain export
+    is made instead and its parity shows the miss)."""
     from modnet_edge.precision_search import search_precision
 
     # 16 generated portraits calibrate every INT8 candidate (cached); ranking uses generated ones too
@@ -167,14 +168,19 @@ def _searched(ckpt: Any, fmt: Format, precision: str, out: Path, images: Path | 
     chosen = result.chosen
     tried = ", ".join(f"{len(c.kept)} kept: MSE {c.mse:.1e}" for c in result.candidates)
     if chosen is None:
-        entry.notes.append(f"precision search: no variant meets the budget ({tried}); plain export kept")
+        why = ("the choice did not hold on the verify images " if result.failed_verification is not None
+               else "no variant meets the budget ")
+        entry.notes.append(f"precision search: {why}({tried}; chosen on {len(result.choose.images)}, verified on "
+                           f"{len(result.verify.images)} images); plain export kept")
         return None
     plain = next(c for c in result.candidates if not c.kept)
     cost = "" if chosen is plain or not (chosen.latency_ms and plain.latency_ms) else (
         f", {chosen.latency_ms / plain.latency_ms:.2f}x the plain variant's time, "
         f"{chosen.size_bytes / max(plain.size_bytes, 1):.2f}x its size")
+    v = result.verify
     entry.notes.append("precision search: " + ("the plain variant meets the budget" if chosen is plain else
-                                               f"kept in higher precision: {', '.join(chosen.kept)}{cost}"))
+                                               f"kept in higher precision: {', '.join(chosen.kept)}{cost}")
+                       + f"; verified on {len(v.images)} unseen images (MSE {v.mse:.1e}, worst {v.worst_mse:.1e})")
     return out
 
 
@@ -293,7 +299,7 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     _prepare_output(opts.output)
     images = opts.images or unseen_images()
     image_note = (f"images from {images}" if opts.images else
-                  f"the package's sample portraits ({images}; training images of the starter weights)")
+                  f"the package's unseen photos ({images}: no built-in network was trained on them)")
     image_note += f", first {opts.limit}" if opts.limit else ""
     opts.log(f"images for parity and calibration: {image_note}")
     stages: dict[str, float] = {}
@@ -373,21 +379,25 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
 
 
 def summary_table(entries: Sequence[ArtifactEntry]) -> str:
-    head = (f"{'artifact':<32} {'prec':<12} {'MB':>6} {'MSE':>9} {'band MSE':>9} {'drift':<5} {'p50 ms':>8} "
-            f"{'fps':>7} {'peak':>5} {'speed':<9} result")
+    head = (f"{'artifact':<32} {'prec':<12} {'MB':>6} {'MSE':>9} {'band MSE':>9} {'>4/255':>7} {'drift':<5} "
+            f"{'e2e MSE':>8} {'p50 ms':>8} {'fps':>7} {'peak':>5} {'speed':<9} result")
     lines = [head, "-" * len(head)]
     for e in entries:
         d, lat = e.drift or {}, e.latency_ms or {}
         mb = f"{e.size_bytes / 1e6:6.1f}" if e.size_bytes else f"{'-':>6}"
         mse = f"{d['mse']:9.2e}" if "mse" in d else f"{'-':>9}"
         band = f"{d['band_mse']:9.2e}" if "band_mse" in d else f"{'-':>9}"
+        over4 = f"{d['over_4']:7.2%}" if "over_4" in d else f"{'-':>7}"
+        x = e.end_to_end_drift or {}
+        e2e = f"{'same':>8}" if e.input_shape == "dynamic" else f"{x['mse']:8.1e}" if "mse" in x else f"{'-':>8}"
         p50 = f"{lat['p50']:8.1f}" if lat.get("p50") is not None else f"{'-':>8}"
         fps = f"{e.fps:7.2f}" if e.fps is not None else f"{'-':>7}"
         peak = f"{e.peak_share:5.0%}" if e.peak_share is not None else f"{'-':>5}"
         drift = {True: "pass", False: "FAIL", None: "-"}[e.drift_pass]
         speed = speed_verdict(e)
         result = "PASS" if e.passed else "not run here" if e.status == "not-runnable-here" else f"FAIL ({failed_gate(e)})"
-        lines.append(f"{e.name[:32]:<32} {e.precision[:12]:<12} {mb} {mse} {band} {drift:<5} {p50} {fps} {peak} {speed:<9} {result}")
+        lines.append(f"{e.name[:32]:<32} {e.precision[:12]:<12} {mb} {mse} {band} {over4} {drift:<5} {e2e} {p50} {fps} "
+                     f"{peak} {speed:<9} {result}")
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""Precision doctor, part two: the fastest artifact of a format and precision that meets a drift budget.
+"""Precision doctor, part two: the fastest artifact of a format and precision that meets a drift budget
+on photos the search never looked at.
 
 1. **Rank.** Each natural group of MODNet (backbone stages by stride, the branches' blocks, the image
    concatenations, the FP16 input) is put alone at the target precision in the ONNX twin of the
@@ -7,16 +8,22 @@
    seconds; the doctor (:mod:`modnet_edge.parity_tests.doctor`) shows where inside a group it starts.
 2. **Search.** Candidates keep the k most sensitive groups in higher precision (FP32 islands in an FP16
    graph, float nodes in an INT8 one); the drift of a candidate falls as k grows, so k is found by
-   bisection, each candidate exported by the format's own exporter and measured by the parity check on
-   *held-out* images (never the ranking or calibration images).
-3. **Choose.** Among the candidates that meet the budget, the fastest on this machine (benchmark
-   runner, model-only, the artifact's own shape) wins; near-ties (within 5 %) go to fewer kept groups.
-   If none meets it, the report says so with the best drift reached and what it kept.
+   bisection, each candidate exported by the format's own exporter and judged on the *choose* images
+   (never the ranking or calibration images) with a margin from their spread: the pooled drift *and
+   every single image's* drift must meet the budget, so one photo the network hesitates on cannot hide
+   behind easy ones.
+3. **Choose.** Among the candidates that pass, the fastest on this machine (benchmark runner,
+   model-only, the artifact's own shape) wins; near-ties (within 5 %) go to fewer kept groups.
+4. **Verify.** The chosen candidate is judged once more, on the *verify* images: photos the search
+   never looked at (``verify_images``, or every other one of the given images).  Its verdict is the
+   search's: a choice that does not hold there is reported as a miss, never shipped.
 
-Well-kept tools do parts of this for one format each (onnxconverter-common's ``auto_mixed_precision``,
-ModelOpt's AutoCast, ai-edge-quantizer's selective quantisation, Polygraphy's ``debug precision``); the
-kept sets they take are what our exporters take (``keep_float``), and the search over
-formats against a matte budget, with speed in the loop, is this module.
+The search record says how many images and how many unsure pixels (0.05 < alpha < 0.95 in the
+reference: where reduced precision drifts) each verdict rests on.  Well-kept tools do parts of this
+for one format each (onnxconverter-common's ``auto_mixed_precision``, ModelOpt's AutoCast,
+ai-edge-quantizer's selective quantisation, Polygraphy's ``debug precision``); the kept sets they take
+are what our exporters take (``keep_float``), and the search over formats against a matte budget that
+must generalise, with speed in the loop, is this module.
 """
 
 from __future__ import annotations
@@ -25,13 +32,14 @@ import json
 import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import atomic_write_text, path_size
 from modnet_edge.export.module_scopes import MODULE_GROUPS
 from modnet_edge.core.errors import ConfigError
+from modnet_edge.search_record import Candidate, SearchResult, Verdict
 
 # (format, precision) -> how a kept set becomes exporter options
 SEARCHABLE = {("onnx", "fp16"), ("tensorrt-onnx", "fp16"), ("coreml", "fp16"), ("onnx", "int8"),
@@ -40,55 +48,6 @@ SEARCHABLE = {("onnx", "fp16"), ("tensorrt-onnx", "fp16"), ("coreml", "fp16"), (
 # drift, but its speed says nothing about a phone's), so the fewest kept groups win instead of the fastest
 UNTIMED = {"coreml"}
 TIE = 0.05  # candidates within 5 % of the fastest count as equally fast
-
-
-@dataclass
-class Candidate:
-    kept: list[str]  # group names kept in higher precision
-    mse: float
-    band_mse: float
-    passed: bool
-    size_bytes: int = 0
-    latency_ms: float | None = None  # p50, model only
-
-
-@dataclass
-class SearchResult:
-    format: str
-    precision: str
-    budget: dict[str, Any]
-    ranking: list[tuple[str, float]]  # (group, error its layers add), most sensitive first
-    candidates: list[Candidate]
-    chosen: Candidate | None
-    output: str | None
-    held_out: list[str]
-    ranking_images: str
-    options: dict[str, Any] = field(default_factory=dict)  # the exporter options of the chosen candidate
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "precision": self.precision, "budget": self.budget, "ranking": self.ranking,
-                "candidates": [asdict(c) for c in self.candidates],
-                "chosen": asdict(self.chosen) if self.chosen else None, "output": self.output,
-                "held_out": self.held_out, "ranking_images": self.ranking_images, "options": self.options}
-
-    def summary(self) -> str:
-        lines = [f"precision search, {self.format} {self.precision}, budget MSE {self.budget['mse']:.0e}"
-                 + (f" / band {self.budget['band_mse']:.0e}" if self.budget.get("band_mse") else "")
-                 + f", held-out images: {len(self.held_out)}",
-                 "sensitivity (matte MSE with only that group lowered, ranking images): "
-                 + ", ".join(f"{g} {s:.1e}" for g, s in self.ranking[:6]),
-                 f"{'kept in higher precision':<58} {'MSE':>9} {'band':>9} {'p50 ms':>8} {'MB':>6}  verdict"]
-        for c in sorted(self.candidates, key=lambda c: len(c.kept)):
-            kept = f"{len(c.kept):>2}: " + (", ".join(c.kept) or "(none)")
-            ms = f"{c.latency_ms:8.1f}" if c.latency_ms is not None else f"{'-':>8}"
-            mark = "  <- chosen" if c is self.chosen else ""
-            lines.append(f"{kept[:58]:<58} {c.mse:9.2e} {c.band_mse:9.2e} {ms} {c.size_bytes / 1e6:6.1f}  "
-                         f"{'PASS' if c.passed else 'FAIL'}{mark}")
-        if self.chosen is None:
-            best = min(self.candidates, key=lambda c: c.mse)
-            lines.append(f"no candidate meets the budget: best MSE {best.mse:.2e} keeping "
-                         f"{', '.join(best.kept) or 'nothing'} in higher precision")
-        return "\n".join(lines)
 
 
 def kept_options(fmt: str, precision: str, kept: Sequence[str]) -> dict[str, Any]:
@@ -156,22 +115,46 @@ def rank_groups(checkpoint: Any, precision: str, images: list[Path], options: di
     return sorted(scores, key=lambda kv: kv[1], reverse=True)  # an overflow (NaN/inf matte) ranks first
 
 
+def split_images(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """(choose, verify): every other image by name, so both halves mix the kinds of photo a folder holds."""
+    ordered = sorted(files, key=lambda f: f.name)
+    if len(ordered) < 2:
+        raise ConfigError(f"the precision search needs at least 2 images (to choose on some and verify on others), "
+                          f"got {len(ordered)}; or pass verify_images=")
+    return ordered[0::2], ordered[1::2]
+
+
+def resolve_budget(budget: Any, precision: str) -> Any:
+    """'auto'/None: the precision's default budget; a Budget; an MSE; or a budget string (``over4=0.1%``)."""
+    from modnet_edge.parity_tests.parity import Budget, budget_for, parse_budget
+
+    if budget == "auto" or budget is None:
+        return budget_for(precision)
+    if isinstance(budget, Budget):
+        return budget
+    if isinstance(budget, str):
+        return parse_budget(budget)
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0 and math.isfinite(budget):
+        return Budget(mse=float(budget))
+    raise ConfigError(f"budget must be 'auto', a Budget, a positive MSE or a budget string, not {budget!r}")
+
+
 def search_precision(checkpoint: Any, format: str, precision: str, output: str | Path, *,
-                     budget: Any = "auto", images: Any = None, ranking_images: Any = None, limit: int | None = 4,
-                     prefer: str = "speed", progress: bool = True, **options: Any) -> SearchResult:
+                     budget: Any = "auto", images: Any = None, verify_images: Any = None, ranking_images: Any = None,
+                     limit: int | None = None, prefer: str = "speed", progress: bool = True,
+                     **options: Any) -> SearchResult:
     """Export the fastest ``format``/``precision`` artifact of ``checkpoint`` within ``budget`` to ``output``.
 
-    ``budget``: "auto" (the precision's entry in the parity BUDGETS table), a ``Budget``, or an MSE.
-    ``images``: held-out images for the verdicts (default: the package's sample portraits);
-    ``ranking_images``: images for the sensitivity ranking (default: generated synthetic portraits, so
-    they never overlap the held-out set).  ``options`` go to the exporter (shape, calibration, ...).
-    ``prefer``: "speed" (the fastest passing candidate on this machine; this CPU's speed is not a
-    phone's or a GPU's) or "fewest" (the fewest groups kept higher: the smallest, most-reduced artifact).
+    ``budget``: "auto" (the precision's entry in the parity BUDGETS table), a ``Budget``, an MSE, or a
+    budget string in 8-bit terms (``"over4=0.1%,levels=8"``, see ``parse_budget``).
+    ``images``: the photos candidates are chosen on (default: the package's unseen photos);
+    ``verify_images``: the photos the choice is verified on (default: every other one of ``images``,
+    taken out of the choose set); the two sets never overlap.  ``ranking_images``: images for the
+    sensitivity ranking (default: generated synthetic portraits).  ``options`` go to the exporter
+    (shape, calibration, ...).  ``prefer``: "speed" (the fastest passing candidate on this machine;
+    this CPU's speed is not a phone's or a GPU's) or "fewest" (the fewest groups kept higher).
     The search record is written beside the artifact as ``<output>.search.json``.
     """
-    from modnet_edge.export import export
-    from modnet_edge.core.images import unseen_images
-    from modnet_edge.parity_tests.parity import Budget, budget_for, load_images, run_parity
     from modnet_edge.model.weights import resolve_checkpoint
 
     if prefer not in ("speed", "fewest"):
@@ -180,90 +163,194 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
         raise ConfigError(f"the precision search covers {sorted(SEARCHABLE)}, not {format} {precision}")
     if "keep_float" in options:
         raise ConfigError("keep_float is what the precision search chooses; leave it out when a budget is given")
-    if budget == "auto" or budget is None:
-        limit_budget = budget_for(precision)
-    elif isinstance(budget, Budget):
-        limit_budget = budget
-    elif isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0:
-        limit_budget = Budget(mse=float(budget))
-    else:
-        raise ConfigError(f"budget must be 'auto', a Budget or a positive MSE, not {budget!r}")
+    limit_budget = resolve_budget(budget, precision)
     ckpt = resolve_checkpoint(checkpoint)
-    held_out, _src = load_images(images if images is not None else unseen_images(), limit)
-    ranking_pictures, ranking_note = load_images(ranking_images, limit)
-    overlap = _overlap(held_out, ranking_pictures)
-    if overlap:
-        raise ConfigError(f"ranking and held-out images overlap ({', '.join(overlap[:3])}): the verdict must come "
+    choose_files, verify_files = _image_sets(images, verify_images, ranking_images, options.get("calibration"), limit)
+    output = Path(output)
+    with tempfile.TemporaryDirectory(prefix="modnet-search-") as td:
+        search = _Search(ckpt, format, precision, limit_budget, choose_files, Path(td), options, progress)
+        ranking = search.bisect(lambda: rank_groups(ckpt, precision, search.ranking_files(ranking_images, limit),
+                                                    options, Path(td), progress))
+        chosen = search.choose(prefer)
+        verify = search.verdict(verify_files, chosen)
+        failed = None
+        if chosen is not None and not verify.passed:
+            failed, chosen = chosen, None
+        chosen_opts = {**options, **kept_options(format, precision, chosen.kept)} if chosen is not None else {}
+        if chosen is not None:  # exported again straight to ``output``: the exporter's own artifact + manifest pair
+            from modnet_edge.export import export
+
+            export(ckpt, format, precision, output, **_resolved(chosen_opts, ckpt))
+    result = SearchResult(format, precision, asdict(limit_budget), ranking, search.candidates(), chosen,
+                          str(output) if chosen else None, search.verdict_of_choose(), verify,
+                          _ranking_note(ranking_images), {k: v for k, v in chosen_opts.items()
+                                                          if k in ("keep_float", "keep_io_types")}, failed)
+    atomic_write_text(Path(f"{output}.search.json"), json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    return result
+
+
+def _image_sets(images: Any, verify_images: Any, ranking_images: Any, calibration: Any,
+                limit: int | None) -> tuple[list[Path], list[Path]]:
+    """(choose files, verify files), checked disjoint from each other, the ranking and calibration images."""
+    from modnet_edge.parity_tests.parity import image_files, load_images
+
+    given = image_files(images, limit)
+    if given is None:
+        raise ConfigError("the precision search judges on photo files: pass images= a folder or files")
+    if verify_images is None:
+        choose, verify = split_images(given)
+    else:
+        choose, verify = given, image_files(verify_images, limit) or []
+        if not choose or not verify:
+            raise ConfigError("the precision search needs choose images and verify images")
+    chosen_on, verified_on = _read(choose), _read(verify)
+    shared = _overlap(chosen_on, verified_on)
+    if shared:
+        raise ConfigError(f"choose and verify images overlap ({', '.join(shared[:3])}): the verdict must come from "
+                          "images the search did not look at")
+    held_out = {**chosen_on, **verified_on}
+    ranking = load_images(ranking_images if ranking_images is not None else "synthetic", limit)[0]
+    shared = _overlap(held_out, ranking)
+    if shared:
+        raise ConfigError(f"ranking and held-out images overlap ({', '.join(shared[:3])}): the verdict must come "
                           "from images the search did not look at")
-    calibration = options.get("calibration")
     if isinstance(calibration, (str, Path)) and Path(calibration).is_dir():
         shared = _overlap(held_out, load_images(calibration)[0])
         if shared:
-            raise ConfigError(f"calibration and held-out images overlap ({', '.join(shared[:3])}): pass held-out "
-                              "images= the calibration never saw")
-    output = Path(output)
-    with tempfile.TemporaryDirectory(prefix="modnet-search-") as td:
-        work = Path(td)
-        base_opts = dict(options)
-        tried: dict[int, Candidate] = {}
-        held_out_files = _as_files(held_out, work / "held-out")
-        order: list[str] = []
-        ranking: list[tuple[str, float]] = []
+            raise ConfigError(f"calibration and held-out images overlap ({', '.join(shared[:3])}): pass images the "
+                              "calibration never saw")
+    return choose, verify
 
-        def trial(k: int) -> Candidate:
-            if k not in tried:
-                if progress:
-                    print(f"search {format} {precision}: keeping {k} of {len(order) or 'the'} groups higher",
-                          flush=True)
-                kept = order[:k]
-                path = work / f"candidate-{k}{_suffix(format)}"
-                export(ckpt, format, precision, path,
-                       **_resolved({**base_opts, **kept_options(format, precision, kept)}, ckpt))
-                report = run_parity([path], images=held_out_files, budgets={precision: limit_budget}, progress=False)
-                r = report.results[0]
-                tried[k] = Candidate(kept, r.drift.mse, r.drift.band_mse, r.passed, path_size(path))
-            return tried[k]
 
-        if not trial(0).passed:  # a healthy artifact needs no ranking: nothing has to stay higher
-            ranking = rank_groups(ckpt, precision, _as_files(ranking_pictures, work / "ranking"), options, work,
-                                  progress)
-            order = [g for g, _ in ranking]
-            if format == "tensorrt-onnx" and precision == "fp16":
-                order = [g for g in order if g != "io"]  # TensorRT-ready FP16 keeps float32 I/O already
-            lo, hi = 0, len(order)
-            if trial(hi).passed:
-                while hi - lo > 1:  # invariant: lo fails, hi passes
-                    mid = (lo + hi) // 2
-                    if trial(mid).passed:
-                        hi = mid
-                    else:
-                        lo = mid
-        passing = {k: c for k, c in tried.items() if c.passed}
-        if len(passing) > 1 and len(order) in passing:  # every group kept: the float network, not a
-            del passing[len(order)]  # variant of the precision asked for (kept in the record for reference)
-        chosen_k = None
-        if passing:
-            if prefer == "speed" and len(passing) > 1 and format not in UNTIMED:
-                _time_candidates({k: work / f"candidate-{k}{_suffix(format)}" for k in passing}, passing)
-                fastest = min(c.latency_ms for c in passing.values())
-                chosen_k = min(k for k, c in passing.items() if c.latency_ms <= fastest * (1 + TIE))
-            else:
-                chosen_k = min(passing)
-        chosen = tried[chosen_k] if chosen_k is not None else None
-        chosen_opts: dict[str, Any] = {}
-        if chosen is not None:
-            chosen_opts = {**base_opts, **kept_options(format, precision, chosen.kept)}
-            path = work / f"candidate-{chosen_k}{_suffix(format)}"
-            if chosen.latency_ms is None and format not in UNTIMED:
-                _time_candidates({chosen_k: path}, tried)
-            # exported again straight to ``output``: the exporter's own atomic artifact + manifest pair
-            export(ckpt, format, precision, output, **_resolved(chosen_opts, ckpt))
-    result = SearchResult(format, precision, asdict(limit_budget), ranking, [tried[k] for k in sorted(tried)], chosen,
-                          str(output) if chosen else None, list(held_out), ranking_note,
-                          {k: v for k, v in chosen_opts.items()
-                           if k in ("keep_float", "keep_io_types")})
-    atomic_write_text(Path(f"{output}.search.json"), json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-    return result
+def _read(files: Sequence[Path]) -> dict[str, Any]:
+    from modnet_edge.core.images import read_image
+
+    return {f.name: read_image(f) for f in files}
+
+
+def _ranking_note(ranking_images: Any) -> str:
+    return str(ranking_images) if ranking_images is not None else "generated synthetic portraits"
+
+
+class _Search:
+    """One search: candidates exported and judged on the choose images, the bisection over k, the
+    choice by speed, and the verdict of a candidate on another image set."""
+
+    def __init__(self, ckpt: Any, fmt: str, precision: str, budget: Any, choose: list[Path], work: Path,
+                 options: dict[str, Any], progress: bool) -> None:
+        self.ckpt, self.fmt, self.precision, self.budget = ckpt, fmt, precision, budget
+        self.choose_files, self.work, self.options, self.progress = choose, work, options, progress
+        self.order: list[str] = []
+        self.tried: dict[int, Candidate] = {}
+        self.choose_report: Any = None
+
+    def ranking_files(self, ranking_images: Any, limit: int | None) -> list[Path]:
+        from modnet_edge.parity_tests.parity import load_images
+
+        pictures = load_images(ranking_images if ranking_images is not None else "synthetic", limit)[0]
+        return _as_files(pictures, self.work / "ranking")
+
+    def path(self, k: int) -> Path:
+        return self.work / f"candidate-{k}{_suffix(self.fmt)}"
+
+    def trial(self, k: int) -> Candidate:
+        """Export the candidate keeping the ``k`` most sensitive groups higher; judge it on the choose images."""
+        from modnet_edge.export import export
+        from modnet_edge.parity_tests.parity import run_parity
+
+        if k not in self.tried:
+            if self.progress:
+                print(f"search {self.fmt} {self.precision}: keeping {k} of {len(self.order) or 'the'} groups higher",
+                      flush=True)
+            kept = self.order[:k]
+            export(self.ckpt, self.fmt, self.precision, self.path(k),
+                   **_resolved({**self.options, **kept_options(self.fmt, self.precision, kept)}, self.ckpt))
+            report = run_parity([self.path(k)], images=self.choose_files, budgets={self.precision: self.budget},
+                                progress=False)
+            self.choose_report = report
+            r = report.results[0]
+            worst = r.worst_image
+            worst_mse = r.per_image[worst].mse if worst else r.drift.mse
+            every = all(self.budget.admits(d) for d in r.per_image.values())  # the margin: no image over budget
+            self.tried[k] = Candidate(kept, r.drift.mse, r.drift.band_mse, r.passed and every, path_size(self.path(k)),
+                                      worst_mse=worst_mse, worst_image=worst, over_1=r.drift.over_1,
+                                      max_levels=r.drift.max_levels)
+        return self.tried[k]
+
+    def bisect(self, rank: Any) -> list[tuple[str, float]]:
+        """The smallest k that passes (the ranking is computed only when the plain variant fails)."""
+        if self.trial(0).passed:  # a healthy artifact needs no ranking: nothing has to stay higher
+            return []
+        ranking = rank()
+        self.order = [g for g, _ in ranking]
+        if self.fmt == "tensorrt-onnx" and self.precision == "fp16":
+            self.order = [g for g in self.order if g != "io"]  # TensorRT-ready FP16 keeps float32 I/O already
+        lo, hi = 0, len(self.order)
+        if self.trial(hi).passed:
+            while hi - lo > 1:  # invariant: lo fails, hi passes
+                mid = (lo + hi) // 2
+                if self.trial(mid).passed:
+                    hi = mid
+                else:
+                    lo = mid
+        return ranking
+
+    def choose(self, prefer: str) -> Candidate | None:
+        passing = {k: c for k, c in self.tried.items() if c.passed}
+        if len(passing) > 1 and len(self.order) in passing:  # every group kept: the float network, not a
+            del passing[len(self.order)]  # variant of the precision asked for (kept in the record for reference)
+        if not passing:
+            return None
+        if prefer == "speed" and len(passing) > 1 and self.fmt not in UNTIMED:
+            _time_candidates({k: self.path(k) for k in passing}, passing)
+            fastest = min(c.latency_ms for c in passing.values())
+            chosen_k = min(k for k, c in passing.items() if c.latency_ms <= fastest * (1 + TIE))
+        else:
+            chosen_k = min(passing)
+        if self.tried[chosen_k].latency_ms is None and self.fmt not in UNTIMED:
+            _time_candidates({chosen_k: self.path(chosen_k)}, self.tried)
+        return self.tried[chosen_k]
+
+    def verdict(self, files: list[Path], candidate: Candidate | None) -> Verdict:
+        """The candidate judged on ``files`` with the budget (pooled, as parity judges); without a
+        candidate, just what the images are (the verdict then rests on nothing)."""
+        from modnet_edge.parity_tests.parity import run_parity
+
+        if candidate is None:
+            return Verdict([f.name for f in files], _unsure_of(self.ckpt, files))
+        k = next(k for k, c in self.tried.items() if c is candidate)
+        report = run_parity([self.path(k)], images=files, budgets={self.precision: self.budget}, progress=False)
+        r = report.results[0]
+        worst = r.worst_image
+        return Verdict([f.name for f in files], r.drift.unsure, r.drift.mse, r.drift.band_mse,
+                       r.per_image[worst].mse if worst else r.drift.mse, worst, r.drift.over_1, r.drift.over_4,
+                       r.drift.max_levels, r.passed)
+
+    def verdict_of_choose(self) -> Verdict:
+        r = self.choose_report.results[0] if self.choose_report is not None else None
+        return Verdict([f.name for f in self.choose_files], r.drift.unsure if r else 0.0)
+
+    def candidates(self) -> list[Candidate]:
+        return [self.tried[k] for k in sorted(self.tried)]
+
+
+def _unsure_of(ckpt: Any, files: list[Path]) -> float:
+    """Share of the files' pixels the reference network is unsure about (0.05 < alpha < 0.95)."""
+    import numpy as np
+
+    from modnet_edge.core import ArtifactMetadata
+    from modnet_edge.runtimes.predictor import MattingPredictor
+    from modnet_edge.runtimes.torch_backend import TorchBackend
+
+    meta = ArtifactMetadata(format="pytorch", precision="fp32", preprocessing=ckpt.preprocessing,
+                            model=ckpt.model_config.to_dict())
+    shares, sizes = [], []
+    with MattingPredictor(TorchBackend.from_checkpoint(ckpt), meta) as ref:
+        for f in files:
+            alpha = ref.predict(f)
+            shares.append(float(np.mean((alpha > 0.05) & (alpha < 0.95))))
+            sizes.append(alpha.size)
+    return float(np.average(shares, weights=sizes)) if files else 0.0
 
 
 def _suffix(fmt: str) -> str:

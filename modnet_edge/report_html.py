@@ -82,7 +82,7 @@ def heat_map(reference: np.ndarray, candidate: np.ndarray, budget_mse: float | N
         lo, hi = HEAT_DECADES
         t = np.clip((np.log10(np.maximum(err, 10.0 ** (lo - 1))) - lo) / (hi - lo), 0.0, 1.0)
         return _hot(t)
-    from modnet_edge.parity_tests.parity import _dilate, boundary_band
+    from modnet_edge.parity_tests.drift import boundary_band, dilate
 
     u = np.clip(np.log10(np.maximum(err, 1e-12) / math.sqrt(budget_mse)) / BUDGET_DECADES, -1.0, 1.0)
     below = np.clip(u + 1.0, 0.0, 1.0)  # 0 at 1/100 of the budget's RMS, 1 at it
@@ -90,7 +90,7 @@ def heat_map(reference: np.ndarray, candidate: np.ndarray, budget_mse: float | N
     over = u > 0
     rgb[over] = _hot(1.0 / 3.0 + (2.0 / 3.0) * u[over]).astype(np.float64) / 255.0  # red at the budget
     band = boundary_band(reference)
-    edge = band & _dilate(~band, 1)
+    edge = band & dilate(~band, 1)
     rgb[edge] = (0.1, 0.9, 0.2)
     return np.rint(rgb * 255).astype(np.uint8)
 
@@ -158,19 +158,25 @@ def _cls(ok: bool | None) -> str:
 
 def _table(entries: Sequence[ArtifactEntry]) -> str:
     head = ("<tr><th class=l>artifact</th><th class=l>format</th><th class=l>precision</th><th>size MB</th>"
-            "<th>MSE</th><th>band MSE</th><th>MAD</th><th>max |&#916;&#945;|</th><th>budget MSE / band</th>"
-            "<th>drift</th><th>p50 ms</th><th>p90 ms</th><th>fps</th><th>e2e ms</th><th class=l>target</th>"
+            "<th>MSE</th><th>band MSE</th><th>&gt;1/255</th><th>&gt;4/255</th><th>max levels</th>"
+            "<th>budget MSE / band</th><th>drift</th><th class=l>input</th><th>end-to-end MSE</th>"
+            "<th>e2e &gt;4/255</th><th>p50 ms</th><th>p90 ms</th><th>fps</th><th>e2e ms</th><th class=l>target</th>"
             "<th>speed</th><th>result</th></tr>")
     rows = [head]
     for e in entries:
         d, b, lat = e.drift or {}, e.budget or {}, e.latency_ms or {}
+        x = e.end_to_end_drift or {}
         budget = f"{_fmt(b.get('mse'), '.0e')} / {_fmt(b.get('band_mse'), '.0e')}" if b else "-"
         result = "PASS" if e.passed else ("not run here" if e.status == "not-runnable-here" else "FAIL")
         rows.append(
             f"<tr><td class=l><code>{html.escape(e.name)}</code></td><td class=l>{html.escape(e.format)}</td>"
             f"<td class=l>{html.escape(e.precision)}</td><td>{_fmt(e.size_bytes / 1e6 if e.size_bytes else None, '.2f')}"
-            f"</td><td>{_fmt(d.get('mse'))}</td><td>{_fmt(d.get('band_mse'))}</td><td>{_fmt(d.get('mad'))}</td>"
-            f"<td>{_fmt(d.get('max_abs'))}</td><td>{budget}</td><td class={_cls(e.drift_pass)}>{drift_verdict(e)}</td>"
+            f"</td><td>{_fmt(d.get('mse'))}</td><td>{_fmt(d.get('band_mse'))}</td><td>{_fmt(d.get('over_1'), '.2%')}"
+            f"</td><td>{_fmt(d.get('over_4'), '.2%')}</td><td>{_fmt(d.get('max_levels'), 'd')}</td>"
+            f"<td>{budget}</td><td class={_cls(e.drift_pass)}>{drift_verdict(e)}</td>"
+            f"<td class=l>{html.escape(e.input_shape or '-')}</td>"
+            f"<td>{_fmt(x.get('mse')) if e.input_shape not in (None, 'dynamic') else 'same'}</td>"
+            f"<td>{_fmt(x.get('over_4'), '.2%') if e.input_shape not in (None, 'dynamic') else 'same'}</td>"
             f"<td>{_fmt(lat.get('p50'), '.1f')}</td><td>{_fmt(lat.get('p90'), '.1f')}</td><td>{_fmt(e.fps, '.2f')}</td>"
             f"<td>{_fmt(e.end_to_end_ms, '.1f')}</td><td class=l>{html.escape(e.target or '-')}</td>"
             f"<td class={_cls(e.meets_target)}>{speed_verdict(e)}</td>"
@@ -188,26 +194,35 @@ def _pictures(parity: Any, max_images: int) -> str:
         return '<p class="muted">No pictures kept (parity did not run, or ran without keeping mattes).</p>'
     out = ["<p>Drift maps use each artifact's own budget: dark blue is within it, red to white is beyond it "
            "(up to 100x the budget's RMS error), green outlines the boundary band.</p>"]
+    seen = getattr(parity, "seen", {}) or {}
     for name in list(parity.pictures)[:max_images]:
-        tiles = [_figure(parity.pictures[name], f"input {name}")]
-        ref_done = False
+        rgb = parity.pictures[name]
+        tiles = [_figure(rgb, f"input {name} ({rgb.shape[1]}x{rgb.shape[0]})"
+                         + (f"; the reference was {seen[name]} it" if name in seen else ""))]
+        native = (getattr(parity, "native_mattes", {}) or {}).get(name)
+        if native is not None:
+            tiles.append(_figure(matte_image(native), "reference matte: PyTorch FP32 at its native input (what "
+                                 "the network gives for this photo)"))
+            if rgb.shape[:2] == native.shape:
+                tiles.append(_figure(composite(rgb, native), "reference composite over green"))
         for r in parity.results:
             if name not in r.mattes:
                 continue
-            if not ref_done:
-                ref = r.reference_mattes[name]
-                tiles.append(_figure(matte_image(ref), "reference matte (PyTorch FP32)"))
-                rgb = parity.pictures[name]
-                if rgb.shape[:2] == ref.shape:
-                    tiles.append(_figure(composite(rgb, ref), "reference composite over green"))
-                ref_done = True
             runtime = getattr(r, "runtime", "")
-            label = f"{Path(r.artifact).name} ({r.precision}{', ' + runtime if runtime == 'reference' else ''})"
+            shape = getattr(r, "input_shape", "dynamic")
+            label = (f"{Path(r.artifact).name} ({r.precision}, input {shape}"
+                     f"{', ' + runtime if runtime == 'reference' else ''})")
             d = r.per_image.get(name)
             tiles.append(_figure(matte_image(r.mattes[name]), f"matte: {label}"))
             tiles.append(_figure(heat_map(r.reference_mattes[name], r.mattes[name], r.budget.mse),
-                                 f"drift: {label}" + (f", MSE {d.mse:.1e}, max {d.max_abs:.1e}" if d else "")
-                                 + f" ({_budget_legend(r.budget.mse)})"))
+                                 f"numerics drift: {label} vs the reference fed the same {shape} input"
+                                 + (f", MSE {d.mse:.1e}, {d.over_4:.2%} px > 4/255, max {d.max_levels} levels"
+                                    if d else "") + f" ({_budget_legend(r.budget.mse)})"))
+            x = getattr(r, "end_to_end_per_image", {}).get(name)
+            if native is not None and x is not None and shape != "dynamic":
+                tiles.append(_figure(heat_map(native, r.mattes[name], r.budget.mse),
+                                     f"end-to-end drift: {label} vs the native reference matte, MSE {x.mse:.1e}, "
+                                     f"{x.over_4:.2%} px > 4/255 (what a user of this artifact gets)"))
         out.append(f"<h3>{html.escape(name)}</h3><div class=tiles>{''.join(tiles)}</div>")
     return "".join(out)
 
@@ -239,9 +254,12 @@ def render_report(entries: Sequence[ArtifactEntry], context: dict[str, Any], par
         f"<h1>modnet-edge report</h1><div class='banner {'pass' if ok else 'fail'}'>{'PASS' if ok else 'FAIL'}: "
         f"{sum(e.passed for e in entries)} of {len(entries)} artifacts pass every gate</div>"
         f"<dl>{facts}</dl><h2>Artifacts</h2>{_table(entries)}"
-        "<p class=muted>Drift: alpha MSE / mean absolute difference over all pixels of all images against the PyTorch "
-        "FP32 reference, band MSE inside the boundary band (soft alpha, dilated). Speed: model-only median latency "
-        "(p50) of one call; end-to-end (e2e) adds decode, preprocessing and postprocessing.</p>"
+        "<p class=muted>Drift (the gate): alpha MSE over all pixels of all images against the PyTorch FP32 reference "
+        "fed the same input, band MSE inside the boundary band (soft alpha, dilated), and in 8-bit terms: the share "
+        "of pixels whose 8-bit alpha moves by more than 1 and 4 levels, and the largest move. End-to-end MSE: the "
+        "matte a user gets from the artifact at its own input shape against the reference at its native input "
+        "('same' for dynamic-shape artifacts, which are fed what the reference is fed). Speed: model-only median "
+        "latency (p50) of one call; e2e ms adds decode, preprocessing and postprocessing.</p>"
         f"<h2>Speed against targets</h2>{chart}<p class=muted>Bars: measured fps (green meets, red misses, blue no "
         "target). Dashed tick: the target, as fps (a ratio target is drawn as baseline fps &#215; ratio).</p>"
         f"<h2>Mattes and drift</h2>{_pictures(parity, max_images)}"

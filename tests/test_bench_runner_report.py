@@ -201,7 +201,10 @@ def test_report_command_writes_a_self_contained_page_that_renders(models, tmp_pa
     page = (out / "report.html").read_text()
     assert not re.search(r"https?://", page) and "<script" not in page and "<link" not in page
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == 1 + 2 + 2 * 2  # input, reference matte and composite, then a matte and a heat map each
+    # input, native reference matte and composite, then per (static-shape) artifact its matte, the numerics drift
+    # map and the end-to-end drift map against the native reference
+    assert len(sources) == 1 + 2 + 2 * 3
+    assert page.count('alt="end-to-end drift') == 2 and "at its native input" in page
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert page.count("<svg") >= 1 and "budget RMS" in page  # the fps chart; each heat map's own scale
 

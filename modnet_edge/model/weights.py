@@ -43,12 +43,15 @@ class Weights:
     synthetic_only: bool = False
     training_images: tuple[str, ...] = ()  # stems of the real images it learned from (quality splits on them)
     preprocessing: PreprocessSpec = field(default_factory=PreprocessSpec)
+    # CSV beside the file: image, role (trained | validated), sha256, which copy -- every image file it
+    # learned from or chose its checkpoint on, so verdicts can say when they rest on such images
+    images_record: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "file": self.file, "sha256": self.sha256, "summary": self.summary,
                 "recipe": self.recipe, "data": list(self.data), "quality": self.quality,
                 "synthetic_only": self.synthetic_only, "training_images": list(self.training_images),
-                "preprocessing": self.preprocessing.to_dict()}
+                "images_record": self.images_record, "preprocessing": self.preprocessing.to_dict()}
 
 
 WEIGHTS: dict[str, Weights] = {}
@@ -78,6 +81,7 @@ _register(Weights(
     ),
     training_images=("p_07141906", "p_09ba26b4", "p_22fc0130", "p_51c916fc", "p_71bcce3a", "p_a09f6d7a",
                      "p_bac3c1ff", "p_bc5cfad1"),
+    images_record="starter-v1.images.csv",
     quality={
         "headline": ("on 2 held-out P3M portraits MSE 0.055, MAD 0.076 (7.8% unsure pixels); on 290 person-seg photos "
                      "IoU 0.44. MediaPipe selfie segmentation on the same: MSE 0.0093, IoU 0.88 -- it does not beat "
@@ -92,6 +96,31 @@ _register(Weights(
         "measured": "2026-12-01, `modnet-edge quality` (mattes against P3M-Net pseudo ground truth, full images)",
     },
 ))
+
+
+@dataclass(frozen=True)
+class SeenImage:
+    """An image file a built-in network saw: ``role`` "trained" (learned from) or "validated" (its
+    checkpoint was chosen on it, never trained on)."""
+
+    name: str
+    role: str
+    copy: str
+
+
+def seen_images(name: Any) -> dict[str, SeenImage]:
+    """sha256 -> :class:`SeenImage` for every image file the built-in weights ``name`` were trained or
+    validated on (empty for anything that is not a built-in weights name)."""
+    if not is_weights_name(name):
+        return {}
+    w = get_weights(name)
+    if not w.images_record:
+        return {}
+    import csv
+
+    path = Path(str(resources.files(ASSETS).joinpath("weights", w.images_record)))
+    with path.open(newline="") as f:
+        return {row["sha256"]: SeenImage(row["image"], row["role"], row["copy"]) for row in csv.DictReader(f)}
 
 
 def weights_file(name: str) -> Path:
