@@ -22,6 +22,7 @@ import pytest
 from modnet_edge.benchmarks.results import read_jsonl
 from modnet_edge.benchmarks.runner import BenchConfig, run_benchmarks, subject_for_path
 from modnet_edge.cli import main
+from modnet_edge.parity_tests.drift import BUDGETS
 
 REPO = Path(__file__).resolve().parents[1]
 EDGE_RUNNER = REPO / "benchmarks" / "edge_runner.py"
@@ -231,7 +232,7 @@ def test_drift_heat_map_separates_healthy_from_broken_on_the_budget_scale() -> N
     healthy = ref + rng.uniform(-5e-4, 5e-4, ref.shape).astype(np.float32)  # all < 1e-3, the fp16 budget's RMS
     broken = healthy.copy()
     broken[4:12, 4:12] += 0.2
-    budget = 1e-6
+    budget = BUDGETS["fp16"].mse
     h = heat_map(ref, healthy, budget).astype(int)
     b = heat_map(ref, broken, budget).astype(int)
     green = (h[..., 1] > 200) & (h[..., 0] < 60)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from modnet_edge import core
 from modnet_edge.cli import main
+from modnet_edge.parity_tests.drift import BUDGETS
 
 pytestmark = pytest.mark.slow
 SUMMARY_KEYS = {"format", "precision", "path", "size_bytes", "drift", "pass", "latency_ms", "fps", "target",
@@ -63,7 +64,7 @@ def test_pipeline_end_to_end_with_a_failing_export(setup, tmp_path, monkeypatch,
     failed = entries[("onnx-broken", "int4")]
     assert failed["status"] == "export-failed" and "int4" in failed["error"] and failed["pass"] is False
     fp32 = entries[("onnx", "fp32")]
-    assert fp32["status"] == "ok" and fp32["drift"]["mse"] < 1e-9 and fp32["drift_pass"] is True
+    assert fp32["status"] == "ok" and fp32["drift"]["mse"] <= BUDGETS["fp32"].mse and fp32["drift_pass"] is True
     assert fp32["fps"] > 0 and fp32["latency_ms"]["p50"] > 0 and Path(fp32["path"]).is_file()
     assert fp32["pass"] is True and fp32["meets_target"] is None  # no fp32 target on an unknown CPU
     # the reference was measured in the same run as the artifacts
