@@ -6,7 +6,12 @@ that network mattes.  This measures it, on labelled folders a user points at:
 * portraits (``image/`` + ``matte/``): MSE, MAD, SAD, Grad, Conn against the soft mattes, and the share of
   *unsure* pixels (alpha strictly between 0.05 and 0.95: a good matte is unsure only at the boundary);
   images a built-in network was trained on are reported apart from unseen ones (never mixed);
-* person segmentation (``image/`` + ``mask/``): intersection over union at alpha >= 0.5.
+* person segmentation (``image/`` + ``mask/``): intersection over union at alpha >= 0.5;
+* person-free photos (a folder of photos with nobody in them): the share of pixels marked person
+  (alpha >= 0.5) -- tree trunks, pavement and sky must stay background;
+* shape stability (our networks): the same photo at the network's native input and squashed or
+  letterboxed to the 512x512 static shape most mobile artifacts take, MSE between the mattes -- a
+  network whose matte changes with the input shape makes every static-shape artifact worse.
 
 Every subject runs through the same predictor users get (:func:`modnet_edge.runtimes.load`).  A peer
 that carries no modnet-edge metadata is fed as its authors document (``PEERS``), e.g. MediaPipe's selfie
@@ -30,6 +35,7 @@ from modnet_edge.core.images import read_image, read_matte
 from modnet_edge.core.preprocess import area_resize
 
 UNSURE = (0.05, 0.95)
+STATIC = (512, 512)  # the static shape of the mobile artifacts (TFLite, Core ML, TensorRT-ready defaults)
 
 
 @dataclass(frozen=True)
@@ -68,16 +74,19 @@ class QualityReport:
 
     def table(self) -> str:
         head = (f"{'model':<28} {'images':<22} {'n':>3} {'MSE':>9} {'MAD':>9} {'SAD':>8} {'Grad':>8} {'Conn':>8} "
-                f"{'unsure':>7} {'IoU':>6}")
+                f"{'unsure':>7} {'IoU':>6} {'person':>7} {'squash':>7} {'letterbox':>9}")
         lines = [head, "-" * len(head)]
         for r in self.rows:
             m = r["metrics"]
             cell = lambda k, f: f"{m[k]:{f}}" if k in m else "-"  # noqa: E731
             lines.append(f"{r['model'][:28]:<28} {r['images'][:22]:<22} {r['count']:>3} {cell('mse', '9.5f'):>9} "
                          f"{cell('mad', '9.5f'):>9} {cell('sad', '8.2f'):>8} {cell('grad', '8.2f'):>8} "
-                         f"{cell('conn', '8.2f'):>8} {cell('unsure', '7.3f'):>7} {cell('iou', '6.3f'):>6}")
+                         f"{cell('conn', '8.2f'):>8} {cell('unsure', '7.3f'):>7} {cell('iou', '6.3f'):>6} "
+                         f"{cell('person', '7.2%'):>7} {cell('squash_mse', '7.4f'):>7} {cell('letterbox_mse', '9.4f'):>9}")
         lines.append("MSE, MAD: per-pixel means vs soft mattes; SAD, Grad, Conn: sums / 1000; unsure: share of pixels "
-                     f"with alpha in ({UNSURE[0]}, {UNSURE[1]}); IoU at alpha >= 0.5 vs binary masks")
+                     f"with alpha in ({UNSURE[0]}, {UNSURE[1]}); IoU at alpha >= 0.5 vs binary masks; person: share of "
+                     "pixels with alpha >= 0.5 on photos with nobody in them; squash / letterbox: mean MSE between the "
+                     f"matte at the native input and at {STATIC[0]}x{STATIC[1]} (squashed, or padded to a square)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,30 +166,98 @@ def iou(pred: np.ndarray, mask: np.ndarray) -> float:
 
 def compare_quality(subjects: list[str], portraits: str | Path | None = None,
                     segmentation: str | Path | None = None, limit: int | None = None,
-                    progress: bool = True) -> QualityReport:
-    """Every subject on every folder given; returns a :class:`QualityReport` (``.table()`` to print)."""
+                    progress: bool = True, person_free: str | Path | None = None,
+                    stability: str | Path | None = None) -> QualityReport:
+    """Every subject on every folder given; returns a :class:`QualityReport` (``.table()`` to print).
+
+    ``person_free``: a folder of photos with nobody in them.  ``stability``: a folder of photos for the
+    shape-stability figure of our networks (default, when any other folder is given: the package's
+    unseen photos)."""
+    from modnet_edge.core.images import list_images, unseen_images
+
     if not subjects:
         raise ConfigError("name at least one model to evaluate")
-    if portraits is None and segmentation is None:
-        raise ConfigError("give a portraits folder (image/ + matte/) and/or a segmentation folder (image/ + mask/)")
+    if portraits is None and segmentation is None and person_free is None:
+        raise ConfigError("give a portraits folder (image/ + matte/), a segmentation folder (image/ + mask/) and/or "
+                          "a folder of person-free photos")
     made = [make_subject(s) for s in subjects]
     matting = _pairs(Path(portraits), "matte") if portraits else []
     seg = _pairs(Path(segmentation), "mask")[:limit] if segmentation else []
+    empty = list_images(person_free) if person_free else []
+    steady = list_images(stability if stability is not None else unseen_images())
     report = QualityReport(conditions={"portraits": str(portraits) if portraits else None,
                                        "segmentation": str(segmentation) if segmentation else None,
-                                       "segmentation_images": len(seg), "peers": {
+                                       "segmentation_images": len(seg),
+                                       "person_free": str(person_free) if person_free else None,
+                                       "stability": str(stability or unseen_images()), "static_shape": list(STATIC),
+                                       "peers": {
                                            s.label: {"source": PEERS[s.label].source, "license": PEERS[s.label].license}
                                            for s in made if s.label in PEERS}})
     with tempfile.TemporaryDirectory(prefix="modnet-edge-quality-") as scratch:
         for subject in made:
             _evaluate_subject(subject, Path(scratch), matting, seg, report, progress)
+            if empty:
+                _person_free(subject, Path(scratch), empty, report, progress)
+            if subject.preprocessing is None:  # our networks: dynamic input, so a native matte exists
+                _stability(subject, Path(scratch), steady, report, progress)
     return report
+
+
+def _person_free(subject: Subject, scratch: Path, files: list[Path], report: QualityReport, progress: bool) -> None:
+    from modnet_edge.core.console import progress as progress_bar
+
+    with _predictor(subject, scratch) as predictor:
+        shares = [float(np.mean(predictor.predict(read_image(f)) >= 0.5))
+                  for f in progress_bar(files, desc=f"{subject.label}: person-free", disable=not progress, unit="img")]
+    report.rows.append({"model": subject.label, "images": "person-free photos", "count": len(shares),
+                        "metrics": {"person": float(np.mean(shares)), "person_max": float(np.max(shares)),
+                                    "photos_over_1pct": int(sum(s > 0.01 for s in shares))}})
+
+
+def letterboxed(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The photo padded to a square by repeating its edge pixels, and where the photo sits in it
+    (top, left, height, width): fed to a square static input, it is resized without distortion."""
+    h, w = rgb.shape[:2]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    padded = np.pad(rgb, ((top, side - h - top), (left, side - w - left), (0, 0)), mode="edge")
+    return padded, (top, left, h, w)
+
+
+def _stability(subject: Subject, scratch: Path, files: list[Path], report: QualityReport, progress: bool) -> None:
+    """Mean MSE between the native matte and the 512x512 squashed / letterboxed one (edge-padded
+    letterboxing measured best of the padding choices on unseen photos with starter-v1)."""
+    from dataclasses import replace
+
+    from modnet_edge.core.console import progress as progress_bar
+    from modnet_edge.runtimes.predictor import MattingPredictor
+
+    with _predictor(subject, scratch) as native:
+        # the same network (one backend) fed the static shape, as a static-shape artifact would be
+        static = MattingPredictor(native.backend, replace(native.metadata,
+                                                          preprocessing=native.spec.with_fixed_size(STATIC)))
+        rows = []
+        for f in progress_bar(files, desc=f"{subject.label}: shape stability", disable=not progress, unit="img"):
+            rgb = read_image(f)
+            ref = native.predict(rgb)
+            padded, (top, left, h, w) = letterboxed(rgb)
+            boxed = static.predict(padded)[top:top + h, left:left + w]
+            rows.append((float(np.mean((static.predict(rgb) - ref) ** 2)), float(np.mean((boxed - ref) ** 2))))
+    report.rows.append({"model": subject.label, "images": "shape stability", "count": len(rows),
+                        "metrics": {"squash_mse": float(np.mean([r[0] for r in rows])),
+                                    "squash_mse_max": float(np.max([r[0] for r in rows])),
+                                    "letterbox_mse": float(np.mean([r[1] for r in rows])),
+                                    "letterbox_mse_max": float(np.max([r[1] for r in rows])),
+                                    "per_image": {f.name: {"squash_mse": a, "letterbox_mse": b}
+                                                  for f, (a, b) in zip(files, rows)}}})
 
 
 def _evaluate_subject(subject: Subject, scratch: Path, matting: list[tuple[Path, Path]],
                       seg: list[tuple[Path, Path]], report: QualityReport, progress: bool) -> None:
     from modnet_edge.core.console import progress as progress_bar
 
+    if not matting and not seg:
+        return
     with _predictor(subject, scratch) as predictor:
         groups: dict[str, list[dict[str, float]]] = {}
         for img, matte in progress_bar(matting, desc=f"{subject.label}: portraits", disable=not progress, unit="img"):

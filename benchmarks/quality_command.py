@@ -16,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "PEER=FILE for a peer model (peers: mediapipe-selfie)")
     parser.add_argument("--portraits", type=Path, help="folder with image/ + matte/ (soft mattes)")
     parser.add_argument("--segmentation", type=Path, help="folder with image/ + mask/ (binary person masks)")
+    parser.add_argument("--person-free", type=Path, help="folder of photos with nobody in them (share of pixels "
+                        "marked person)")
+    parser.add_argument("--stability", type=Path, help="photos for the shape-stability figure (native vs 512x512 "
+                        "squashed / letterboxed matte; default: the package's unseen photos)")
     parser.add_argument("--limit", type=int, help="use at most N segmentation images")
     parser.add_argument("--json", type=Path, help="write every row and the conditions here")
 
@@ -24,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from modnet_edge.benchmarks.quality import compare_quality
 
     report = compare_quality(args.subjects, portraits=args.portraits, segmentation=args.segmentation,
-                             limit=args.limit, progress=not args.no_progress)
+                             limit=args.limit, progress=not args.no_progress, person_free=args.person_free,
+                             stability=args.stability)
     print(report.table())
     if args.json:
         report.write_json(args.json)

@@ -11,8 +11,8 @@ _TABLES: list[str] = []
 
 @pytest.fixture(scope="session")
 def parity_images() -> Path:
-    """The package's sample portraits (real photos the starter weights are confident on: parity is
-    about numerics, so it is measured where the matte is decided, not on noise)."""
+    """The package's unseen photos: no built-in network was trained on them (a user's photos are photos
+    the network never saw, and drift there -- where the network hesitates -- is the drift users get)."""
     from modnet_edge.core.images import unseen_images
 
     return unseen_images()
