@@ -98,6 +98,34 @@ _register(Weights(
 ))
 
 
+_PERSON_FREE_TRAIN = (
+    "Picture_0B_by_freespace", "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
+    "brick", "chelsea", "coffee", "flower", "friends_by_Aitzol_Berasategi", "grass", "gravel",
+    "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi", "rocket", "seeding_by_Clements_Engelhardt")
+
+_register(Weights(
+    name="starter-v2",
+    file="starter-v2.fp16.pt",
+    sha256="44faef2b7d67b80326b55853096e7e82115bcaed2e9e7578dad8a86f122ac3a4",
+    summary=("starter-v1 trained further by this toolkit with 15 license-clean person-free photos behind the 8 P3M "
+             "people and alone as negatives, groups and aspect stretch; a starter, not production quality"),
+    recipe="modnet-edge train starter --data P3M_PORTRAITS -o runs/starter  (from starter-v1; 3 stages: 256, 384, "
+           "512 px)",
+    data=(
+        {"name": "P3M-10k portraits p_07141906, p_09ba26b4, p_22fc0130, p_51c916fc, p_71bcce3a, p_a09f6d7a, "
+                 "p_bac3c1ff, p_bc5cfad1 (soft mattes are P3M-Net predictions)", "license": "MIT"},
+        {"name": "15 person-free photos, data/person-free/train (RECORD.csv: source, author, sha256 each): 8 from "
+                 "Debian lomiri-wallpapers-16.04, 6 from scikit-image 0.26.0, 1 from scikit-learn 1.9.1",
+         "license": "CC-BY-4.0 (7), CC0-1.0 (6), public domain (1), CC-BY-2.0 (1)"},
+        {"name": "modnet-edge built-in synthetic portraits (procedural)", "license": "Apache-2.0 (this project)"},
+        {"name": "starter-v1 (initial weights)", "license": "Apache-2.0 (this project)"},
+    ),
+    training_images=("p_07141906", "p_09ba26b4", "p_22fc0130", "p_51c916fc", "p_71bcce3a", "p_a09f6d7a",
+                     "p_bac3c1ff", "p_bc5cfad1", *_PERSON_FREE_TRAIN),
+    images_record="starter-v2.images.csv",
+    quality={},
+))
+
 @dataclass(frozen=True)
 class SeenImage:
     """An image file a built-in network saw: ``role`` "trained" (learned from) or "validated" (its
