@@ -179,16 +179,21 @@ def verdict_table(verdicts: Sequence[Any]) -> str:
         untrusted = v.meets is None and ("untrusted" in v.measured or v.kind == "proxy")
         verdict = ("PROXY" if v.kind == "proxy" else "UNTRUSTED" if untrusted
                    else {True: "MEETS", False: "MISSES", None: "no target"}[v.meets])
-        rows.append((r.label, f"{r.latency_ms.typical:.2f}",
-                     f"{r.latency_ms.p90:.2f}" if r.latency_ms.p90 is not None else "-", f"{r.fps:.2f}",
+        lat = r.latency_ms
+        rows.append((r.label, _ms(lat.p50), _ms(lat.mean), _ms(lat.p90), f"{r.fps:.2f}", r.fps_basis,
                      f"{share:.0%}" if share is not None else "-", v.device_class, v.required, v.measured, verdict))
         reasons.append(f"    {v.reason}" if (v.meets is False or untrusted) and v.reason else None)
-    lines = table(("result", "p50 ms", "p90 ms", "fps", "peak", "class", "target", "measured", "verdict"), rows,
-                  right=(1, 2, 3, 4)).split("\n")
+    # a column says what it holds: a log without percentiles has no median, and fps names its basis
+    lines = table(("result", "median ms", "mean ms", "p90 ms", "fps", "fps from", "peak", "class", "target",
+                   "measured", "verdict"), rows, right=(1, 2, 3, 4, 6)).split("\n")
     out = _machine_lines([v.result for v in verdicts]) + lines[:2]
     for line, reason in zip(lines[2:], reasons):
         out += [line] + ([reason] if reason else [])
     return "\n".join(out)
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
 
 
 def _machine_lines(results: list[Any]) -> list[str]:
