@@ -85,13 +85,27 @@ class CommandParser(argparse.ArgumentParser):
     caused it (``--outptu``).  Here each parser looks at its own option tokens before parsing them.
     """
 
+    #: a command sets this when options may sit between its positionals (``predict MODEL -o DIR IMAGE``):
+    #: argparse would otherwise give a ``nargs="+"`` positional only the tokens before the first option
+    intermixed = False
+    _inner = False  # inside argparse's own two-pass intermixed parsing: parse plainly
+
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
         tokens = list(sys.argv[1:] if args is None else args)
+        if self._inner:
+            return super().parse_known_args(tokens, namespace)
         unknown = self._unknown_option(tokens)
         if unknown is not None:
             self.error(f"unrecognized option {unknown}{_suggestion(unknown, self._option_string_actions)}")
-        parsed, extras = super().parse_known_args(tokens, namespace)
+        if self.intermixed:
+            self._inner = True
+            try:
+                parsed, extras = self.parse_known_intermixed_args(tokens, namespace)
+            finally:
+                self._inner = False
+        else:
+            parsed, extras = super().parse_known_args(tokens, namespace)
         if extras and self._subparsers is None:  # a command's own leftovers: its usage, not the top level's
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras

@@ -26,7 +26,8 @@ def _budget_arg(text: str) -> tuple[str, float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="artifacts to check")
     parser.add_argument("--images", help="folder of images (default: generated synthetic portraits)")
-    parser.add_argument("--reference", help="reference checkpoint (default: found from the artifact's provenance)")
+    parser.add_argument("--reference", help="reference checkpoint or built-in weights name (default: found from "
+                        "the artifact's provenance)")
     parser.add_argument("--limit", type=int, help="use at most N images")
     parser.add_argument("--budget", dest="budgets", type=_budget_arg, action="append", metavar="PRECISION=MSE",
                         help="replace one precision's drift budget (global alpha MSE), repeatable; PRECISION: "
