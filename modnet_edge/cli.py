@@ -203,9 +203,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _line_buffered() -> None:
+    """A pipe or a file gets each line as it is printed: Python buffers a non-terminal stdout in 8 KiB
+    blocks, which kept a piped pipeline silent for minutes and shuffled its lines against stderr's."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and not stream.isatty():
+            try:
+                reconfigure(line_buffering=True)
+            except (ValueError, OSError):
+                pass
+
+
 def _run(args: argparse.Namespace) -> tuple[int, str | None]:
-    """Run the command with its output options; returns (exit status, the line to print on stderr)."""
-    with console.captured_output(quiet=args.quiet, log_file=args.log_file):
+    """Run the command with its output options; returns (exit status, the line to print on stderr).
+    The whole command is one activity, so a log or a pipe hears from it at least every 30 s."""
+    _line_buffered()
+    with console.captured_output(quiet=args.quiet, log_file=args.log_file, plain=True), \
+            console.activity(f"modnet-edge {args.command}"):
         try:
             return int(args._run(args) or 0), None
         except BudgetError as exc:  # a verdict, like a failed parity gate

@@ -84,6 +84,7 @@ def options_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     import modnet_edge
+    from modnet_edge.core import path_size  # a Core ML .mlpackage is a folder: its size is its files'
 
     options = options_from(args)
     if args.checkpoint is None:
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return _search(args, options)
     path = modnet_edge.export(args.checkpoint, format=args.format, precision=args.precision, output=args.output,
                               **options)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.name}.manifest.json")
+    print(f"wrote {path} ({path_size(path) / 1e6:.1f} MB) and {path.name}.manifest.json")
     return 0
 
 
@@ -110,7 +111,7 @@ def _default_stem(checkpoint: str | None) -> str:
 
 
 def _search(args: argparse.Namespace, options: dict) -> int:
-    from modnet_edge.core import get_format
+    from modnet_edge.core import get_format, path_size
     from modnet_edge.core.errors import ConfigError
     from modnet_edge.export.skeleton import check_export_output
     from modnet_edge.precision_search import search_precision
@@ -130,5 +131,5 @@ def _search(args: argparse.Namespace, options: dict) -> int:
     print(f"search record: {output}.search.json")
     if result.chosen is None:
         return 1
-    print(f"wrote {output} ({Path(output).stat().st_size / 1e6:.1f} MB) and {Path(output).name}.manifest.json")
+    print(f"wrote {output} ({path_size(Path(output)) / 1e6:.1f} MB) and {Path(output).name}.manifest.json")
     return 0

@@ -24,12 +24,14 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import atomic_write_text, path_size
+from modnet_edge.core.console import activity, duration, status
 from modnet_edge.export.module_scopes import MODULE_GROUPS
 from modnet_edge.core.errors import ConfigError
 
@@ -212,16 +214,19 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
 
         def trial(k: int) -> Candidate:
             if k not in tried:
-                if progress:
-                    print(f"search {format} {precision}: keeping {k} of {len(order) or 'the'} groups higher",
-                          flush=True)
+                name = f"search {format} {precision}: candidate keeping {k} of {len(order) or 'the'} groups higher"
+                t0 = time.perf_counter()
                 kept = order[:k]
                 path = work / f"candidate-{k}{_suffix(format)}"
-                export(ckpt, format, precision, path,
-                       **_resolved({**base_opts, **kept_options(format, precision, kept)}, ckpt))
-                report = run_parity([path], images=held_out_files, budgets={precision: limit_budget}, progress=False)
+                with activity(name):
+                    export(ckpt, format, precision, path,
+                           **_resolved({**base_opts, **kept_options(format, precision, kept)}, ckpt))
+                    report = run_parity([path], images=held_out_files, budgets={precision: limit_budget},
+                                        progress=False)
                 r = report.results[0]
                 tried[k] = Candidate(kept, r.drift.mse, r.drift.band_mse, r.passed, path_size(path))
+                status(f"{name}: MSE {r.drift.mse:.2e}, {'within' if r.passed else 'over'} budget "
+                       f"({duration(time.perf_counter() - t0)})")  # one line per candidate, in logs too
             return tried[k]
 
         if not trial(0).passed:  # a healthy artifact needs no ranking: nothing has to stay higher
