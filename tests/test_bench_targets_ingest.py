@@ -388,3 +388,24 @@ def test_bench_prints_the_shipped_edge_runner(capsys):
     assert path.name == "edge_runner.py" and path.is_file()
     source = path.read_text()
     assert "import torch" not in source and "modnet_edge" not in source.split('"""', 2)[2]
+
+
+def test_a_standalone_benchmark_says_whether_its_timings_can_be_trusted():
+    """Every local run ends with its verdict on its own timings; a result timed on a busy machine is
+    UNTRUSTED on its row with the reason under it, even where no target applies to it."""
+    from modnet_edge.benchmarks.runner import verdict_table
+
+    quiet = _result("onnx", "fp32", 100.0)
+    quiet.extra = {"stability": {"stable": True, "why": "", "foreign_cpu_share": 0.03}}
+    printed = verdict_table(load_targets().check([quiet], "any-machine"))
+    assert "timings trusted: the machine was quiet (other processes used at most 3% of the CPU" in printed
+    busy = _result("onnx", "fp16", 100.0)
+    busy.extra = {"stability": {"stable": False, "why": "other processes used 60% of the CPU while it ran",
+                                "foreign_cpu_share": 0.6}}
+    lines = verdict_table(load_targets().check([quiet, busy], "any-machine")).splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("m.fp16.onnx"))
+    assert lines[row].split()[-1] == "UNTRUSTED"
+    assert lines[row + 1].strip() == "timing untrusted: other processes used 60% of the CPU while it ran"
+    assert "timings UNTRUSTED for 1 of 2 result(s); speed verdicts on them are not given:" in lines
+    phone = read_benchmark_model_log(LOGS / "android_gpu_fp16.log")  # a device log has no such verdict
+    assert "timings" not in verdict_table(load_targets().check([phone], "any-machine"))
