@@ -40,7 +40,7 @@ from modnet_edge.benchmarks.summary import (ArtifactEntry, _fmt, drift_verdict, 
                                             overall_pass, speed_unjudged_reason, speed_verdict)
 from modnet_edge.benchmarks.targets import Verdict
 
-TILE = 200  # px: width of each thumbnail on the page (the embedded picture is full size)
+TILE = 188  # px: width of each thumbnail on the page (the embedded picture is full size); 6 fit in 1280 px
 FULL = 1024  # px: longest side of an embedded picture (the parity images are about 512-800 px)
 HEAT_DECADES = (-6.0, -1.0)  # heat map colour scale: |alpha difference| from 1e-6 (black) to 1e-1 (white)
 BUDGET_DECADES = 2.0  # per-artifact scale: 100x below the budget's RMS error (black) to 100x above (white)
@@ -51,12 +51,12 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 h3{font-size:15px;margin:18px 0 6px}
 .banner{display:inline-block;padding:6px 14px;border-radius:6px;font-weight:700;color:#fff;margin:8px 0}
 .pass{background:#1f8a4c}.fail{background:#c0392b}.muted{color:#667}
-.scroll{overflow-x:auto}table{border-collapse:collapse;margin:8px 0;font-size:13px}
-th,td{border:1px solid #d6d9de;padding:3px 6px;text-align:right}
+.scroll{overflow-x:auto}table{border-collapse:collapse;margin:8px 0;font-size:12.5px}
+th,td{border:1px solid #d6d9de;padding:3px 5px;text-align:right}td code{font-size:12px}
 th{background:#f1f3f6;white-space:nowrap}td.l,th.l{text-align:left}td.n,.n{white-space:nowrap}
 .ok{color:#1f8a4c;font-weight:600}.bad{color:#c0392b;font-weight:700}.warn{color:#a86400;font-weight:600}
 sup{font-size:10px;margin-left:1px}ol.why{margin:4px 0 12px;padding-left:24px}ol.why li{margin:2px 0}
-.tiles{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0 18px}
+.tiles{display:flex;flex-wrap:wrap;gap:12px 18px;margin:6px 0 18px}.group{display:flex;gap:8px}
 figure{margin:0;width:%(tile)dpx}figure a.open{display:block;position:relative;cursor:zoom-in}
 figure img{width:100%%;height:auto;display:block;border:1px solid #ccd}
 .tag{position:absolute;left:3px;top:3px;max-width:calc(100%% - 12px);overflow:hidden;text-overflow:ellipsis;
@@ -187,12 +187,14 @@ def _hot(t: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Picture:
     """One picture of the page: ``label`` is written on it (what it is), ``caption`` under it (its numbers);
-    ``lossless`` False for photographs (JPEG)."""
+    ``lossless`` False for photographs (JPEG); pictures of one ``group`` (the reference's, one artifact's)
+    stay side by side."""
 
     label: str
     caption: str
     array: np.ndarray = field(repr=False)
     lossless: bool = True
+    group: str = ""
 
 
 def result_label(result: Any) -> str:
@@ -206,26 +208,27 @@ def image_pictures(parity: Any, name: str) -> list[Picture]:
     """Every picture of one parity image: the input, the reference's matte and composite, then each
     artifact's matte and drift map (on its own budget's scale)."""
     rgb = parity.pictures[name]
-    pictures = [Picture("input", f"input photo {name}", rgb, lossless=False)]
+    pictures = [Picture("input", f"input photo {name}", rgb, lossless=False, group="reference")]
     reference_done = False
     for r in parity.results:
         if name not in r.mattes:
             continue
         ref = r.reference_mattes[name]
         if not reference_done:
-            pictures.append(Picture("reference matte", "PyTorch FP32 reference matte", matte_image(ref)))
+            pictures.append(Picture("reference matte", "PyTorch FP32 reference matte", matte_image(ref),
+                                    group="reference"))
             if rgb.shape[:2] == ref.shape:
                 pictures.append(Picture("reference composite", "reference matte over green", composite(rgb, ref),
-                                        lossless=False))
+                                        lossless=False, group="reference"))
             reference_done = True
         label = result_label(r)
         d = r.per_image.get(name)
         numbers = f"MSE {d.mse:.1e}, max |\u0394\u03b1| {d.max_abs:.1e}" if d else ""
-        pictures.append(Picture(f"matte: {label}", f"matte of {label}", matte_image(r.mattes[name])))
+        pictures.append(Picture(f"matte: {label}", f"matte of {label}", matte_image(r.mattes[name]), group=label))
         block = drift_block(ref.shape)
         worst = f", worst pixel of each {block}x{block}" if block > 1 else ""
         pictures.append(Picture(f"drift: {label}", f"drift of {label}" + (f": {numbers}" if numbers else "") + worst,
-                                heat_map(ref, r.mattes[name], r.budget.mse, block)))
+                                heat_map(ref, r.mattes[name], r.budget.mse, block), group=label))
     return pictures
 
 
@@ -255,8 +258,11 @@ def _pictures(parity: Any, max_images: int | bool | None) -> str:
     if len(shown) < len(names):
         out.append(f"<p class=muted>Not shown: {html.escape(', '.join(names[len(shown):]))}.</p>")
     for i, name in enumerate(shown):
-        tiles = [_figure(p, f"p{i}-{j}") for j, p in enumerate(image_pictures(parity, name))]
-        out.append(f"<h3>{html.escape(name)}</h3><div class=tiles>{''.join(tiles)}</div>")
+        groups: dict[str, list[str]] = {}
+        for j, p in enumerate(image_pictures(parity, name)):
+            groups.setdefault(p.group or f"#{j}", []).append(_figure(p, f"p{i}-{j}"))
+        tiles = "".join(f"<div class=group>{''.join(g)}</div>" for g in groups.values())
+        out.append(f"<h3>{html.escape(name)}</h3><div class=tiles>{tiles}</div>")
     return "".join(out)
 
 
