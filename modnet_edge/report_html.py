@@ -394,8 +394,15 @@ def _result_text(e: ArtifactEntry) -> str:
     return "PASS" if e.passed else ("not run here" if e.status == "not-runnable-here" else "FAIL")
 
 
-COLUMNS: list[Column] = [
-    Column("artifact", lambda e, _: f"<code>{html.escape(e.name)}</code>", numeric=False),
+def _speed_text(e: ArtifactEntry, _: _Footnotes) -> str:
+    return html.escape(speed_verdict(e))
+
+
+_ARTIFACT = Column("artifact", lambda e, _: f"<code>{html.escape(e.name)}</code>", numeric=False)
+
+#: the artifact table: what each artifact is, its drift against its budget, and the verdicts
+ARTIFACT_COLUMNS: list[Column] = [
+    _ARTIFACT,
     Column("format", lambda e, _: html.escape(e.format), numeric=False),
     Column("precision", lambda e, _: html.escape(e.precision), numeric=False),
     Column("size MB", lambda e, _: _num(e.size_bytes / 1e6 if e.size_bytes else None, ".1f")),
@@ -405,21 +412,31 @@ COLUMNS: list[Column] = [
     Column("max |&#916;&#945;|", lambda e, _: _num((e.drift or {}).get("max_abs"))),
     Column("budget / band", _budget_cell),
     Column("drift", lambda e, _: drift_verdict(e), css=lambda e: _cls(e.drift_pass)),
+    Column("speed", _speed_text, css=_speed_css),
+    Column("result", lambda e, _: _result_text(e),
+           css=lambda e: _cls(True if e.passed else None if e.status == "not-runnable-here" else False)),
+]
+
+#: the speed table: latency, throughput, share of the CPU's peak, the target, and the speed verdict with
+#: the reason wherever it is none
+SPEED_COLUMNS: list[Column] = [
+    _ARTIFACT,
     Column("median ms", lambda e, _: _num((e.latency_ms or {}).get("p50"), ".1f"), optional=True),
+    Column("mean ms", lambda e, _: _num((e.latency_ms or {}).get("mean"), ".1f"), optional=True),
     Column("p90 ms", lambda e, _: _num((e.latency_ms or {}).get("p90"), ".1f"), optional=True),
     Column("fps", lambda e, _: _num(e.fps, ".2f")),
     Column("peak", lambda e, _: _num(e.peak_share * 100 if e.peak_share is not None else None, ".0f")
            + ("%" if e.peak_share is not None else ""), optional=True),
     Column("e2e ms", lambda e, _: _num(e.end_to_end_ms, ".1f"), optional=True),
     Column("target", lambda e, _: nowrap_numbers(e.target or "-"), numeric=False, optional=True),
+    Column("measured", lambda e, _: nowrap_numbers(e.measured or "-"), numeric=False, optional=True),
     Column("speed", _speed_cell, css=_speed_css),
-    Column("result", lambda e, _: _result_text(e),
-           css=lambda e: _cls(True if e.passed else None if e.status == "not-runnable-here" else False)),
 ]
 
 
-def artifact_table(entries: Sequence[ArtifactEntry], columns: Sequence[Column] = COLUMNS) -> str:
-    """The table, then the numbered reasons for every speed that carries no verdict."""
+def artifact_table(entries: Sequence[ArtifactEntry], columns: Sequence[Column] = ARTIFACT_COLUMNS) -> str:
+    """A table of ``entries`` (optional columns no row fills are left out), then the numbered reasons its
+    cells point to (why a speed carries no verdict)."""
     notes = _Footnotes()
     columns = [c for c in columns if not c.optional or any(c.cell(e, _Footnotes()) != "-" for e in entries)]
     head = "".join(f"<th{'' if c.numeric else ' class=l'}>{c.header}</th>" for c in columns)
@@ -431,6 +448,13 @@ def artifact_table(entries: Sequence[ArtifactEntry], columns: Sequence[Column] =
             cells.append(f"<td class='{css}'>{c.cell(e, notes)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<div class=scroll><table><tr>{head}</tr>{''.join(rows)}</table></div>{notes.html()}"
+
+
+def speed_table(entries: Sequence[ArtifactEntry]) -> str:
+    timed = [e for e in entries if e.fps is not None]
+    if not timed:
+        return '<p class="muted">No speed measured for these artifacts.</p>'
+    return artifact_table(timed, SPEED_COLUMNS)
 
 
 # ---- the machine ----------------------------------------------------------------------------------------
@@ -477,12 +501,13 @@ def render_report(entries: Sequence[ArtifactEntry], context: dict[str, Any], par
         f"{sum(e.passed for e in entries)} of {len(entries)} artifacts pass every gate</div>"
         f"<dl>{facts}</dl><h2>Artifacts</h2>{artifact_table(entries)}"
         "<p class=muted>Drift: alpha MSE / mean absolute difference over all pixels of all images against the PyTorch "
-        "FP32 reference, band MSE inside the boundary band (soft alpha, dilated). Speed: model-only latency of one "
-        "call (median, p90), fps from the median for local runs and from the mean (throughput) for device logs; "
-        "end-to-end (e2e) adds decode, preprocessing and postprocessing.</p>"
-        f"<h2>Machine</h2>{machine_section(results)}"
-        f"<h2>Speed against targets</h2>{chart}<p class=muted>Bars: measured fps (green meets, red misses, blue no "
+        "FP32 reference, band MSE inside the boundary band (soft alpha, dilated).</p>"
+        f"<h2>Speed against targets</h2>{speed_table(entries)}"
+        "<p class=muted>Model-only latency of one call; fps from the median for local runs and from the mean "
+        "(throughput) for device logs; end-to-end (e2e) adds decode, preprocessing and postprocessing.</p>"
+        f"{chart}<p class=muted>Bars: measured fps (green meets, red misses, blue no "
         "target). Dashed tick: the target, as fps (a ratio target is drawn as baseline fps &#215; ratio).</p>"
+        f"<h2>Machine</h2>{machine_section(results)}"
         f"<h2>Mattes and drift</h2>{_pictures(parity, max_images)}"
         f"<h2>Problems and notes</h2>{_problems(entries)}"
         f"<h2>Versions</h2><p>{vers or '-'}</p></body></html>\n")

@@ -96,11 +96,13 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[Arti
 def test_the_page_explains_every_speed_without_a_verdict(page) -> None:
     _, text, entries = page
     assert [e.passed for e in entries] == [True, False, True]
-    why = text[text.index("Why these speeds carry no verdict"):text.index("<h2>Machine")]
+    speed = text[text.index("<h2>Speed against targets"):text.index("<h2>Machine")]
+    assert "median ms" in speed and "mean ms" in speed and "<svg" in speed
+    why = speed[speed.index("Why these speeds carry no verdict"):speed.index("<svg")]
     assert "modnet.fp16.onnx" in why and "other processes used" in why  # untrusted, and why
     assert "modnet.fp16.trt.onnx" in why and "verify their numerics" in why  # proxy, and why
     assert text.count("<sup>") >= 2
-    machine = text[text.index("<h2>Machine"):text.index("<h2>Speed")]
+    machine = text[text.index("<h2>Machine"):text.index("<h2>Mattes")]
     assert "avx512_vnni" in machine and "FMA units" in machine and "UNTRUSTED" in machine
     assert text.count("<td class='n'>54%</td>") == 3  # the share of peak, per artifact
     md = markdown_summary(entries, {})
