@@ -235,7 +235,7 @@ def markdown_summary(entries: Sequence[ArtifactEntry], context: dict[str, Any]) 
         lines += ["", "**Problems**", ""]
         for e in problems:
             lines.append(f"- `{e.name}` ({failed_gate(e)}): {failure_reason(e)}")
-    unjudged = [e for e in entries if e.passed and speed_unjudged_reason(e)]
+    unjudged = [e for e in entries if speed_unjudged_reason(e)]  # every row, failed or not
     if unjudged:
         lines += ["", "**Speed not judged**", ""]
         lines += [f"- `{e.name}` ({speed_verdict(e)}): {speed_unjudged_reason(e)}" for e in unjudged]

@@ -312,7 +312,7 @@ def fps_chart_svg(rows: Sequence[tuple[str, float, float | None, bool | None]]) 
         x = label_w + bar_w * v / top
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{axis_y}" y2="{axis_y + 4}" stroke="#889"/>')
         parts.append(f'<text x="{x:.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#556">{_tick_text(v)}</text>')
-    parts.append(f'<text x="{label_w + bar_w + 8}" y="{axis_y + 16}" fill="#556">fps</text></svg>')
+    parts.append(f'<text x="{label_w + bar_w + 24}" y="{axis_y + 16}" fill="#556">fps</text></svg>')
     return "".join(parts)
 
 
