@@ -12,9 +12,10 @@ timing file from an iPhone all end up as the same record, so one target check ap
      "device": {"cpu", "cores", "gpu", "os", ...},  "versions": {dist: version},
      "config": {"warmup", "iterations", "threads", "batch", "input_size": [H, W]},
      "latency_ms": {"mean", "std", "min", "max", "p50", "p90", "p99"},   # per call (a batch)
-     "fps": images per second (batch / typical latency), "fps_from": "median" | "mean" (which one:
-            the median wherever the source reports it -- every local run, benchmark_model builds with
-            percentile statistics -- else the mean, and the result says which),
+     "fps": images per second (batch / the latency named by fps_from), "fps_from": "median" | "mean"
+            (local runs: the median, robust to a load spike on a shared machine; device logs: the mean,
+            the throughput the phone sustains, with the median beside it where the tool prints one;
+            a record without it: the median where known, else the mean),
      "memory": {"peak_rss_mb", "rss_delta_mb", "gpu_mb"},
      "created": ISO time, "notes": [...]}
 
@@ -41,6 +42,7 @@ from modnet_edge.core.errors import ConfigError
 SCHEMA = "modnet-edge/bench/1"
 MODES = ("model", "end-to-end")
 SOURCES = ("local", "edge-runner", "tflite-benchmark-model", "coreml-timing")
+FPS_BASES = ("median", "mean")
 
 
 def new_run_id() -> str:
@@ -95,12 +97,27 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
+    fps_from: str | None = None  # "median" | "mean"; None: the median where known, else the mean
+
+    @property
+    def fps_basis(self) -> str:
+        """Which latency speed is computed from: ``"median"`` or ``"mean"`` (see the module docstring)."""
+        if self.fps_from in FPS_BASES:
+            return self.fps_from
+        return "median" if self.latency_ms.p50 is not None else "mean"
+
+    @property
+    def basis_ms(self) -> float:
+        """The latency of one call that fps and every target check use (the one :attr:`fps_basis` names)."""
+        if self.fps_basis == "median" and self.latency_ms.p50 is not None:
+            return self.latency_ms.p50
+        return self.latency_ms.mean
 
     @property
     def fps(self) -> float:
         batch = int(self.config.get("batch") or 1)
-        typical = self.latency_ms.typical
-        return batch * 1000.0 / typical if typical > 0 else math.inf
+        basis = self.basis_ms
+        return batch * 1000.0 / basis if basis > 0 else math.inf
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -124,7 +141,7 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fps"] = self.fps
-        d["fps_from"] = "median" if self.latency_ms.p50 is not None else "mean"
+        d["fps_from"] = self.fps_basis
         return d
 
     @classmethod
@@ -144,6 +161,8 @@ class BenchResult:
         lat = data["latency_ms"]
         if not isinstance(lat, dict) or not isinstance(lat.get("mean"), (int, float)) or not lat["mean"] > 0:
             raise ConfigError("benchmark result latency_ms.mean must be a positive number", where)
+        if data.get("fps_from") is not None and data["fps_from"] not in FPS_BASES:
+            raise ConfigError(f"benchmark result fps_from must be one of {FPS_BASES}, not {data['fps_from']!r}", where)
         known = set(LatencyStats.__dataclass_fields__)
         stats = LatencyStats(**{k: v for k, v in lat.items() if k in known})
         fields = set(cls.__dataclass_fields__) - {"latency_ms"}

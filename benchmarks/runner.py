@@ -176,22 +176,55 @@ def verdict_table(verdicts: Sequence[Any]) -> str:
     for v in verdicts:
         r = v.result
         share = ((r.extra or {}).get("roofline") or {}).get("share")
-        untrusted = v.meets is None and ("untrusted" in v.measured or v.kind == "proxy")
+        shaky = unstable_reason(r)
+        untrusted = v.meets is None and ("untrusted" in v.measured or v.kind == "proxy" or shaky is not None)
         verdict = ("PROXY" if v.kind == "proxy" else "UNTRUSTED" if untrusted
                    else {True: "MEETS", False: "MISSES", None: "no target"}[v.meets])
-        rows.append((r.label, f"{r.latency_ms.typical:.2f}",
-                     f"{r.latency_ms.p90:.2f}" if r.latency_ms.p90 is not None else "-", f"{r.fps:.2f}",
+        reason = v.reason if v.kind == "proxy" or "untrusted" in v.measured or v.meets is False else \
+            f"timing untrusted: {shaky}" if shaky else v.reason
+        lat = r.latency_ms
+        rows.append((r.label, _ms(lat.p50), _ms(lat.mean), _ms(lat.p90), f"{r.fps:.2f}", r.fps_basis,
                      f"{share:.0%}" if share is not None else "-", v.device_class, v.required, v.measured, verdict))
-        reasons.append(f"    {v.reason}" if (v.meets is False or untrusted) and v.reason else None)
-    lines = table(("result", "p50 ms", "p90 ms", "fps", "peak", "class", "target", "measured", "verdict"), rows,
-                  right=(1, 2, 3, 4)).split("\n")
-    out = _machine_lines([v.result for v in verdicts]) + lines[:2]
+        reasons.append(f"    {reason}" if (v.meets is False or untrusted) and reason else None)
+    # a column says what it holds: a log without percentiles has no median, and fps names its basis
+    lines = table(("result", "median ms", "mean ms", "p90 ms", "fps", "fps from", "peak", "class", "target",
+                   "measured", "verdict"), rows, right=(1, 2, 3, 4, 6)).split("\n")
+    results = list({id(v.result): v.result for v in verdicts}.values())  # one per result (several verdicts)
+    out = machine_lines(results) + lines[:2]
     for line, reason in zip(lines[2:], reasons):
         out += [line] + ([reason] if reason else [])
-    return "\n".join(out)
+    return "\n".join(out + trust_lines(results))
 
 
-def _machine_lines(results: list[Any]) -> list[str]:
+def _ms(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
+
+
+def unstable_reason(result: Any) -> str | None:
+    """Why a local timing cannot be trusted (the machine was busy, the calls spread), or None."""
+    stability = (result.extra or {}).get("stability") or {}
+    return None if not stability or stability.get("stable", True) else str(stability.get("why") or "unstable")
+
+
+def trust_lines(results: list[Any]) -> list[str]:
+    """The run's verdict on its own timings, always printed for local results: trusted (and on what
+    grounds) or untrusted (which results, and why), so a busy machine never passes silently."""
+    from modnet_edge.benchmarks.isolation import FOREIGN_LIMIT, SPREAD_LIMIT
+
+    local = [r for r in results if r.source == "local" and (r.extra or {}).get("stability")]
+    if not local:
+        return []
+    shaky = [(r, unstable_reason(r)) for r in local if unstable_reason(r)]
+    if not shaky:
+        busiest = max((r.extra["stability"].get("foreign_cpu_share") or 0.0) for r in local)
+        return [f"timings trusted: the machine was quiet (other processes used at most {busiest:.0%} of the CPU, "
+                f"limit {FOREIGN_LIMIT:.0%}) and every subject's middle half of calls spans under "
+                f"{SPREAD_LIMIT:.2g}x"]
+    return [f"timings UNTRUSTED for {len(shaky)} of {len(local)} result(s); speed verdicts on them are not "
+            "given:"] + [f"    {r.artifact.get('name')}: {why}" for r, why in shaky]
+
+
+def machine_lines(results: list[Any]) -> list[str]:
     """Where the local results were measured: CPU, its speed features, isolation, and the peak's derivation."""
     local = [r for r in results if r.source == "local"]
     if not local:

@@ -142,8 +142,9 @@ def attach_speed(entry: ArtifactEntry, results: Sequence[BenchResult], verdicts:
         entry.target_source = "; ".join(v.source for v in applicable)
         entry.measured = "; ".join(v.measured for v in applicable)
         failed = [v.reason for v in applicable if v.meets is False and v.reason]
-        entry.speed_note = "; ".join(failed) or None
-    elif mine_v:
+        if failed or (entry.speed_trusted and not entry.speed_proxy):  # an untrusted/proxy reason is kept
+            entry.speed_note = "; ".join(failed) or None
+    elif mine_v and entry.speed_note is None:
         entry.speed_note = mine_v[0].reason
     entry.notes += [n for n in r.notes if n not in entry.notes]
 
@@ -213,6 +214,14 @@ def speed_verdict(e: ArtifactEntry) -> str:
     return {True: "meets", False: "MISSES", None: "no target"}[e.meets_target]
 
 
+def speed_unjudged_reason(e: ArtifactEntry) -> str | None:
+    """Why an entry's speed carries no verdict although it was measured (a proxy runtime, a busy machine),
+    or None; every report shows it beside the row, not only the console."""
+    if e.fps is None or (e.speed_trusted and not e.speed_proxy):
+        return None
+    return e.speed_note or ("timed by a stand-in runtime" if e.speed_proxy else "the machine was not quiet")
+
+
 def drift_verdict(e: ArtifactEntry) -> str:
     return {True: "pass", False: "FAIL", None: "-"}[e.drift_pass]
 
@@ -242,6 +251,10 @@ def markdown_summary(entries: Sequence[ArtifactEntry], context: dict[str, Any]) 
         lines += ["", "**Problems**", ""]
         for e in problems:
             lines.append(f"- `{e.name}` ({failed_gate(e)}): {failure_reason(e)}")
+    unjudged = [e for e in entries if speed_unjudged_reason(e)]  # every row, failed or not
+    if unjudged:
+        lines += ["", "**Speed not judged**", ""]
+        lines += [f"- `{e.name}` ({speed_verdict(e)}): {speed_unjudged_reason(e)}" for e in unjudged]
     return "\n".join(lines) + "\n"
 
 

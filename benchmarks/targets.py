@@ -1,8 +1,10 @@
 """Device speed targets: one declarative JSON file, checked the same way for every result's source.
 
 Two kinds of target, because two kinds of machine exist.  A *fixed* target is a published speed on a
-known device (the MODNet paper's 67 fps at 512x512 on a GTX 1080 Ti); it is met when the result's
-median-latency fps reaches it.  A *ratio* target is for machines with no fixed speed, where absolute
+known device (the MODNet paper's 67 fps at 512x512 on a GTX 1080 Ti); it is met when the result's fps
+reaches it (from the median latency of a local run, from the mean -- the throughput -- of a device log;
+the result says which).  A fixed target may name the ``delegates`` it is about (an NPU target is about
+the QNN, Hexagon or NNAPI delegate): a phone log whose graph ran on the CPU is not judged by it.  A *ratio* target is for machines with no fixed speed, where absolute
 numbers are noise (a shared CI runner): the result must beat a baseline measured **in the same run**
 (same ``run_id``, input size, batch and mode) by a factor, so load on the machine cancels out.
 
@@ -23,7 +25,7 @@ from modnet_edge.core.errors import ConfigError
 from modnet_edge.benchmarks.results import MODES, BenchResult
 
 SCHEMA = "modnet-edge/targets/1"
-_TARGET_KEYS = {"input_size", "precision", "format", "mode", "min_fps", "max_latency_ms", "source"}
+_TARGET_KEYS = {"input_size", "precision", "format", "mode", "min_fps", "max_latency_ms", "delegates", "source"}
 _RATIO_KEYS = {"precision", "format", "mode", "baseline", "min_speedup", "source"}
 _CLASS_KEYS = {"description", "match", "targets", "ratios"}
 
@@ -41,11 +43,17 @@ class FixedTarget:
     mode: str = "model"
     min_fps: float | None = None
     max_latency_ms: float | None = None
+    delegates: tuple[str, ...] | None = None  # None: whatever ran the graph
 
-    def applies(self, r: BenchResult) -> bool:
+    def applies(self, r: BenchResult, *, ignore_delegate: bool = False) -> bool:
         return (r.mode == self.mode and _precision_matches(self.precision, r.precision)
                 and (self.format is None or self.format == r.format)
-                and (self.input_size is None or self.input_size == r.input_size))
+                and (self.input_size is None or self.input_size == r.input_size)
+                and (ignore_delegate or self.runs_on(r)))
+
+    def runs_on(self, r: BenchResult) -> bool:
+        """True when the target is about the delegate that actually ran ``r`` (or names no delegate)."""
+        return self.delegates is None or str(r.runtime.get("delegate")) in self.delegates
 
     def specificity(self) -> tuple[int, int, int]:
         return (self.input_size is not None, self.precision != "*", self.format is not None)
@@ -169,8 +177,8 @@ def _check_one(r: BenchResult, cls: DeviceClass, run: Sequence[BenchResult]) -> 
             ok &= r.fps >= t.min_fps
             measured.append(f"{r.fps:.1f} fps")
         if t.max_latency_ms is not None:
-            ok &= r.latency_ms.typical <= t.max_latency_ms
-            measured.append(f"{r.latency_ms.typical:.1f} ms")
+            ok &= r.basis_ms <= t.max_latency_ms
+            measured.append(f"{r.basis_ms:.1f} ms {r.fps_basis}")
         verdicts.append(Verdict(r, cls.name, "fixed", t.describe(), ", ".join(measured), ok, t.source,
                                 required_fps=need))
     for t in cls.ratios:
@@ -183,7 +191,7 @@ def _check_one(r: BenchResult, cls: DeviceClass, run: Sequence[BenchResult]) -> 
                                     f"baseline {t.baseline_format} {t.baseline_precision} was not measured in run "
                                     f"{r.run_id} at the same size/batch/mode, so the ratio cannot be shown"))
             continue
-        speedup = base[0].latency_ms.typical / r.latency_ms.typical
+        speedup = base[0].basis_ms / r.basis_ms
         shaky = [f"{x.artifact.get('name')}: {x.extra['stability']['why']}" for x in (r, base[0])
                  if not (x.extra or {}).get("stability", {}).get("stable", True)]
         if shaky:  # a ratio from a disturbed run is not a verdict either way
@@ -193,14 +201,17 @@ def _check_one(r: BenchResult, cls: DeviceClass, run: Sequence[BenchResult]) -> 
             continue
         isolated = r.config.get("isolated") and base[0].config.get("isolated")
         verdicts.append(Verdict(r, cls.name, "ratio", t.describe(), f"{speedup:.2f}x", speedup >= t.min_speedup,
-                                t.source, f"median {r.latency_ms.typical:.1f} ms vs baseline "
-                                f"{base[0].latency_ms.typical:.1f} ms in the same run"
+                                t.source, f"{r.fps_basis} {r.basis_ms:.1f} ms vs baseline "
+                                f"{base[0].fps_basis} {base[0].basis_ms:.1f} ms in the same run"
                                 + ("" if isolated else " (subjects shared one process)"),
                                 required_fps=base[0].fps * t.min_speedup))
     if not verdicts:
+        other = [t for t in cls.targets if t.applies(r, ignore_delegate=True)]
+        why = (f"; its targets are for the {'/'.join(other[0].delegates or ())} delegate and this graph ran on "
+               f"{r.runtime.get('delegate')}" if other else "")
         verdicts.append(Verdict(r, cls.name, "none", "", f"{r.fps:.1f} fps", None, "",
                                 f"no target of class {cls.name!r} applies to {r.precision} {r.mode} at "
-                                f"{r.input_size}"))
+                                f"{r.input_size}{why}"))
     return verdicts
 
 
@@ -318,11 +329,17 @@ def _parse_fixed(cls: str, i: int, t: Any, fail: Any) -> FixedTarget:
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
             raise fail(f"{where}: input_size must be [height, width] in pixels or null, got {size!r}")
         size = (size[0], size[1])
+    delegates = t.get("delegates")
+    if delegates is not None:
+        if not isinstance(delegates, list) or not delegates or not all(isinstance(d, str) and d for d in delegates):
+            raise fail(f"{where}: delegates must be a non-empty list of delegate names such as \"QNN\", got "
+                       f"{delegates!r}")
+        delegates = tuple(delegates)
     min_fps = _positive(where, "min_fps", t.get("min_fps"), fail)
     max_ms = _positive(where, "max_latency_ms", t.get("max_latency_ms"), fail)
     if min_fps is None and max_ms is None:
         raise fail(f"{where} needs min_fps or max_latency_ms")
-    return FixedTarget(input_size=size, min_fps=min_fps, max_latency_ms=max_ms, **common)
+    return FixedTarget(input_size=size, min_fps=min_fps, max_latency_ms=max_ms, delegates=delegates, **common)
 
 
 def _parse_ratio(cls: str, i: int, t: Any, fail: Any) -> RatioTarget:

@@ -91,6 +91,10 @@ def quantize(model: Any, source: Any, input_shape: list[int | str], scheme: QdqS
                                       '"modnet-edge[torch]"') from None
     import onnx
 
+    from modnet_edge.core.console import quiet_onnxruntime
+
+    quiet_onnxruntime()  # the calibration sessions' coloured warnings would reach logs and pipes
+
     excluded = list(float_nodes)
     data_sha256 = source.fingerprint()  # reads and checks every sample before the slow steps
     reader = OrtCalibrationReader(source, model.graph.input[0].name, input_shape)

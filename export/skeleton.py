@@ -16,6 +16,7 @@ from typing import Any
 
 from modnet_edge.core import (ArtifactMetadata, PreprocessSpec, atomic_output, check_output_path, format_of_path,
                               get_format, is_our_artifact, resolve, tool_versions)
+from modnet_edge.core.console import activity
 from modnet_edge.core.containers import container_for
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, DataError
 from modnet_edge.core.formats import Format
@@ -56,7 +57,8 @@ def export_artifact(checkpoint: Any, format_name: str, precision: str, output: s
         stem = ckpt.path.stem if ckpt.path else str(ckpt.provenance.get("weights", "modnet"))
         output = Path(f"{stem}.{precision}{fmt.suffixes[0]}")
         check_export_output(fmt, output)  # the default name may be taken by a file that is not ours
-    converted = resolve(fmt.converter)(ckpt, precision, Path(output), **checked)
+    with activity(f"export {fmt.name} {precision}"):  # named by the heartbeat during a long conversion
+        converted = resolve(fmt.converter)(ckpt, precision, Path(output), **checked)
     meta = ArtifactMetadata(format=fmt.name, precision=precision, preprocessing=converted.preprocessing,
                             model=ckpt.model_config.to_dict(), input_shape=converted.input_shape,
                             source=ckpt.source_info(), tools={**tool_versions(*fmt.tools), **converted.tools},

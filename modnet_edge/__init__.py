@@ -6,9 +6,12 @@ underscore, with options named like the keywords)::
     load_network(checkpoint)                     -> torch.nn.Module (matte-only, inference mode)
     export(checkpoint, format, precision, output, budget=None, **options) -> Path
                                                    (budget: the fastest variant within a drift budget)
-    load(path, **options)                        -> MattingPredictor  (predictor.predict(image) -> alpha)
+    load(path=None, **options)                   -> MattingPredictor  (predictor.predict(image) -> alpha;
+                                                   path: an artifact, a checkpoint, a built-in weights
+                                                   name such as "starter", or None: the default weights)
     open_backend(model_file, **options)          -> Backend (.inputs, .outputs, .run(feed))
-    predict(artifact, images, output=None, **options) -> Predictions (files written, or mattes in memory)
+    predict(artifact, images, output=None, **options) -> Predictions (files written, or mattes in memory;
+                                                   artifact None: the default weights)
     parity(artifacts, images, ...)               -> ParityReport
     diagnose(artifact, images)                   -> Diagnosis (per-layer drift: where it starts)
     benchmark(artifacts, sizes=..., modes=..., device_class=None, results=())

@@ -2,7 +2,9 @@
 
 Every subcommand lives in its stage's ``command`` module (``HELP``, ``add_arguments(parser)``,
 ``run(args) -> int``) and is listed here by name only, so ``--help`` does not import torch.  Any
-:class:`ModnetEdgeError` becomes one clear ``error:`` line and exit status 2.
+:class:`ModnetEdgeError` becomes one clear ``error:`` line and exit status 2.  A mistyped option or
+command gets the usage of the command it was typed for (not the top-level one) and the closest real
+name (``--outptu`` -> "did you mean --output?"), before any other complaint about the same line.
 
 Output options work with every subcommand, before or after its name: ``--quiet`` (print nothing; the
 exit status is the verdict; errors still print), ``--no-progress`` (no bars; bars are never drawn when
@@ -12,6 +14,7 @@ stderr is not a terminal anyway) and ``--log-file FILE`` (append every printed l
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -74,6 +77,77 @@ def _shown_default(action: argparse.Action) -> str | None:
     return str(value).replace("%", "%%")
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that names a mistyped option and its closest real one, with its own usage.
+
+    Plain argparse hands an unknown option of a subcommand up to the top-level parser, which prints the
+    top-level usage; and a missing required option (``-o``) is reported first, hiding the typo that
+    caused it (``--outptu``).  Here each parser looks at its own option tokens before parsing them.
+    """
+
+    #: a command sets this when options may sit between its positionals (``predict MODEL -o DIR IMAGE``):
+    #: argparse would otherwise give a ``nargs="+"`` positional only the tokens before the first option
+    intermixed = False
+    _inner = False  # inside argparse's own two-pass intermixed parsing: parse plainly
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        tokens = list(sys.argv[1:] if args is None else args)
+        if self._inner:
+            return super().parse_known_args(tokens, namespace)
+        unknown = self._unknown_option(tokens)
+        if unknown is not None:
+            self.error(f"unrecognized option {unknown}{_suggestion(unknown, self._option_string_actions)}")
+        if self.intermixed:
+            self._inner = True
+            try:
+                parsed, extras = self.parse_known_intermixed_args(tokens, namespace)
+            finally:
+                self._inner = False
+        else:
+            parsed, extras = super().parse_known_args(tokens, namespace)
+        if extras and self._subparsers is None:  # a command's own leftovers: its usage, not the top level's
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    def _unknown_option(self, tokens: list[str]) -> str | None:
+        """The first token that looks like an option of this parser and is none; for the top-level parser
+        only the tokens before the command name are its own."""
+        known = self._option_string_actions
+        for token in tokens:
+            if token == "--":
+                return None
+            if not token.startswith("-") or token == "-":
+                if self._subparsers is not None:
+                    return None  # the command name: what follows is the command's to judge
+                continue
+            if self._negative_number_matcher.match(token) and not self._has_negative_number_optionals:
+                continue
+            name = token.split("=", 1)[0]
+            if name in known or (not token.startswith("--") and token[:2] in known):  # -ofile, -qv
+                continue
+            if token.startswith("--") and self.allow_abbrev and any(o.startswith(name) for o in known):
+                continue  # a prefix of a real option: argparse resolves it (or reports it ambiguous)
+            return name
+        return None
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        if "invalid choice" in message and self._subparsers is not None:
+            wrong = message.split("invalid choice: ", 1)[1].split(" ", 1)[0].strip("'\"")
+            message += _suggestion(wrong, _command_names())
+        super().error(message)
+
+
+def _command_names() -> list[str]:
+    return [*COMMANDS, *(a for names in ALIASES.values() for a in names)]
+
+
+def _suggestion(wrong: str, names: Any) -> str:
+    """``" (did you mean --output?)"`` for the closest of ``names``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(wrong, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def _output_options(parser: argparse.ArgumentParser, default: Any) -> None:
     g = parser.add_argument_group("output")
     g.add_argument("-q", "--quiet", action="store_true", default=default if default is not None else False,
@@ -91,14 +165,14 @@ def _list_precision_choices(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modnet-edge", description="MODNet portrait matting: train, export, "
+    parser = CommandParser(prog="modnet-edge", description="MODNet portrait matting: train, export, "
                                      "run and verify on every deployment format.", formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"modnet-edge {VERSION}")
     _output_options(parser, None)
     # the subcommand copies default to SUPPRESS: given before the name, the top-level value survives
     common = argparse.ArgumentParser(add_help=False)
     _output_options(common, argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, aliases=ALIASES.get(name, []), help=module.HELP, description=module.HELP,
@@ -129,9 +203,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _line_buffered() -> None:
+    """A pipe or a file gets each line as it is printed: Python buffers a non-terminal stdout in 8 KiB
+    blocks, which kept a piped pipeline silent for minutes and shuffled its lines against stderr's."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and not stream.isatty():
+            try:
+                reconfigure(line_buffering=True)
+            except (ValueError, OSError):
+                pass
+
+
 def _run(args: argparse.Namespace) -> tuple[int, str | None]:
-    """Run the command with its output options; returns (exit status, the line to print on stderr)."""
-    with console.captured_output(quiet=args.quiet, log_file=args.log_file):
+    """Run the command with its output options; returns (exit status, the line to print on stderr).
+    The whole command is one activity, so a log or a pipe hears from it at least every 30 s."""
+    _line_buffered()
+    with console.captured_output(quiet=args.quiet, log_file=args.log_file, plain=True), \
+            console.activity(f"modnet-edge {args.command}"):
         try:
             return int(args._run(args) or 0), None
         except BudgetError as exc:  # a verdict, like a failed parity gate

@@ -87,23 +87,34 @@ def options_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     import modnet_edge
+    from modnet_edge.core import path_size  # a Core ML .mlpackage is a folder: its size is its files'
 
     options = options_from(args)
     if args.checkpoint is None:
         from modnet_edge.model.weights import DEFAULT_WEIGHTS, get_weights
 
         print(f"note: no checkpoint given: exporting the built-in '{DEFAULT_WEIGHTS}' weights "
-              f"({get_weights(DEFAULT_WEIGHTS).summary})")
+              f"({get_weights(DEFAULT_WEIGHTS).name}; record: modnet-edge weights)")
     if args.budget is not None:
         return _search(args, options)
     path = modnet_edge.export(args.checkpoint, format=args.format, precision=args.precision, output=args.output,
                               **options)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.name}.manifest.json")
+    print(f"wrote {path} ({path_size(path) / 1e6:.1f} MB) and {path.name}.manifest.json")
     return 0
 
 
+def _default_stem(checkpoint: str | None) -> str:
+    """The default artifact name's stem, as the export skeleton names it: built-in weights (by name or by
+    default) by their row's own name (``starter`` -> ``starter-v1``), a checkpoint file by its stem."""
+    from modnet_edge.model.weights import DEFAULT_WEIGHTS, get_weights, is_weights_name
+
+    if checkpoint is None or (is_weights_name(checkpoint) and not Path(checkpoint).exists()):
+        return get_weights(checkpoint or DEFAULT_WEIGHTS).name
+    return Path(checkpoint).stem
+
+
 def _search(args: argparse.Namespace, options: dict) -> int:
-    from modnet_edge.core import get_format
+    from modnet_edge.core import get_format, path_size
     from modnet_edge.export.skeleton import check_export_output
     from modnet_edge.precision_search import search_precision
 
@@ -111,8 +122,7 @@ def _search(args: argparse.Namespace, options: dict) -> int:
 
     budget = resolve_budget(args.budget, args.precision)  # a malformed budget fails before any export
     fmt = get_format(args.format)
-    output = args.output or Path(f"{Path(args.checkpoint).stem if args.checkpoint else 'starter-v1'}."
-                                 f"{args.precision}{fmt.suffixes[0]}")
+    output = args.output or Path(f"{_default_stem(args.checkpoint)}.{args.precision}{fmt.suffixes[0]}")
     check_export_output(fmt, output)
     result = search_precision(args.checkpoint, args.format, args.precision, output, budget=budget,
                               images=args.images, verify_images=args.verify_images, **options)
@@ -120,5 +130,5 @@ def _search(args: argparse.Namespace, options: dict) -> int:
     print(f"search record: {output}.search.json")
     if result.chosen is None:
         return 1
-    print(f"wrote {output} ({Path(output).stat().st_size / 1e6:.1f} MB) and {Path(output).name}.manifest.json")
+    print(f"wrote {output} ({path_size(Path(output)) / 1e6:.1f} MB) and {Path(output).name}.manifest.json")
     return 0

@@ -54,7 +54,7 @@ class PipelineOptions:
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(warmup=1, iterations=10, max_seconds=10.0))
     speed_gate: bool = True
     search: bool = True  # reduced precisions: the fastest variant within the budget (modnet_edge.precision_search)
-    keep_images: int = 8
+    keep_images: int | bool = True  # parity photos shown in the report with mattes and drift maps (True: all)
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda msg: _log(msg))
 

@@ -31,12 +31,14 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import atomic_write_text, path_size
+from modnet_edge.core.console import activity, duration, status
 from modnet_edge.export.module_scopes import MODULE_GROUPS
 from modnet_edge.core.errors import ConfigError
 from modnet_edge.search_record import Candidate, SearchResult, Verdict
@@ -259,22 +261,25 @@ class _Search:
         from modnet_edge.parity_tests.parity import run_parity
 
         if k not in self.tried:
-            if self.progress:
-                print(f"search {self.fmt} {self.precision}: keeping {k} of {len(self.order) or 'the'} groups higher",
-                      flush=True)
+            name = (f"search {self.fmt} {self.precision}: candidate keeping {k} of {len(self.order) or 'the'} "
+                    "groups higher")
+            t0 = time.perf_counter()
             kept = self.order[:k]
-            export(self.ckpt, self.fmt, self.precision, self.path(k),
-                   **_resolved({**self.options, **kept_options(self.fmt, self.precision, kept)}, self.ckpt))
-            report = run_parity([self.path(k)], images=self.choose_files, budgets={self.precision: self.budget},
-                                progress=False)
+            with activity(name):
+                export(self.ckpt, self.fmt, self.precision, self.path(k),
+                       **_resolved({**self.options, **kept_options(self.fmt, self.precision, kept)}, self.ckpt))
+                report = run_parity([self.path(k)], images=self.choose_files, budgets={self.precision: self.budget},
+                                    progress=False)
             self.choose_report = report
             r = report.results[0]
             worst = r.worst_image
             worst_mse = r.per_image[worst].mse if worst else r.drift.mse
             every = all(self.budget.admits(d) for d in r.per_image.values())  # the margin: no image over budget
-            self.tried[k] = Candidate(kept, r.drift.mse, r.drift.band_mse, r.passed and every, path_size(self.path(k)),
-                                      worst_mse=worst_mse, worst_image=worst, over_1=r.drift.over_1,
-                                      max_levels=r.drift.max_levels)
+            c = Candidate(kept, r.drift.mse, r.drift.band_mse, r.passed and every, path_size(self.path(k)),
+                          worst_mse=worst_mse, worst_image=worst, over_1=r.drift.over_1, max_levels=r.drift.max_levels)
+            self.tried[k] = c
+            status(f"{name}: MSE {c.mse:.2e}, worst image {c.worst_mse:.2e}, {'within' if c.passed else 'over'} budget "
+                   f"({duration(time.perf_counter() - t0)})")  # one line per candidate, in logs too
         return self.tried[k]
 
     def bisect(self, rank: Any) -> list[tuple[str, float]]:

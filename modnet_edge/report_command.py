@@ -22,21 +22,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     parser.add_argument("--images", type=Path, help="folder of images (default: generated synthetic portraits)")
     parser.add_argument("--limit", type=int, help="use at most N images")
-    parser.add_argument("--reference", type=Path, help="reference checkpoint (default: from the artifacts' provenance)")
+    parser.add_argument("--reference", help="reference checkpoint or built-in weights name (default: from the "
+                        "artifacts' provenance)")
     parser.add_argument("--bench", type=Path, action="append", default=[], help="benchmark results (JSON lines), "
                         "repeatable")
     parser.add_argument("--device-class", help="device class for the speed targets (default: recorded on each "
                         "result, else detected from its device)")
     parser.add_argument("--targets", type=Path, help="targets file (default: the shipped targets.json)")
-    parser.add_argument("--pictures", type=int, default=2, help="how many images to show with mattes and heat maps")
+    parser.add_argument("--pictures", type=int, help="how many parity photos to show with mattes and drift maps "
+                        "(default: all of them)")
 
 
 def report(artifacts: Sequence[str | Path], output: str | Path, images: Any = None, limit: int | None = None,
            reference: str | Path | None = None, bench: Sequence[str | Path] = (), device_class: str | None = None,
-           targets: str | Path | None = None, pictures: int = 2) -> dict[str, Any]:
+           targets: str | Path | None = None, pictures: int | None = None) -> dict[str, Any]:
     """Public API (``modnet_edge.report``): run parity on ``artifacts``, join the speed results in the
     ``bench`` files, and write ``report.html``, ``summary.json``, ``junit.xml`` and ``summary.md`` into
-    ``output``.  Returns ``{"pass": bool, "entries": [...], "parity": ParityReport, "output": Path}``."""
+    ``output``.  ``pictures``: how many parity photos the page shows (None: all).  Returns ``{"pass": bool,
+    "entries": [...], "parity": ParityReport, "output": Path}``."""
     from modnet_edge.benchmarks.device_info import runtime_versions
     from modnet_edge.benchmarks.results import read_jsonl
     from modnet_edge.benchmarks.summary import (ArtifactEntry, attach_parity, attach_speed, group_parity, overall_pass,
@@ -56,7 +59,8 @@ def report(artifacts: Sequence[str | Path], output: str | Path, images: Any = No
         if not Path(path).exists():
             raise ArtifactError("artifact does not exist", path)
     results = [r for f in bench for r in read_jsonl(f)]
-    parity = run_parity(artifacts, images=images, reference=reference, limit=limit, keep_mattes=max(pictures, 0))
+    keep: bool | int = True if pictures is None else max(pictures, 0)
+    parity = run_parity(artifacts, images=images, reference=reference, limit=limit, keep_mattes=keep)
     verdicts = table.check(results, device_class)
     entries = []
     for path, group in group_parity(parity).items():
@@ -72,7 +76,7 @@ def report(artifacts: Sequence[str | Path], output: str | Path, images: Any = No
                "versions": runtime_versions()}
     output.mkdir(parents=True, exist_ok=True)
     write_outputs(output, entries, {k: v for k, v in context.items() if k != "versions"})
-    write_report(output / "report.html", entries, context, parity, results, verdicts, pictures)
+    write_report(output / "report.html", entries, context, parity, results, verdicts, keep)
     return {"pass": overall_pass(entries), "entries": entries, "parity": parity, "output": output}
 
 

@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="artifacts to check")
     parser.add_argument("--images", help="folder of images, or 'synthetic' (default: the package's unseen photos, "
                         "which no built-in network was trained on)")
-    parser.add_argument("--reference", help="reference checkpoint (default: found from the artifact's provenance)")
+    parser.add_argument("--reference", help="reference checkpoint or built-in weights name (default: found from "
+                        "the artifact's provenance)")
     parser.add_argument("--limit", type=int, help="use at most N images")
     parser.add_argument("--budget", dest="budgets", type=_budget_arg, action="append", metavar="PRECISION=BUDGET",
                         help="replace one precision's drift budget, repeatable: an alpha MSE (fp16=1e-5) or 8-bit "

@@ -31,6 +31,13 @@ def describe(path: str, runtime: str | None = None) -> dict:
     return info
 
 
+def _short_source(source: dict) -> dict:
+    """The source record for a terminal: its prose (the weights' summary and data, printed in full by
+    ``modnet-edge weights`` and ``info --json``) left out, hashes shortened."""
+    return {k: (f"{v[:12]}..." if k.endswith("sha256") and isinstance(v, str) and len(v) > 12 else v)
+            for k, v in source.items() if k not in ("note", "trained_on")}
+
+
 def run(args: argparse.Namespace) -> int:
     info = describe(args.artifact, args.runtime)
     if args.json:
@@ -44,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {kind[:-1]:<6} {t['name']:<12} {str(t['shape']):<28} {t['dtype']}")
     meta = info["metadata"]
     if meta:
-        print(f"precision: {meta['precision']}   source: {json.dumps(meta.get('source', {}))}")
+        print(f"precision: {meta['precision']}   source: {json.dumps(_short_source(meta.get('source') or {}))}")
         from modnet_edge.model.weights import provenance_notes
 
         for line in provenance_notes(meta.get("source")):

@@ -1,4 +1,10 @@
-"""Open any model file: choose the format (metadata first, then file suffix) through the one format table."""
+"""Open any model file: choose the format (metadata first, then file suffix) through the one format table.
+
+A model may also be named rather than given as a file: a built-in weights name (``"starter"``,
+``"starter-v1"``: a name is a name only when no file of that name exists) or nothing at all (the default
+weights) opens the PyTorch network, exactly as :func:`modnet_edge.load_network` does, so every command
+that takes a model takes those too.
+"""
 
 from __future__ import annotations
 
@@ -35,22 +41,43 @@ def detect_format(path: str | Path) -> Format:
     return fmt
 
 
-def open_backend(model_file: str | Path, runtime: str | None = None, format: str | None = None,
+def names_weights(model: Any) -> bool:
+    """Whether ``model`` stands for built-in weights: None (the default ones), or a weights name that is
+    not also an existing file (a file of that name is what the user means).  Torch-free."""
+    from modnet_edge.model.weights import is_weights_name
+
+    return model is None or (is_weights_name(model) and not Path(model).exists())
+
+
+def open_backend(model_file: str | Path | None, runtime: str | None = None, format: str | None = None,
                  **options: Any) -> Backend:
-    """A backend for any model file of a supported format (not only MODNet).
+    """A backend for any model file of a supported format (not only MODNet), or for built-in weights by
+    name (None: the default weights).
 
     ``runtime`` picks among a format's runtimes (default: its first); other keyword options go to the
     backend (``providers=``, ``threads=``, ``device=`` ...).
     """
+    if names_weights(model_file):
+        from modnet_edge.model.weights import resolve_checkpoint
+
+        if format not in (None, "pytorch"):
+            raise ConfigError(f"built-in weights {model_file or 'starter'!r} are a PyTorch network, not {format}")
+        fmt = FORMATS["pytorch"]
+        cls = _backend_class(fmt, runtime)
+        _check_options(cls, fmt, options, str(model_file))
+        return cls(resolve_checkpoint(model_file), **options)
     fmt = get_format(format) if format else detect_format(model_file)
-    target = fmt.backend(runtime)
+    cls = _backend_class(fmt, runtime)
+    _check_options(cls, fmt, options, model_file)
+    return cls(model_file, **options)
+
+
+def _backend_class(fmt: Format, runtime: str | None) -> type:
     try:
-        cls = resolve(target)
+        return resolve(fmt.backend(runtime))
     except ImportError as exc:
         raise BackendUnavailableError(f"the {fmt.name} runtime is not installed ({exc.name}); "
                                       f"install it with: {fmt.install_hint('run')}") from None
-    _check_options(cls, fmt, options, model_file)
-    return cls(model_file, **options)
 
 
 def _check_options(cls: type, fmt: Format, options: dict[str, Any], where: str | Path) -> None:
@@ -67,9 +94,10 @@ def _check_options(cls: type, fmt: Format, options: dict[str, Any], where: str |
                           f"(it takes: {', '.join(accepted) or 'none'})", where)
 
 
-def load(path: str | Path, runtime: str | None = None, preprocessing: PreprocessSpec | str | None = None,
-         **options: Any) -> MattingPredictor:
-    """A matting predictor for any artifact (a checkpoint included).
+def load(path: str | Path | None = None, runtime: str | None = None,
+         preprocessing: PreprocessSpec | str | None = None, **options: Any) -> MattingPredictor:
+    """A matting predictor for any artifact (a checkpoint included), or for built-in weights by name
+    (``load("starter")``; no path: the default weights).
 
     Preprocessing is read from the artifact's embedded metadata and manifest (which must agree).  A
     model that carries none (not exported by modnet-edge) is refused unless ``preprocessing`` states
@@ -77,7 +105,7 @@ def load(path: str | Path, runtime: str | None = None, preprocessing: Preprocess
     """
     backend = open_backend(path, runtime=runtime, **options)
     try:
-        meta = reconcile_metadata(path, backend.embedded_metadata)
+        meta = reconcile_metadata(backend.path, backend.embedded_metadata)
         if meta is None:
             meta = _foreign_metadata(backend, preprocessing)
         return MattingPredictor(backend, meta)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from modnet_edge.core import METADATA_KEY, ArtifactMetadata
+from modnet_edge.core.console import quiet_onnxruntime
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError
 
 from modnet_edge.runtimes.base import Backend, TensorInfo
@@ -35,6 +36,7 @@ class OnnxRuntimeBackend(Backend):
         except ImportError:
             raise BackendUnavailableError('onnxruntime is not installed: pip install -c constraints.txt '
                                           '"modnet-edge[onnxruntime]"') from None
+        quiet_onnxruntime()  # its coloured warnings would reach logs and pipes
         if not self.path.is_file():
             raise ArtifactError("ONNX file does not exist", self.path)
         if self.path.stat().st_size == 0:
@@ -52,6 +54,7 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailableError(f"execution provider(s) {missing} not available in this onnxruntime "
                                           f"build (available: {available})")
         options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: warnings come as colour codes on fd 2
         if threads:
             options.intra_op_num_threads = int(threads)
         options.graph_optimization_level = {

@@ -54,12 +54,12 @@ def collect_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def predict(artifact: str | Path, images: str | Path | Sequence[str | Path], output: str | Path | None = None, *,
+def predict(artifact: str | Path | None, images: str | Path | Sequence[str | Path], output: str | Path | None = None, *,
             runtime: str | None = None, color: tuple[int, int, int] = DEFAULT_COLOR, composite: bool = True,
             ofd: bool = False, ofd_threshold: float = 0.1, progress: bool = True,
             **backend_options: Any) -> Predictions:
-    """Matte ``images`` (image files, folders of images, video files) with ``artifact`` (any format, or a
-    checkpoint).  With ``output`` (a folder): write ``<stem>.alpha.png`` and, unless ``composite`` is
+    """Matte ``images`` (image files, folders of images, video files) with ``artifact`` (any format, a
+    checkpoint, or built-in weights by name; None: the default built-in weights).  With ``output`` (a folder): write ``<stem>.alpha.png`` and, unless ``composite`` is
     false, ``<stem>.composite.png`` over ``color``; videos become ``<stem>.alpha.mp4`` /
     ``<stem>.composite.mp4`` (``ofd``: One-Frame-Delay de-flicker with threshold ``ofd_threshold``).
     Without ``output`` the mattes are returned in memory (videos need a folder).

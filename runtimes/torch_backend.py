@@ -19,6 +19,12 @@ _TORCH_TO_NUMPY = {torch.float32: np.dtype(np.float32), torch.float16: np.dtype(
                    torch.int32: np.dtype(np.int32), torch.int64: np.dtype(np.int64)}
 
 
+def _in_memory_name(ckpt: Checkpoint) -> str:
+    """What to call a checkpoint that is no file: built-in weights by their name, anything else plainly."""
+    weights = (ckpt.provenance or {}).get("weights")
+    return f"<built-in weights {weights}>" if ckpt.kind == "builtin" and weights else "<in-memory checkpoint>"
+
+
 class TorchBackend(Backend):
     """Runs a MODNet checkpoint (input ``input`` -> output ``matte``) or any ``.pt2`` exported program.
 
@@ -32,7 +38,7 @@ class TorchBackend(Backend):
     def __init__(self, path: str | Path | Checkpoint, device: str = "cpu", precision: str = "fp32",
                  threads: int | None = None, channels_last: bool = False) -> None:
         ckpt = path if isinstance(path, Checkpoint) else None
-        super().__init__(ckpt.path or "<in-memory checkpoint>" if ckpt else path)
+        super().__init__((ckpt.path or _in_memory_name(ckpt)) if ckpt else path)
         if precision not in ("fp32", "fp16"):
             raise ConfigError(f"PyTorch backend precision must be fp32 or fp16, not {precision!r}")
         try:

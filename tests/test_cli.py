@@ -207,3 +207,48 @@ def test_quiet_native_logs_restores_fd_2_when_the_body_raises(capfd: pytest.Capt
         raise RuntimeError("boom")
     os.write(2, b"WARNING: kept after\n")
     assert capfd.readouterr().err == "WARNING: kept after\n"
+
+
+# ---- CLI manners: a typo gets the command's own usage and the closest real name (issue 27) -----------------
+
+@pytest.mark.parametrize("argv, command, wrong, right", [
+    (["predict", "m.onnx", "photo.jpg", "--outptu", "out"], "predict", "--outptu", "--output"),
+    (["predict", "m.onnx", "photo.jpg", "-o", "out", "--colour", "0,0,0"], "predict", "--colour", "--color"),
+    (["export", "--format", "onnx", "--precison", "fp16", "-o", "x.onnx"], "export", "--precison", "--precision"),
+    (["benchmark", "m.onnx", "--iteratons=5"], "benchmark", "--iteratons", "--iterations"),
+])
+def test_unknown_option_gets_the_commands_usage_and_a_suggestion(argv, command, wrong, right,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: modnet-edge {command} ")  # the command's usage, not the top-level one
+    last = err.strip().splitlines()[-1]
+    assert last == f"modnet-edge {command}: error: unrecognized option {wrong} (did you mean {right}?)"
+    assert "required" not in err  # the typo is named, not the -o it hid
+
+
+def test_unknown_names_elsewhere_are_named_too(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [(["pipline", "-o", "x"], "usage: modnet-edge [-h]", "did you mean pipeline?"),
+             (["--quite", "formats"], "usage: modnet-edge [-h]", "unrecognized option --quite (did you mean --quiet?)"),
+             (["formats", "extra"], "usage: modnet-edge formats", "unrecognized arguments: extra"),
+             (["predict", "m.onnx", "a.jpg", "-o", "o", "--zzz"], "usage: modnet-edge predict",
+              "unrecognized option --zzz")]
+    for argv, usage, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith(usage) and message in err, (argv, err)
+    assert "did you mean" not in err  # nothing close to --zzz: no guess
+
+
+def test_real_options_in_every_spelling_still_parse() -> None:
+    """Values that start with '-', option=value, joined short options and unique prefixes are not typos."""
+    from modnet_edge.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["--log-file", "x.log", "predict", "m.onnx", "a.jpg", "-oout", "--ofd-threshold",
+                              "-0.5", "--col=1,2,3", "-q"])
+    assert (args.output, args.ofd_threshold, args.color, args.quiet) == (Path("out"), -0.5, (1, 2, 3), True)
+    assert args.log_file == Path("x.log")

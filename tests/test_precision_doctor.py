@@ -103,7 +103,7 @@ def test_doctor_points_at_the_planted_layer(planted: Path, small_images: Path, t
 
 
 def test_search_keeps_the_planted_block_and_meets_the_budget(planted: Path, small_images: Path,
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, capsys) -> None:
     """The chosen artifact is re-measured here, independently of the search's own verdict."""
     from modnet_edge.precision_search import search_precision
     from modnet_edge.parity_tests.parity import budget_for, run_parity
@@ -116,6 +116,8 @@ def test_search_keeps_the_planted_block_and_meets_the_budget(planted: Path, smal
     assert "hr/2x" in result.chosen.kept
     assert result.ranking[0][0] == "hr/2x" and result.ranking[0][1] > 1e-3  # the overflow ranks first
     assert not next(c for c in result.candidates if not c.kept).passed  # plain FP16 overflows
+    told = [line for line in capsys.readouterr().err.splitlines() if line.startswith("search onnx fp16: candidate")]
+    assert len(told) == len(result.candidates) and all("MSE" in line and "budget" in line for line in told)
     report = run_parity([out], images=small_images, progress=False)
     budget = budget_for("fp16")
     assert report.results[0].drift.mse <= budget.mse, report.table()

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from modnet_edge.core.console import console_before_redirect
 from modnet_edge.core.containers.engine_file import environment_record
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 
@@ -95,6 +96,9 @@ def quiet_tool(loggers: Sequence[str] = (), env: Mapping[str, str] | None = None
     if native:
         sys.stderr.flush()
         fd_copy, fd_file = os.dup(2), tempfile.TemporaryFile()
+    console = console_before_redirect(fd_copy)  # progress lines still reach the user meanwhile
+    console.__enter__()
+    if native:
         os.dup2(fd_file.fileno(), 2)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(said):
@@ -109,6 +113,8 @@ def quiet_tool(loggers: Sequence[str] = (), env: Mapping[str, str] | None = None
     finally:
         if fd_copy is not None:
             os.dup2(fd_copy, 2)
+        console.__exit__(None, None, None)
+        if fd_copy is not None:
             os.close(fd_copy)
             fd_file.close()
         for h, level in zip(handles, levels):

@@ -244,13 +244,18 @@ def provenance_notes(source: dict[str, Any] | None) -> list[str]:
 
 
 def describe_weights(provenance: dict[str, Any]) -> str | None:
-    """One line naming built-in weights and their measured quality, or None for other checkpoints."""
+    """One short line naming built-in weights, their held-out error where measured, and where their full
+    record is (``modnet-edge weights NAME``: summary, recipe, data and licenses, quality); None for other
+    checkpoints.  Short because every predict/info/export prints it: the record is one command away."""
     name = provenance.get("weights")
     if not is_weights_name(name):
         return None
     w = get_weights(name)
-    q = w.quality.get("headline")
-    return f"built-in weights '{name}': {w.summary}" + (f" Measured: {q}" if q else "")
+    held_out = w.quality.get("held_out_portraits") or {}
+    mse = held_out.get("mse")
+    measured = (f"MSE {mse:.3f} on {len(held_out.get('images') or [])} held-out portraits; "
+                if isinstance(mse, (int, float)) and held_out.get("images") else "")
+    return f"built-in weights '{w.name}' ({measured}record: modnet-edge weights {w.name})"
 
 
 def load_network(checkpoint: Any = None, device: str = "cpu") -> MODNet:
@@ -279,6 +284,8 @@ def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path
         if src.get("weights_sha256") not in (None, weights_sha256(ckpt.state_dict)):
             raise CheckpointError("cannot rebuild the random-init reference (weights hash differs)", artifact)
         return ckpt
+    if reference is not None and is_weights_name(reference) and not Path(reference).exists():
+        return load_weights(str(reference))  # a weights name, as everywhere a checkpoint is taken
     candidates = [Path(reference)] if reference else [
         Path(p) for p in (src.get("checkpoint_path"), artifact.parent / str(src.get("checkpoint", ""))) if p]
     replaced = []
