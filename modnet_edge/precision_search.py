@@ -83,10 +83,16 @@ def search_groups(precision: str) -> list[str]:
     return [*MODULE_GROUPS, "io" if precision == "fp16" else "image-concat"]
 
 
+# Rankings already measured in this process, by (weights, precision, twin options, ranking images): every
+# format of one precision ranks the same ONNX twin, so the pipeline ranks once per precision, not per format.
+_RANKINGS: dict[tuple[str, str, str, str], list[tuple[str, float]]] = {}
+
+
 def rank_groups(checkpoint: Any, precision: str, images: list[Path], options: dict[str, Any],
                 work: Path, progress: bool = True) -> list[tuple[str, float]]:
     """Groups by the drift (MSE) the ONNX twin shows when *only* that group runs at ``precision`` and
-    every other group is kept in higher precision: most sensitive first.
+    every other group is kept in higher precision: most sensitive first (measured once per process
+    for the same weights, precision, twin options and images).
 
     Why not the doctor's per-layer "added" error summed over a group: normalisation layers amplify
     whatever relative error reaches them, so blocks full of InstanceNorms collect the most "added"
@@ -105,6 +111,12 @@ def rank_groups(checkpoint: Any, precision: str, images: list[Path], options: di
     onnx = get_format("onnx")
     twin_opts = {k: v for k, v in options.items() if k != "keep_float" and any(
         o.name == k and o.applies_to(precision) and (not o.choices or v in o.choices) for o in onnx.options)}
+    from modnet_edge.core import sha256_path
+
+    key = (checkpoint.source_info()["weights_sha256"], precision, json.dumps(twin_opts, sort_keys=True, default=str),
+           ",".join(sha256_path(f) for f in images))
+    if key in _RANKINGS:
+        return list(_RANKINGS[key])
     paths = []
     for i, group in enumerate(bar(groups, desc=f"rank groups (onnx {precision})") if progress else groups):
         path = work / f"rank-{i}.onnx"
@@ -114,7 +126,8 @@ def rank_groups(checkpoint: Any, precision: str, images: list[Path], options: di
         paths.append(path)
     report = run_parity(paths, images=images, progress=False)
     scores = [(g, r.drift.mse if math.isfinite(r.drift.mse) else math.inf) for g, r in zip(groups, report.results)]
-    return sorted(scores, key=lambda kv: kv[1], reverse=True)  # an overflow (NaN/inf matte) ranks first
+    _RANKINGS[key] = sorted(scores, key=lambda kv: kv[1], reverse=True)  # an overflow (NaN/inf matte) ranks first
+    return list(_RANKINGS[key])
 
 
 def split_images(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
@@ -144,7 +157,7 @@ def resolve_budget(budget: Any, precision: str) -> Any:
 def search_precision(checkpoint: Any, format: str, precision: str, output: str | Path, *,
                      budget: Any = "auto", images: Any = None, verify_images: Any = None, ranking_images: Any = None,
                      limit: int | None = None, prefer: str = "speed", progress: bool = True,
-                     **options: Any) -> SearchResult:
+                     max_seconds: float | None = None, **options: Any) -> SearchResult:
     """Export the fastest ``format``/``precision`` artifact of ``checkpoint`` within ``budget`` to ``output``.
 
     ``budget``: "auto" (the precision's entry in the parity BUDGETS table), a ``Budget``, an MSE, or a
@@ -155,6 +168,8 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     sensitivity ranking (default: generated synthetic portraits).  ``options`` go to the exporter
     (shape, calibration, ...).  ``prefer``: "speed" (the fastest passing candidate on this machine;
     this CPU's speed is not a phone's or a GPU's) or "fewest" (the fewest groups kept higher).
+    ``max_seconds``: a time budget; when it runs out the search stops trying candidates and chooses
+    among those it judged (the record says so).
     The search record is written beside the artifact as ``<output>.search.json``.
     """
     from modnet_edge.model.weights import resolve_checkpoint
@@ -165,16 +180,22 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
         raise ConfigError(f"the precision search covers {sorted(SEARCHABLE)}, not {format} {precision}")
     if "keep_float" in options:
         raise ConfigError("keep_float is what the precision search chooses; leave it out when a budget is given")
+    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+        raise ConfigError(f"max_seconds must be a positive number of seconds, not {max_seconds!r}")
     limit_budget = resolve_budget(budget, precision)
     ckpt = resolve_checkpoint(checkpoint)
     choose_files, verify_files = _image_sets(images, verify_images, ranking_images, options.get("calibration"), limit)
     output = Path(output)
     with tempfile.TemporaryDirectory(prefix="modnet-search-") as td:
-        search = _Search(ckpt, format, precision, limit_budget, choose_files, Path(td), options, progress)
+        search = _Search(ckpt, format, precision, limit_budget, choose_files, Path(td), options, progress, max_seconds)
         ranking = search.bisect(lambda: rank_groups(ckpt, precision, search.ranking_files(ranking_images, limit),
                                                     options, Path(td), progress))
         chosen = search.choose(prefer)
         verify = search.verdict(verify_files, chosen)
+        if chosen is not None:
+            status(f"search {format} {precision}: the choice ({len(chosen.kept)} groups higher) verified on "
+                   f"{len(verify.images)} photos it never looked at: MSE {verify.mse:.2e}, worst image "
+                   f"{verify.worst_mse:.2e}: {'PASS' if verify.passed else 'FAIL'}")
         failed = None
         if chosen is not None and not verify.passed:
             failed, chosen = chosen, None
@@ -186,7 +207,8 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     result = SearchResult(format, precision, asdict(limit_budget), ranking, search.candidates(), chosen,
                           str(output) if chosen else None, search.verdict_of_choose(), verify,
                           _ranking_note(ranking_images), {k: v for k, v in chosen_opts.items()
-                                                          if k in ("keep_float", "keep_io_types")}, failed)
+                                                          if k in ("keep_float", "keep_io_types")}, failed,
+                          search.note)
     atomic_write_text(Path(f"{output}.search.json"), json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     return result
 
@@ -239,12 +261,25 @@ class _Search:
     choice by speed, and the verdict of a candidate on another image set."""
 
     def __init__(self, ckpt: Any, fmt: str, precision: str, budget: Any, choose: list[Path], work: Path,
-                 options: dict[str, Any], progress: bool) -> None:
+                 options: dict[str, Any], progress: bool, max_seconds: float | None = None) -> None:
         self.ckpt, self.fmt, self.precision, self.budget = ckpt, fmt, precision, budget
         self.choose_files, self.work, self.options, self.progress = choose, work, options, progress
         self.order: list[str] = []
         self.tried: dict[int, Candidate] = {}
         self.choose_report: Any = None
+        self.deadline = time.perf_counter() + max_seconds if max_seconds else None
+        self.max_seconds = max_seconds
+        self.note = ""
+
+    def out_of_time(self) -> bool:
+        """True (once noted) when the time budget is spent: no further candidate is tried."""
+        if self.deadline is None or time.perf_counter() < self.deadline:
+            return False
+        if not self.note:
+            self.note = (f"time budget of {self.max_seconds:g} s spent after {len(self.tried)} candidate(s): the "
+                         "choice is among those judged")
+            status(f"search {self.fmt} {self.precision}: {self.note}")
+        return True
 
     def ranking_files(self, ranking_images: Any, limit: int | None) -> list[Path]:
         from modnet_edge.parity_tests.parity import load_images
@@ -284,15 +319,15 @@ class _Search:
 
     def bisect(self, rank: Any) -> list[tuple[str, float]]:
         """The smallest k that passes (the ranking is computed only when the plain variant fails)."""
-        if self.trial(0).passed:  # a healthy artifact needs no ranking: nothing has to stay higher
+        if self.trial(0).passed or self.out_of_time():  # a healthy artifact needs no ranking
             return []
         ranking = rank()
         self.order = [g for g, _ in ranking]
         if self.fmt == "tensorrt-onnx" and self.precision == "fp16":
             self.order = [g for g in self.order if g != "io"]  # TensorRT-ready FP16 keeps float32 I/O already
         lo, hi = 0, len(self.order)
-        if self.trial(hi).passed:
-            while hi - lo > 1:  # invariant: lo fails, hi passes
+        if not self.out_of_time() and self.trial(hi).passed:
+            while hi - lo > 1 and not self.out_of_time():  # invariant: lo fails, hi passes
                 mid = (lo + hi) // 2
                 if self.trial(mid).passed:
                     hi = mid

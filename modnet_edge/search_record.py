@@ -55,6 +55,7 @@ class SearchResult:
     ranking_images: str
     options: dict[str, Any] = field(default_factory=dict)  # the exporter options of the chosen candidate
     failed_verification: Candidate | None = None  # the choice that did not hold on the verify images
+    note: str = ""  # e.g. the time budget ran out before the bisection ended
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "precision": self.precision, "budget": self.budget, "ranking": self.ranking,
@@ -62,7 +63,7 @@ class SearchResult:
                 "chosen": asdict(self.chosen) if self.chosen else None, "output": self.output,
                 "choose_images": asdict(self.choose), "verify_images": asdict(self.verify),
                 "failed_verification": asdict(self.failed_verification) if self.failed_verification else None,
-                "ranking_images": self.ranking_images, "options": self.options}
+                "ranking_images": self.ranking_images, "options": self.options, "note": self.note}
 
     def summary(self) -> str:
         lines = [f"precision search, {self.format} {self.precision}, budget MSE {self.budget['mse']:.0e}"
@@ -86,6 +87,8 @@ class SearchResult:
             lines.append(f"verification ({len(v.images)} images never looked at): MSE {v.mse:.2e}, worst "
                          f"{v.worst_mse:.2e} ({v.worst_image}), {v.over_1:.2%} of pixels > 1/255, max "
                          f"{v.max_levels} levels: {'PASS' if v.passed else 'FAIL'}")
+        if self.note:
+            lines.append(f"note: {self.note}")
         if self.chosen is None:
             if self.failed_verification is not None:
                 lines.append("no variant verified: the choice met the budget on the choose images but not on "
