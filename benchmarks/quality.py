@@ -247,9 +247,9 @@ def _stability(subject: Subject, scratch: Path, files: list[Path], report: Quali
                         "metrics": {"squash_mse": float(np.mean([r[0] for r in rows])),
                                     "squash_mse_max": float(np.max([r[0] for r in rows])),
                                     "letterbox_mse": float(np.mean([r[1] for r in rows])),
-                                    "letterbox_mse_max": float(np.max([r[1] for r in rows])),
-                                    "per_image": {f.name: {"squash_mse": a, "letterbox_mse": b}
-                                                  for f, (a, b) in zip(files, rows)}}})
+                                    "letterbox_mse_max": float(np.max([r[1] for r in rows]))},
+                        "per_image": {f.name: {"squash_mse": a, "letterbox_mse": b}
+                                      for f, (a, b) in zip(files, rows)}})
 
 
 def _evaluate_subject(subject: Subject, scratch: Path, matting: list[tuple[Path, Path]],
