@@ -32,8 +32,8 @@ def test_export_predict_parity_round_trip(tmp_path: Path, capsys: pytest.Capture
     out = tmp_path / "out"
     assert main(["predict", str(onnx_path), str(images), "-o", str(out)]) == 0
     assert "built-in weights 'starter-v1'" in capsys.readouterr().err  # predict names the network behind it
-    assert sorted(p.name for p in out.iterdir()) == ["a.alpha.png", "a.composite.png", "b.alpha.png",
-                                                    "b.composite.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".modnet-edge-record.jsonl", "a.alpha.png", "a.composite.png",
+                                                    "b.alpha.png", "b.composite.png"]  # the record: what is ours
     assert Image.open(out / "a.alpha.png").size == (90, 70)
     report = tmp_path / "parity.json"
     assert main(["parity", str(onnx_path), "--images", str(images), "--json", str(report)]) == 0
