@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import ArtifactMetadata, PreprocessSpec
-from modnet_edge.core.errors import MetadataError
+from modnet_edge.core.errors import ArtifactError, MetadataError
 from modnet_edge.core.images import ImageLike, to_rgb_uint8
 from modnet_edge.core.preprocess import postprocess, preprocess
 
@@ -117,9 +117,11 @@ class MattingPredictor:
 
     def _dequantize(self, out: np.ndarray) -> np.ndarray:
         dequant = getattr(self.backend, "dequantize_output", None)
-        if dequant is not None:
-            return dequant(self.output_name, out)
-        return out.astype(np.float32, copy=False)
+        out = dequant(self.output_name, out) if dequant is not None else out.astype(np.float32, copy=False)
+        if not np.isfinite(out).all():  # clipped, NaN would be an all-zero matte: say so instead
+            raise ArtifactError("the model produced NaN or infinity instead of a matte: its weights are broken "
+                                "(a diverged or corrupted network)", self.backend.path)
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend.describe(), "metadata": self.metadata.to_dict()}
