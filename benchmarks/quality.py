@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from modnet_edge.core.limits import check_count
 from modnet_edge.core import PreprocessSpec, atomic_write_text
 from modnet_edge.core.errors import ConfigError
 from modnet_edge.core.images import read_image, read_matte
@@ -165,6 +166,7 @@ def compare_quality(subjects: list[str], portraits: str | Path | None = None,
         raise ConfigError("give a portraits folder (image/ + matte/) and/or a segmentation folder (image/ + mask/)")
     made = [make_subject(s) for s in subjects]
     matting = _pairs(Path(portraits), "matte") if portraits else []
+    check_count(limit, "limit (how many segmentation images)")
     seg = _pairs(Path(segmentation), "mask")[:limit] if segmentation else []
     report = QualityReport(conditions={"portraits": str(portraits) if portraits else None,
                                        "segmentation": str(segmentation) if segmentation else None,

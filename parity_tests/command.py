@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from modnet_edge.core.console import all_precisions
@@ -17,7 +18,7 @@ def _budget_arg(text: str) -> tuple[str, float]:
         mse = float(value)
     except ValueError:
         mse = -1.0
-    if precision not in all_precisions() or mse < 0:
+    if precision not in all_precisions() or not math.isfinite(mse) or mse < 0:
         raise argparse.ArgumentTypeError(f"expected PRECISION=MSE with PRECISION one of {', '.join(all_precisions())}"
                                          f", got {text!r}")
     return precision, mse

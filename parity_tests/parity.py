@@ -19,6 +19,7 @@ import numpy as np
 
 from modnet_edge.core import ArtifactMetadata, atomic_write_text
 from modnet_edge.core.errors import ConfigError
+from modnet_edge.core.limits import check_count, check_number
 from modnet_edge.core.images import list_images, read_image
 
 from modnet_edge.model.weights import find_reference
@@ -31,6 +32,11 @@ class Budget:
 
     mse: float
     band_mse: float | None = None
+
+    def __post_init__(self) -> None:  # NaN would pass every comparison: a budget that judges nothing
+        check_number(self.mse, "drift budget (MSE)", 0.0)
+        if self.band_mse is not None:
+            check_number(self.band_mse, "boundary-band drift budget (MSE)", 0.0)
 
 
 # The one table of drift budgets, by artifact precision (prefix match: "int8-weights" -> "int8").
@@ -201,6 +207,7 @@ def kept_higher(meta: ArtifactMetadata) -> list[str]:
 def load_images(images: str | Path | Sequence[str | Path] | None, limit: int | None = None,
                 synthetic_count: int = 4, seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
     """Images for a parity run: a folder, a list of files, or (None) generated synthetic portraits."""
+    check_count(limit, "limit (how many images)")  # 0 or -1 would silently mean "all" or "all but one"
     if images is None:
         gen = synthetic_portraits(synthetic_count, seed=seed)
         return gen, f"generated synthetic portraits (seed {seed}; no real images given)"
@@ -212,7 +219,7 @@ def load_images(images: str | Path | Sequence[str | Path] | None, limit: int | N
     else:
         files = [Path(p) for p in ([images] if isinstance(images, (str, Path)) else images)]
         source = "files"
-    files = files[:limit] if limit else files
+    files = files[:limit] if limit is not None else files
     return {f.name: read_image(f) for f in files}, source
 
 
