@@ -2,7 +2,8 @@
 
 Every subcommand lives in its stage's ``command`` module (``HELP``, ``add_arguments(parser)``,
 ``run(args) -> int``) and is listed here by name only, so ``--help`` does not import torch.  Any
-:class:`ModnetEdgeError` becomes one clear ``error:`` line and exit status 2.
+:class:`ModnetEdgeError` becomes one clear ``error:`` line: exit status 2 for bad input, 3 when the
+machine refused (disk full, file-size limit, read-only storage: :class:`EnvironmentFailure`), 1 for a failed gate.
 
 Output options work with every subcommand, before or after its name: ``--quiet`` (print nothing; the
 exit status is the verdict; errors still print), ``--no-progress`` (no bars; bars are never drawn when
@@ -13,17 +14,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from modnet_edge.core import VERSION
 from modnet_edge.core import console
 from modnet_edge.core.console import all_precisions
 
 __all__ = ["COMMANDS", "ALIASES", "build_parser", "main"]
-from modnet_edge.core.errors import BudgetError, ModnetEdgeError
+from modnet_edge.core.errors import (EXIT_ENVIRONMENT, EXIT_GATE, EXIT_INPUT, BudgetError, ConfigError,
+                                     ModnetEdgeError, environment_failure)
+from modnet_edge.core.files import LogFile, check_output_path
 
 # subcommand -> module defining HELP, add_arguments(parser) and run(args); the name is the API function's
 # (hyphen for underscore), see modnet_edge/__init__.py for the table of both
@@ -90,15 +94,23 @@ def _list_precision_choices(parser: argparse.ArgumentParser) -> None:
             action.choices = all_precisions()
 
 
+class Parser(argparse.ArgumentParser):
+    """A bad option or value is one line (the command, the problem, where to look) and exit status 2,
+    like every other bad input -- not the full usage block, which buries the problem."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modnet-edge", description="MODNet portrait matting: train, export, "
+    parser = Parser(prog="modnet-edge", description="MODNet portrait matting: train, export, "
                                      "run and verify on every deployment format.", formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"modnet-edge {VERSION}")
     _output_options(parser, None)
     # the subcommand copies default to SUPPRESS: given before the name, the top-level value survives
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     _output_options(common, argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, aliases=ALIASES.get(name, []), help=module.HELP, description=module.HELP,
@@ -114,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
-        return 2
+        return EXIT_INPUT
     saved = console.ConsoleSettings(**vars(console.SETTINGS))
     console.configure(quiet=args.quiet, progress=not args.no_progress, log_file=args.log_file)
     try:
@@ -123,23 +135,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.SETTINGS.__dict__.update(vars(saved))
     if error:
         print(error, file=sys.stderr)
-        if args.log_file is not None:
-            with open(args.log_file, "a", encoding="utf-8") as log:
-                log.write(error + "\n")
     return code
 
 
 def _run(args: argparse.Namespace) -> tuple[int, str | None]:
-    """Run the command with its output options; returns (exit status, the line to print on stderr)."""
-    with console.captured_output(quiet=args.quiet, log_file=args.log_file):
-        try:
-            return int(args._run(args) or 0), None
-        except BudgetError as exc:  # a verdict, like a failed parity gate
-            return 1, f"modnet-edge {args.command}: {exc}"
-        except ModnetEdgeError as exc:
-            return 2, f"modnet-edge {args.command}: error: {exc}"
-        except KeyboardInterrupt:
-            return 130, f"modnet-edge {args.command}: interrupted"
+    """Run the command with its output options; returns (exit status, the line to print on stderr).
+
+    The one place exit statuses are decided: 0 done, 1 a gate failed (:class:`BudgetError` or the
+    command's verdict), 2 bad input (:class:`ModnetEdgeError`), 3 the machine (:class:`EnvironmentFailure`,
+    or an OS error that means disk full, a file-size limit, read-only storage), 130 interrupted."""
+    try:
+        log = _open_log(args)
+    except ModnetEdgeError as exc:
+        return _status(args, exc)
+    code, error = EXIT_INPUT, None
+    try:
+        with console.captured_output(quiet=args.quiet, log_file=log):
+            code = int(args._run(args) or 0)
+    except (ModnetEdgeError, KeyboardInterrupt, OSError, MemoryError) as exc:
+        code, error = _status(args, exc)
+    finally:
+        if log is not None:
+            if error is not None:
+                log.write(error + "\n")  # the log ends with the error too (a failing log stays silent)
+            log.close()
+    if error is None and log is not None and log.failure is not None:
+        code, error = _status(args, log.failure)
+    return code, error
+
+
+def _status(args: argparse.Namespace, exc: BaseException) -> tuple[int, str]:
+    name = f"modnet-edge {args.command}"
+    if isinstance(exc, BudgetError):  # a verdict, like a failed parity gate
+        return EXIT_GATE, f"{name}: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, f"{name}: interrupted"
+    env = environment_failure(exc)
+    if env is not None:
+        return EXIT_ENVIRONMENT, f"{name}: error: {env}"
+    if isinstance(exc, ModnetEdgeError):
+        return EXIT_INPUT, f"{name}: error: {exc}"
+    raise exc  # an OS error that is neither the input's nor the machine's: a bug, show its traceback
+
+
+# options naming a file the command writes besides its main output; never one of its inputs
+_FILE_OUTPUTS = ("log_file", "json")
+
+
+def _open_log(args: argparse.Namespace) -> LogFile | None:
+    """Before any work: ``--json FILE`` must be free or ours, and neither it nor ``--log-file`` may be one
+    of the command's inputs (the JSON would replace it, the log append to it); then the log is opened (a
+    folder, a link or an unwritable file is refused now, not after the work)."""
+    for option in _FILE_OUTPUTS:
+        target = getattr(args, option, None)
+        if not isinstance(target, (str, Path)) or not Path(target).is_file():
+            continue
+        for name, value in vars(args).items():
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if name not in _FILE_OUTPUTS and isinstance(item, (str, Path)) and Path(item).is_file() \
+                        and os.path.samefile(item, target):
+                    raise ConfigError(f"--{option.replace('_', '-')} names a file that is also an input of this "
+                                      "command; choose another file", target)
+    if isinstance(getattr(args, "json", None), (str, Path)):
+        check_output_path(args.json)
+    return LogFile(args.log_file) if args.log_file is not None else None
 
 
 if __name__ == "__main__":
