@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import atomic_write_text, path_size
+from modnet_edge.core import atomic_write_text, check_output_path, path_size
 from modnet_edge.export.module_scopes import MODULE_GROUPS
 from modnet_edge.core.errors import ConfigError
 
@@ -202,6 +202,8 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
             raise ConfigError(f"calibration and held-out images overlap ({', '.join(shared[:3])}): pass held-out "
                               "images= the calibration never saw")
     output = Path(output)
+    for path in (output, Path(f"{output}.search.json")):  # free or ours, before minutes of search
+        check_output_path(path)
     with tempfile.TemporaryDirectory(prefix="modnet-search-") as td:
         work = Path(td)
         base_opts = dict(options)

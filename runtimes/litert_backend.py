@@ -70,6 +70,8 @@ class LiteRTBackend(Backend):
 
         check_threads(threads, self.path)
         self.interpreter_name, module = find_interpreter(interpreter)
+        if self.path.is_dir():
+            raise ArtifactError("is a folder, not a TFLite file", self.path)
         if not self.path.is_file():
             raise ArtifactError("TFLite file does not exist", self.path)
         data = self.path.read_bytes()

@@ -37,6 +37,8 @@ class OnnxRuntimeBackend(Backend):
         except ImportError:
             raise BackendUnavailableError('onnxruntime is not installed: pip install -c constraints.txt '
                                           '"modnet-edge[onnxruntime]"') from None
+        if self.path.is_dir():
+            raise ArtifactError("is a folder, not an ONNX file", self.path)
         if not self.path.is_file():
             raise ArtifactError("ONNX file does not exist", self.path)
         if self.path.stat().st_size == 0:

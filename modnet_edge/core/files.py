@@ -479,7 +479,9 @@ def atomic_output(path: str | Path, suffix: str | None = None,
     finally:
         if backup.exists() and not (path.exists() or path.is_symlink()):
             os.replace(backup, path)  # failed between the two renames: the old package goes back
-        for leftover in (tmp, pending, backup):
+        committed = not (tmp.exists() or tmp.is_symlink())  # the new artifact is in place
+        # a pending manifest of an artifact in place stays (recover_folder adopts it once we are gone)
+        for leftover in (tmp, backup) if committed else (tmp, pending, backup):
             if leftover.exists() or leftover.is_symlink():
                 _remove(leftover)
 

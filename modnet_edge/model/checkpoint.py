@@ -120,7 +120,7 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
     if missing or unexpected or misshaped:
         def _fmt(title: str, items: list[str]) -> str:
             shown = items[:12] + ([f"... and {len(items) - 12} more"] if len(items) > 12 else [])
-            return f"\n  {title} ({len(items)}): " + ", ".join(shown) if items else ""
+            return f"; {title} ({len(items)}): " + ", ".join(shown) if items else ""
         raise CheckpointError("checkpoint does not match the MODNet architecture"
                               + _fmt("missing keys", missing) + _fmt("unexpected keys", unexpected)
                               + _fmt("mis-shaped keys", misshaped), where)
