@@ -902,9 +902,11 @@ def build_cases() -> list[Case]:  # noqa: C901 - a table
     add(Case("train --resume of our finished run", ["train", "quick", "-o", "{d}/run0", *tiny, "--resume"],
              expect="ok", setup=cli("train", "quick", "-o", "{d}/run0", *tiny), slow=True))
     for name, text in (("config.json", '{"mine": 1}'), ("epochs.csv", "my,cols\n"), ("log.jsonl", '{"mine": 1}\n'),
-                       ("best.pt", "mine"), ("last.pt", "mine"), ("done", "mine")):
+                       ("best.pt", "mine"), ("last.pt", "mine")):
         add(Case(f"train: a user's {name} in -o (issue)", ["train", "quick", "-o", "{d}/run", *tiny],
                  setup=put(f"run/{name}", text), keep=(f"run/{name}",), needle=name))
+    add(Case("train: a user's file no run writes, in -o", ["train", "quick", "-o", "{d}/run", *tiny], expect="ok",
+             setup=put("run/notes.txt", "mine"), keep=("run/notes.txt",), slow=True))
     add(Case("train --resume with a user's log.jsonl", ["train", "quick", "-o", "{d}/run", *tiny, "--resume"],
              setup=chain(cli("train", "quick", "-o", "{d}/run", *tiny), lambda ctx: (ctx.d / "run" / "log.jsonl").write_text(
                  "my own log\n")), keep=("run/log.jsonl",), needle="log.jsonl", slow=True))
@@ -920,12 +922,13 @@ def build_cases() -> list[Case]:  # noqa: C901 - a table
         add(Case(f"train {opt} {val}", ["train", "quick", "-o", "{d}/run", "--max-steps", "1", opt, val], needle=needle,
                  isolate=opt in ("--threads", "--size"), timeout=300))
     # --- adapt --------------------------------------------------------------------------------------------
+    soc = ["--set", "steps=1", "--set", "size=64", "--set", "holdout=0"]  # one small step when nothing refuses it
     for name in ("adapted.pt", "soc_summary.json", "log.jsonl"):
-        add(Case(f"adapt: a user's {name} in -o", ["adapt", ck, "{d}/frames", "-o", "{d}/soc"],
+        add(Case(f"adapt: a user's {name} in -o", ["adapt", ck, "{d}/frames", "-o", "{d}/soc", *soc],
                  setup=chain(photo("frames/a.png"), photo("frames/b.png", 40), put(f"soc/{name}", "mine")),
                  keep=(f"soc/{name}",), needle=name))
     for opt, needle in (("lr=nan", "lr"), ("threads=100000", "threads"), ("size=65536", "size")):
-        add(Case(f"adapt --set {opt}", ["adapt", ck, "{d}/frames", "-o", "{d}/soc", "--set", opt],
+        add(Case(f"adapt --set {opt}", ["adapt", ck, "{d}/frames", "-o", "{d}/soc", *soc, "--set", opt],
                  setup=chain(photo("frames/a.png"), photo("frames/b.png", 40)), needle=needle, isolate=True,
                  timeout=300))
     # --- pipeline -----------------------------------------------------------------------------------------

@@ -359,7 +359,7 @@ class Trainer:
         self.dist.close()
 
 
-RUN_FILES = ("config.json", "log.jsonl", "epochs.csv", "last.pt", "best.pt", "done")  # what a run writes
+RUN_FILES = ("config.json", "log.jsonl", "epochs.csv", "last.pt", "best.pt")  # what a run writes
 
 
 def check_run_folder(out: Path, resume: bool | str | Path) -> None:
