@@ -152,7 +152,7 @@ def _run(args: argparse.Namespace) -> tuple[int, str | None]:
     try:
         with console.captured_output(quiet=args.quiet, log_file=log):
             code = int(args._run(args) or 0)
-    except (ModnetEdgeError, KeyboardInterrupt, OSError, MemoryError) as exc:
+    except (ModnetEdgeError, KeyboardInterrupt, OSError, MemoryError, RuntimeError) as exc:
         code, error = _status(args, exc)
     finally:
         if log is not None:
@@ -175,7 +175,7 @@ def _status(args: argparse.Namespace, exc: BaseException) -> tuple[int, str]:
         return EXIT_ENVIRONMENT, f"{name}: error: {env}"
     if isinstance(exc, ModnetEdgeError):
         return EXIT_INPUT, f"{name}: error: {exc}"
-    raise exc  # an OS error that is neither the input's nor the machine's: a bug, show its traceback
+    raise exc  # neither the input's nor the machine's: a bug, show its traceback
 
 
 # options naming a file the command writes besides its main output; never one of its inputs

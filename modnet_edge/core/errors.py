@@ -70,6 +70,10 @@ _ENVIRONMENT_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EFBIG", "EDQ
                        if hasattr(errno, name)}
 
 
+# how PyTorch's CPU allocator says it: a RuntimeError, not a MemoryError
+_OUT_OF_MEMORY = "can't allocate memory"
+
+
 def environment_failure(exc: BaseException, path: str | Path | None = None) -> EnvironmentFailure | None:
     """The :class:`EnvironmentFailure` that ``exc`` (or an exception it was raised from) stands for, naming
     ``path`` (else the file the OS error names); None when it is not an environment failure."""
@@ -78,7 +82,7 @@ def environment_failure(exc: BaseException, path: str | Path | None = None) -> E
         seen.add(id(exc))
         if isinstance(exc, EnvironmentFailure):
             return exc
-        if isinstance(exc, MemoryError):
+        if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and _OUT_OF_MEMORY in str(exc)):
             return EnvironmentFailure("out of memory", path)
         if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
             where = path if path is not None else exc.filename
