@@ -170,6 +170,11 @@ def test_a_users_log_jsonl_is_never_appended_to(tmp_path) -> None:
     with pytest.raises(ArtifactError, match="log.jsonl"):
         RunLog(tmp_path, tensorboard=False)
     assert (tmp_path / "log.jsonl").read_text() == "my log\n"
+    (tmp_path / "log.jsonl").unlink()
+    RunLog(tmp_path, tensorboard=False).record("start", step=0)  # ours now ...
+    (tmp_path / "log.jsonl").write_text("replaced by the user\n")  # ... until the user replaces it
+    with pytest.raises(ArtifactError, match="log.jsonl"):
+        RunLog(tmp_path, tensorboard=False)
     fresh = tmp_path / "fresh"
     log = RunLog(fresh, tensorboard=False)
     log.record("start", step=0)
@@ -486,6 +491,7 @@ def test_log_files_that_cannot_take_the_log(tmp_path, capsys) -> None:
     (["parity", "{art}", "--budget", "fp32=NaN"], "PRECISION=MSE"),
     (["predict", "{art}", "{tmp}/x.png", "-o", "{tmp}/o", "--ofd-threshold", "nan"], "ofd_threshold"),
     (["predict", "{art}", "{tmp}/x.png", "-o", "{tmp}/o", "--threads", "100000"], "threads"),
+    (["predict", "{art}", "{tmp}/x.png", "-o", "{tmp}/o", "--threads", "0"], "threads"),  # was ignored
     (["benchmark", "{art}", "--size", "65536"], "2048"),
     (["export", "{tmp}", "-o", "{tmp}/y.onnx"], "is a folder"),
 ])
@@ -571,3 +577,21 @@ def test_reading_a_package_killed_mid_swap_restores_it(tmp_path) -> None:
     assert not pkg.exists()
     assert read_manifest(pkg) is not None and (pkg / "weights.bin").read_text() == "old"
     assert not [p for p in tmp_path.iterdir() if TEMP_MARK in p.name]
+
+
+def test_out_of_memory_is_the_machines_and_other_runtime_errors_stay_bugs() -> None:
+    from modnet_edge.core.errors import environment_failure
+
+    oom = RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried "
+                       "to allocate 51539607552 bytes")
+    assert isinstance(environment_failure(oom), EnvironmentFailure)
+    assert isinstance(environment_failure(MemoryError()), EnvironmentFailure)
+    assert environment_failure(RuntimeError("shape mismatch")) is None
+
+
+def test_a_checkpoint_of_another_network_is_one_line(tmp_path, capsys) -> None:
+    import torch
+
+    torch.save({"w": torch.zeros(3)}, tmp_path / "other.pt")
+    assert main(["export", str(tmp_path / "other.pt"), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "unexpected keys" in _one_line_error(capsys, "export")

@@ -252,7 +252,7 @@ def is_ours(path: str | Path) -> bool:
     if any("sha256" in e for e in entries) or manifest_path(path).is_file():
         digest = sha256_path(path)
     for entry in entries:
-        if entry.get("sha256") == digest:
+        if digest is not None and entry.get("sha256") == digest:
             return True
         size = entry.get("prefix_bytes")
         if isinstance(size, int) and size > 0 and path.is_file() and \
