@@ -530,7 +530,8 @@ def killed_between_renames(fmt: str, name: str, opts: list[str]) -> Callable[[Ct
             return Result(first.returncode, first.stdout, first.stderr)
         subprocess.run([sys.executable, "-c", _KILL_BEFORE_NEW_IN, str(target), *base, "--precision", "fp16"],
                        capture_output=True, text=True, timeout=600, cwd=ctx.d)
-        info = subprocess.run([sys.executable, "-c", _RUNNER, "0", "info", str(target)], capture_output=True,
+        reader = ["info", str(target)] + (["--runtime", "reference"] if fmt == "coreml" else [])
+        info = subprocess.run([sys.executable, "-c", _RUNNER, "0", *reader], capture_output=True,
                               text=True, timeout=600, cwd=ctx.d)
         if info.returncode != 0:
             return Result(info.returncode, info.stdout, "reader: " + info.stderr)
