@@ -13,6 +13,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from modnet_edge.core.limits import check_count
 from modnet_edge.core import atomic_write_text
 from modnet_edge.core.errors import DataError
 from modnet_edge.core.images import read_image, read_matte
@@ -47,7 +48,8 @@ def evaluate(artifact_or_checkpoint: str | Path, data_dir: str | Path, json_path
 
     from modnet_edge.runtimes.loader import load
 
-    pairs = evaluation_pairs(data_dir)[:limit] if limit else evaluation_pairs(data_dir)
+    check_count(limit, "limit (how many pairs)")
+    pairs = evaluation_pairs(data_dir)[:limit] if limit is not None else evaluation_pairs(data_dir)
     per_image: dict[str, dict[str, float]] = {}
     with load(artifact_or_checkpoint, runtime=runtime, **backend_options) as predictor:
         for img_path, matte_path in progress_bar(pairs, desc=f"evaluate {Path(artifact_or_checkpoint).name}",

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from modnet_edge.core.limits import check_batch, check_count, check_input_size, check_number, check_threads
 from modnet_edge.core import PreprocessSpec, path_size, resolve, sha256_path
 from modnet_edge.core.errors import ConfigError, MetadataError
 from modnet_edge.core.preprocess import area_resize, preprocess
@@ -53,6 +54,12 @@ class BenchConfig:
         for h, w in self.sizes:
             if h < 32 or w < 32:
                 raise ConfigError(f"benchmark input size {h}x{w} is too small (>= 32x32)")
+            check_input_size(h, w, "benchmark input size")
+            check_batch(self.batch, h, w, "benchmark batch")
+        check_threads(self.threads)
+        if self.max_seconds is not None:
+            check_number(self.max_seconds, "max_seconds (cap on each timed phase)", 0.0, low_open=True)
+        check_count(self.rounds, "rounds")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from modnet_edge.core.limits import check_count
 from modnet_edge.core import PreprocessSpec, atomic_write_text
 from modnet_edge.core.errors import ConfigError
 from modnet_edge.core.images import read_image, read_matte
@@ -182,6 +183,7 @@ def compare_quality(subjects: list[str], portraits: str | Path | None = None,
                           "a folder of person-free photos")
     made = [make_subject(s) for s in subjects]
     matting = _pairs(Path(portraits), "matte") if portraits else []
+    check_count(limit, "limit (how many segmentation images)")
     seg = _pairs(Path(segmentation), "mask")[:limit] if segmentation else []
     empty = list_images(person_free) if person_free else []
     steady = list_images(stability if stability is not None else unseen_images())

@@ -8,8 +8,11 @@ they are stored under a key made of exactly those, and reused whenever the same 
 
 The payload is opaque to the cache: each tool stores what it can read back (ONNX Runtime's own JSON
 of ``TensorsData``, ai-edge-quantizer's QSV dictionary, TensorRT's calibration table bytes).  Entries
-are written atomically (never a half-written file) with a small JSON sidecar naming the key's parts,
-so a human can see what an entry is for.
+are written atomically (never a half-written file) with a small JSON sidecar naming the key's parts and
+the payload's sha256.  An entry is trusted only when it proves sound (:meth:`CalibrationCache.lookup`):
+its sidecar names this key and the payload's current sha256, and the tool's checks accept the payload
+(:func:`check_ranges`: schema, finite, ordered, plausible).  A bad entry -- corrupted, cut short, edited
+-- is set aside, never deleted, with a one-line note, and the ranges are calculated again.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import atomic_output, atomic_write_text
+import numpy as np
+
+from modnet_edge.core import atomic_output, atomic_write_text, sha256_path
 from modnet_edge.core.errors import ConfigError
 
 ENV_VAR = "MODNET_EDGE_CACHE_DIR"
@@ -87,13 +94,66 @@ class CalibrationCache:
     def path(self, key: CacheKey, suffix: str = ".json") -> Path:
         return self.root / f"{key.method}-{key.digest}{suffix}"
 
-    def has(self, key: CacheKey, suffix: str = ".json") -> bool:
-        found = self.path(key, suffix).is_file() and self.path(key, suffix).stat().st_size > 0
-        if found:
-            self.hits += 1
-        else:
+    def lookup(self, key: CacheKey, suffix: str = ".json",
+               check: Callable[[bytes], None] | None = None) -> Path | None:
+        """The entry of ``key`` when it is there and sound, else None (a miss: the caller recalculates).
+
+        Sound: a regular file whose sidecar names this key and the payload's sha256, and which ``check``
+        (the tool's schema and range checks, raising ``ValueError`` with the reason) accepts.  A bad entry
+        is set aside (renamed ``<entry>.invalid-<time>``, never deleted) with a one-line note on stderr."""
+        path = self.path(key, suffix)
+        if not (path.exists() or path.is_symlink()):
             self.misses += 1
-        return found
+            return None
+        problem = self._problem(key, path, check)
+        if problem is None:
+            self.hits += 1
+            return path
+        self.misses += 1
+        kept = self._set_aside(path)
+        print(f"note: calibration cache entry {path} is unusable ({problem}); recalculating it"
+              + (f" (the bad entry is kept as {kept.name})" if kept else ""), file=sys.stderr)
+        return None
+
+    def has(self, key: CacheKey, suffix: str = ".json", check: Callable[[bytes], None] | None = None) -> bool:
+        return self.lookup(key, suffix, check) is not None
+
+    def _problem(self, key: CacheKey, path: Path, check: Callable[[bytes], None] | None) -> str | None:
+        if path.is_symlink() or not path.is_file():
+            return "not a regular file"
+        sidecar = self._sidecar(path)
+        try:
+            record = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            return "its key record is missing or unreadable"
+        if not isinstance(record, dict) or {k: v for k, v in record.items() if k != "payload_sha256"} != key.to_dict():
+            return "its key record names another key"
+        if record.get("payload_sha256") != sha256_path(path):
+            return "its content does not match the sha256 recorded when it was written (changed or corrupted)"
+        if check is not None:
+            try:
+                check(path.read_bytes())
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
+                return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None
+
+    @staticmethod
+    def _sidecar(path: Path) -> Path:
+        return path.with_name(path.name + ".key.json")
+
+    def _set_aside(self, path: Path) -> Path | None:
+        """Rename a bad entry (and its key record) out of the way; nothing is deleted."""
+        stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+        kept = None
+        for old in (path, self._sidecar(path)):
+            if old.exists() or old.is_symlink():
+                new = old.with_name(f"{old.name}.invalid-{stamp}")
+                try:
+                    os.replace(old, new)
+                except OSError:
+                    continue
+                kept = kept or new
+        return kept
 
     @contextlib.contextmanager
     def store(self, key: CacheKey, suffix: str = ".json") -> Iterator[Path]:
@@ -101,16 +161,55 @@ class CalibrationCache:
         target = self.path(key, suffix)
         with atomic_output(target, suffix=suffix) as tmp:
             yield tmp
-        atomic_write_text(target.with_name(target.name + ".key.json"), json.dumps(key.to_dict(), indent=2) + "\n")
+        record = {**key.to_dict(), "payload_sha256": sha256_path(target)}
+        atomic_write_text(self._sidecar(target), json.dumps(record, indent=2) + "\n")
 
-    def read_bytes(self, key: CacheKey, suffix: str = ".bin") -> bytes | None:
-        """The payload of an entry, or None (counts as a hit or a miss)."""
-        return self.path(key, suffix).read_bytes() if self.has(key, suffix) else None
+    def read_bytes(self, key: CacheKey, suffix: str = ".bin",
+                   check: Callable[[bytes], None] | None = None) -> bytes | None:
+        """The payload of a sound entry, or None (counts as a hit or a miss)."""
+        path = self.lookup(key, suffix, check)
+        return path.read_bytes() if path is not None else None
 
     def write_bytes(self, key: CacheKey, data: bytes, suffix: str = ".bin") -> Path:
         with self.store(key, suffix) as tmp:
             tmp.write_bytes(data)
         return self.path(key, suffix)
+
+
+# Plausibility of activation ranges: nothing MODNet computes comes near float16's largest finite value
+# (every fp16 artifact would overflow), so a range beyond it is corruption, not a measurement.
+FLOAT16_MAX = 65504.0
+
+
+def check_ranges(ranges: Mapping[str, tuple[Any, Any]], exact: Mapping[str, tuple[float, float]] | None = None) -> None:
+    """Raise ``ValueError`` naming the first implausible activation range: empty, mismatched, NaN or
+    infinite, min above max, beyond :data:`FLOAT16_MAX`; and a tensor of ``exact`` (name -> the bounds
+    it cannot leave, e.g. the normalised model input) reaching outside them."""
+    if not ranges:
+        raise ValueError("it holds no tensor ranges")
+    for name, (low, high) in ranges.items():
+        lo, hi = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+        if lo.size == 0 or lo.shape != hi.shape:
+            raise ValueError(f"tensor {name!r}: empty or mismatched min/max")
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            raise ValueError(f"tensor {name!r}: its range holds NaN or infinity")
+        if (lo > hi).any():
+            raise ValueError(f"tensor {name!r}: min above max")
+        if max(float(np.abs(lo).max()), float(np.abs(hi).max())) > FLOAT16_MAX:
+            raise ValueError(f"tensor {name!r}: range beyond +-{FLOAT16_MAX:g}, implausible for any activation")
+        if exact and name in exact:
+            a, b = exact[name]
+            slack = 1e-3 * (b - a)
+            if float(lo.min()) < a - slack or float(hi.max()) > b + slack:
+                raise ValueError(f"tensor {name!r} spans [{float(lo.min()):g}, {float(hi.max()):g}] but can only "
+                                 f"take values in [{a:g}, {b:g}]")
+
+
+def input_bounds(spec: Any) -> tuple[float, float]:
+    """The values a normalised image can take under ``spec`` (pixels 0..1 through its mean and std)."""
+    lows = [(0.0 - m) / s for m, s in zip(spec.mean, spec.std)]
+    highs = [(1.0 - m) / s for m, s in zip(spec.mean, spec.std)]
+    return min(lows), max(highs)
 
 
 def resolve_cache(option: CalibrationCache | str | Path | bool | None) -> CalibrationCache | None:

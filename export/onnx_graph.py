@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from modnet_edge.core.limits import check_batch
 from modnet_edge.core.errors import ConfigError
 from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint
 
@@ -73,6 +74,7 @@ def float_graph(checkpoint: Checkpoint, precision: str = "fp32", *, opset: int =
             net = net.half()
         in_dtype = torch.float32 if (precision == "fp32" or keep_io_types) else torch.float16
         h, w = static_shape or (64, 64)
+        check_batch(batch or 1, h, w)  # before the dummy input is allocated
         dummy = torch.zeros(batch or 1, 3, h, w, dtype=in_dtype)
         wrapper = _ExportWrapper(net, cast_io=precision == "fp16" and keep_io_types).eval()
         with tempfile.TemporaryDirectory(prefix="modnet-onnx-") as work:

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,9 @@ def quantize(model: Any, source: Any, input_shape: list[int | str], scheme: QdqS
                         symmetric=scheme.symmetric_activations, activations=scheme.activation_type,
                         op_types=list(scheme.op_types), chunk=extra["CalibStridedMinMax"])
     supports_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
-    state = "disabled" if cache is None or not supports_cache else ("hit" if cache.has(key, ".ort.json") else "miss")
+    check = ort_cache_check(model.graph.input[0].name, getattr(source, "spec", None))
+    state = "disabled" if cache is None or not supports_cache else (
+        "hit" if cache.has(key, ".ort.json", check) else "miss")
     kwargs: dict[str, Any] = dict(
         quant_format=QuantFormat.QDQ, per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
         activation_type={"uint8": QuantType.QUInt8, "int8": QuantType.QInt8,
@@ -135,6 +138,33 @@ def quantize(model: Any, source: Any, input_shape: list[int | str], scheme: QdqS
                 quantize_static(str(float_path), str(quantized), reader, **kwargs)
         qmodel = onnx.load(str(quantized))
     return Calibrated(qmodel, excluded, {**source.describe(), "cache": state, "cache_key": key.digest})
+
+
+def ort_cache_check(input_name: str, spec: Any = None) -> Callable[[bytes], None]:
+    """The soundness check of an ONNX Runtime calibration cache entry (its ``TensorsData`` JSON): the
+    schema ONNX Runtime reads back, plausible ranges (:func:`~modnet_edge.calibration.cache.check_ranges`),
+    and the model input within what the preprocessing ``spec`` can produce."""
+    from modnet_edge.calibration.cache import check_ranges, input_bounds
+
+    def values(v: Any) -> Any:
+        return v.get("data") if isinstance(v, dict) else v
+
+    def check(data: bytes) -> None:
+        try:
+            payload = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not valid JSON ({exc})") from None
+        tensors = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(tensors, dict) or "calibration_method" not in payload:
+            raise ValueError("not ONNX Runtime's calibration JSON (TensorsData)")
+        ranges = {}
+        for name, entry in tensors.items():
+            if not isinstance(entry, dict) or "lowest" not in entry or "highest" not in entry:
+                raise ValueError(f"tensor {name!r} has no lowest/highest")
+            ranges[name] = (values(entry["lowest"]), values(entry["highest"]))
+        check_ranges(ranges, {input_name: input_bounds(spec)} if spec is not None else None)
+
+    return check
 
 
 def check_method(method: str, percentile: float) -> None:

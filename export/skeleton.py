@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import (ArtifactMetadata, PreprocessSpec, atomic_output, check_output_path, format_of_path,
-                              get_format, is_our_artifact, resolve, tool_versions)
+                              get_format, manifest_path, resolve, tool_versions)
 from modnet_edge.core.console import activity
 from modnet_edge.core.containers import container_for
-from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, DataError
+from modnet_edge.core.errors import BackendUnavailableError, ConfigError, DataError
 from modnet_edge.core.formats import Format
 
 
@@ -38,6 +38,7 @@ def export_artifact(checkpoint: Any, format_name: str, precision: str, output: s
                     **options: Any) -> Path:
     """Export ``checkpoint`` (path, :class:`Checkpoint`, built-in weights name or None for the starter)
     to ``format_name`` at ``precision``; returns the artifact path, its manifest written beside it."""
+    from modnet_edge.model.checkpoint import check_finite
     from modnet_edge.model.weights import resolve_checkpoint
 
     fmt = get_format(format_name)
@@ -53,6 +54,7 @@ def export_artifact(checkpoint: Any, format_name: str, precision: str, output: s
     if output is not None:
         check_export_output(fmt, output)  # before minutes of conversion, not after
     ckpt = resolve_checkpoint(checkpoint)
+    check_finite(ckpt.state_dict, ckpt.path or "checkpoint")  # a checkpoint handed over in memory too
     if output is None:
         stem = ckpt.path.stem if ckpt.path else str(ckpt.provenance.get("weights", "modnet"))
         output = Path(f"{stem}.{precision}{fmt.suffixes[0]}")
@@ -76,11 +78,10 @@ def write_artifact(output: str | Path, meta: ArtifactMetadata, model: Any) -> Pa
 
 
 def check_export_output(fmt: Format, output: str | Path) -> None:
-    """An export's output: writable, ours to overwrite, and named with the format's suffix."""
+    """An export's output: writable, ours to overwrite (the artifact and the manifest beside it: see
+    :func:`~modnet_edge.core.files.is_ours`), no symbolic link, and named with the format's suffix."""
     check_output_path(output)
-    if Path(output).is_file() and not is_our_artifact(output):
-        raise ArtifactError("output exists and is not an artifact written by modnet-edge; refusing to overwrite "
-                            "it: choose another name, or move it away first", output)
+    check_output_path(manifest_path(output))
     named = format_of_path(output)
     if named is not fmt:  # a file's suffix is how every loader recognises its format
         raise ConfigError(f"output {Path(output).name!r} does not end in {' or '.join(fmt.suffixes)}, the suffix "

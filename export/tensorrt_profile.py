@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modnet_edge.core.limits import check_batch, check_input_size
 from modnet_edge.core.errors import ConfigError
 
 Shape = tuple[int, int, int, int]
@@ -53,6 +54,8 @@ class ShapeProfile:
                 raise ConfigError(f"profile {what} shape {list(shape)} has a non-positive dimension")
             if c != 3:
                 raise ConfigError(f"profile {what} shape {list(shape)}: the network takes 3 (RGB) channels, not {c}")
+            check_input_size(h, w, f"profile {what} shape")
+            check_batch(n, h, w, f"profile {what} batch")
             if h % self.multiple or w % self.multiple:
                 raise ConfigError(f"profile {what} shape {list(shape)}: height and width must be multiples of "
                                   f"{self.multiple} (the network downsamples 32x)")

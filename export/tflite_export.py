@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from modnet_edge.core.limits import check_threads
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 from modnet_edge.core.tools import quiet_tool
 from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint
@@ -173,6 +174,7 @@ def convert_tflite(checkpoint: Checkpoint, precision: str, output: Path, *,
     from modnet_edge.core.console import progress
 
     del output  # the skeleton writes the file
+    check_threads(threads)
     mode = MODE_OF[precision]
     static = mode in ("static", "static16")
     shape = tuple(int(v) for v in (static_shape or DEFAULT_SHAPE))

@@ -120,7 +120,7 @@ def calibrate(float_model: bytes, source: Any, recipe: list[dict[str, Any]], met
 
     key = CacheKey.make(f"ai-edge-quantizer-{_version('ai-edge-quantizer')}", model_sha256(float_model),
                         source.fingerprint(), method, recipe=recipe)
-    if cache is not None and cache.has(key, ".qsv.json"):
+    if cache is not None and cache.has(key, ".qsv.json", _check_qsvs):
         return _decode_qsvs(cache.path(key, ".qsv.json").read_text()), "hit"
     _aeq()
     from ai_edge_quantizer import calibrator, recipe_manager
@@ -192,6 +192,24 @@ def _decode_qsvs(text: str) -> dict[str, Any]:
         return v
 
     return {name: {k: dec(v) for k, v in qsv.items()} for name, qsv in json.loads(text).items()}
+
+
+def _check_qsvs(data: bytes) -> None:
+    """The soundness check of a cached QSV entry: decodes, and every tensor's min/max is plausible
+    (:func:`~modnet_edge.calibration.cache.check_ranges`; the model's inputs and outputs get their exact
+    ranges from ``io_ranges`` anyway)."""
+    from modnet_edge.calibration.cache import check_ranges
+
+    try:
+        qsvs = _decode_qsvs(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise ValueError(f"not a readable QSV entry ({exc})") from None
+    ranges = {}
+    for name, qsv in qsvs.items():
+        if not isinstance(qsv, dict) or "min" not in qsv or "max" not in qsv:
+            raise ValueError(f"tensor {name!r} has no min/max")
+        ranges[name] = (qsv["min"], qsv["max"])
+    check_ranges(ranges)
 
 
 def model_sha256(float_model: bytes) -> str:

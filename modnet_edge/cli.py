@@ -2,8 +2,9 @@
 
 Every subcommand lives in its stage's ``command`` module (``HELP``, ``add_arguments(parser)``,
 ``run(args) -> int``) and is listed here by name only, so ``--help`` does not import torch.  Any
-:class:`ModnetEdgeError` becomes one clear ``error:`` line and exit status 2.  A mistyped option or
-command gets the usage of the command it was typed for (not the top-level one) and the closest real
+:class:`ModnetEdgeError` becomes one clear ``error:`` line: exit status 2 for bad input, 3 when the
+machine refused (disk full, file-size limit, read-only storage: :class:`EnvironmentFailure`), 1 for a failed gate.  A mistyped option or
+command gets one line naming the command it was typed for (not the top-level one) and the closest real
 name (``--outptu`` -> "did you mean --output?"), before any other complaint about the same line.
 
 Output options work with every subcommand, before or after its name: ``--quiet`` (print nothing; the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +28,9 @@ from modnet_edge.core import console
 from modnet_edge.core.console import all_precisions
 
 __all__ = ["COMMANDS", "ALIASES", "build_parser", "main"]
-from modnet_edge.core.errors import BudgetError, ModnetEdgeError
+from modnet_edge.core.errors import (EXIT_ENVIRONMENT, EXIT_GATE, EXIT_INPUT, BudgetError, ConfigError,
+                                     ModnetEdgeError, environment_failure)
+from modnet_edge.core.files import LogFile, check_output_path
 
 # subcommand -> module defining HELP, add_arguments(parser) and run(args); the name is the API function's
 # (hyphen for underscore), see modnet_edge/__init__.py for the table of both
@@ -78,7 +82,8 @@ def _shown_default(action: argparse.Action) -> str | None:
 
 
 class CommandParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` that names a mistyped option and its closest real one, with its own usage.
+    """An ``ArgumentParser`` that names a mistyped option and its closest real one, in one line naming the
+    command it was typed for (exit status 2, like every other bad input).
 
     Plain argparse hands an unknown option of a subcommand up to the top-level parser, which prints the
     top-level usage; and a missing required option (``-o``) is reported first, hiding the typo that
@@ -135,7 +140,8 @@ class CommandParser(argparse.ArgumentParser):
         if "invalid choice" in message and self._subparsers is not None:
             wrong = message.split("invalid choice: ", 1)[1].split(" ", 1)[0].strip("'\"")
             message += _suggestion(wrong, _command_names())
-        super().error(message)
+        # one line, like every other bad input: the usage block of a command with 60 options buries it
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _command_names() -> list[str]:
@@ -170,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modnet-edge {VERSION}")
     _output_options(parser, None)
     # the subcommand copies default to SUPPRESS: given before the name, the top-level value survives
-    common = argparse.ArgumentParser(add_help=False)
+    common = CommandParser(add_help=False)
     _output_options(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name, module_name in COMMANDS.items():
@@ -188,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
-        return 2
+        return EXIT_INPUT
     saved = console.ConsoleSettings(**vars(console.SETTINGS))
     console.configure(quiet=args.quiet, progress=not args.no_progress, log_file=args.log_file)
     try:
@@ -197,9 +203,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.SETTINGS.__dict__.update(vars(saved))
     if error:
         print(error, file=sys.stderr)
-        if args.log_file is not None:
-            with open(args.log_file, "a", encoding="utf-8") as log:
-                log.write(error + "\n")
     return code
 
 
@@ -217,18 +220,68 @@ def _line_buffered() -> None:
 
 def _run(args: argparse.Namespace) -> tuple[int, str | None]:
     """Run the command with its output options; returns (exit status, the line to print on stderr).
+
+    The one place exit statuses are decided: 0 done, 1 a gate failed (:class:`BudgetError` or the
+    command's verdict), 2 bad input (:class:`ModnetEdgeError`), 3 the machine (:class:`EnvironmentFailure`,
+    or an OS error that means disk full, a file-size limit, read-only storage), 130 interrupted.
     The whole command is one activity, so a log or a pipe hears from it at least every 30 s."""
     _line_buffered()
-    with console.captured_output(quiet=args.quiet, log_file=args.log_file, plain=True), \
-            console.activity(f"modnet-edge {args.command}"):
-        try:
-            return int(args._run(args) or 0), None
-        except BudgetError as exc:  # a verdict, like a failed parity gate
-            return 1, f"modnet-edge {args.command}: {exc}"
-        except ModnetEdgeError as exc:
-            return 2, f"modnet-edge {args.command}: error: {exc}"
-        except KeyboardInterrupt:
-            return 130, f"modnet-edge {args.command}: interrupted"
+    try:
+        log = _open_log(args)
+    except ModnetEdgeError as exc:
+        return _status(args, exc)
+    code, error = EXIT_INPUT, None
+    try:
+        with console.captured_output(quiet=args.quiet, log_file=log, plain=True), \
+                console.activity(f"modnet-edge {args.command}"):
+            code = int(args._run(args) or 0)
+    except (ModnetEdgeError, KeyboardInterrupt, OSError, MemoryError, RuntimeError) as exc:
+        code, error = _status(args, exc)
+    finally:
+        if log is not None:
+            if error is not None:
+                log.write(error + "\n")  # the log ends with the error too (a failing log stays silent)
+            log.close()
+    if error is None and log is not None and log.failure is not None:
+        code, error = _status(args, log.failure)
+    return code, error
+
+
+def _status(args: argparse.Namespace, exc: BaseException) -> tuple[int, str]:
+    name = f"modnet-edge {args.command}"
+    if isinstance(exc, BudgetError):  # a verdict, like a failed parity gate
+        return EXIT_GATE, f"{name}: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, f"{name}: interrupted"
+    env = environment_failure(exc)
+    if env is not None:
+        return EXIT_ENVIRONMENT, f"{name}: error: {env}"
+    if isinstance(exc, ModnetEdgeError):
+        return EXIT_INPUT, f"{name}: error: {exc}"
+    raise exc  # neither the input's nor the machine's: a bug, show its traceback
+
+
+# options naming a file the command writes besides its main output; never one of its inputs
+_FILE_OUTPUTS = ("log_file", "json")
+
+
+def _open_log(args: argparse.Namespace) -> LogFile | None:
+    """Before any work: ``--json FILE`` must be free or ours, and neither it nor ``--log-file`` may be one
+    of the command's inputs (the JSON would replace it, the log append to it); then the log is opened (a
+    folder, a link or an unwritable file is refused now, not after the work)."""
+    for option in _FILE_OUTPUTS:
+        target = getattr(args, option, None)
+        if not isinstance(target, (str, Path)) or not Path(target).is_file():
+            continue
+        for name, value in vars(args).items():
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if name not in _FILE_OUTPUTS and isinstance(item, (str, Path)) and Path(item).is_file() \
+                        and os.path.samefile(item, target):
+                    raise ConfigError(f"--{option.replace('_', '-')} names a file that is also an input of this "
+                                      "command; choose another file", target)
+    if isinstance(getattr(args, "json", None), (str, Path)):
+        check_output_path(args.json)
+    return LogFile(args.log_file) if args.log_file is not None else None
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import FORMATS, VERSION, Format, atomic_write_text, path_size, sha256_path
+from modnet_edge.core import (FORMATS, RECORD_NAME, VERSION, Format, atomic_write_text, check_output_folder,
+                              check_output_path, is_ours, path_size, remove_if_ours, sha256_path)
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core.limits import check_count
 from modnet_edge.core.images import unseen_images
 
 from modnet_edge.precision_search import SEARCHABLE
@@ -66,21 +67,32 @@ def _log(message: str) -> None:
     tqdm.write(message)
 
 
+OUTPUT_FILES = ("parity.json", "bench.jsonl", "summary.json", "junit.xml", "summary.md", "report.html")
+
+
 def _prepare_output(folder: Path) -> None:
-    """Use an empty folder or one a previous pipeline wrote (its artifacts are replaced); refuse others."""
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError("output exists and is not a folder", folder)
-    if folder.is_dir() and any(folder.iterdir()):
-        manifest = folder / "manifest.json"
+    """Use an empty folder or one a previous pipeline wrote -- proven by its ``manifest.json`` being ours
+    (:func:`~modnet_edge.core.files.is_ours`; written first, as "running", so a run stopped by Ctrl-C is
+    recognised too); refuse others.  The previous run's artifacts go only where they are ours; every file
+    this run will write must be free or ours, checked now, before any work."""
+    check_output_folder(folder)
+    manifest = folder / "manifest.json"
+    if folder.is_dir() and any(p.name != RECORD_NAME for p in folder.iterdir()):
         try:
-            kind = json.loads(manifest.read_text()).get("kind") if manifest.is_file() else None
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            kind = json.loads(manifest.read_text()).get("kind") if is_ours(manifest) else None
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
             kind = None
         if kind != MANIFEST_KIND:
             raise ConfigError("output folder is not empty and was not written by `modnet-edge pipeline` "
-                              "(no pipeline manifest.json); choose an empty or new folder", folder)
-        shutil.rmtree(folder / "artifacts", ignore_errors=True)
+                              "(no pipeline manifest.json of ours); choose an empty or new folder", folder)
+        for name in OUTPUT_FILES:
+            check_output_path(folder / name)
+        if (folder / "artifacts").is_dir():
+            for old in sorted((folder / "artifacts").iterdir()):
+                remove_if_ours(old)
     (folder / "artifacts").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(manifest, json.dumps({"kind": MANIFEST_KIND, "toolkit_version": VERSION,
+                                            "status": "running"}, indent=2) + "\n")
 
 
 def _checkpoint(opts: PipelineOptions) -> tuple[Path, dict[str, Any]]:
@@ -290,6 +302,7 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     device = describe_device()
     dclass = table.get(opts.device_class) if opts.device_class else table.detect(device)
     parse_formats(opts.formats)
+    check_count(opts.limit, "limit (how many images)")
     if opts.checkpoint is not None:
         from modnet_edge.model.weights import resolve_checkpoint
 

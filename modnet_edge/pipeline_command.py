@@ -1,7 +1,8 @@
 """``modnet-edge pipeline``: the main job (checkpoint -> exports -> parity -> benchmark -> report), one folder.
 
 Exit status: 0 when every artifact passes every gate, 1 when any gate fails (an export, a drift budget
-or a speed target), 2 for bad input (a missing checkpoint, an unknown device class ...).
+or a speed target), 2 for bad input (a missing checkpoint, an unknown device class ...), 3 when the machine
+refused (disk full, a file-size limit: see README "Exit status").
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import atomic_write_text, path_size
+from modnet_edge.core import atomic_write_text, check_output_path, path_size
 from modnet_edge.core.console import activity, duration, status
 from modnet_edge.export.module_scopes import MODULE_GROUPS
 from modnet_edge.core.errors import ConfigError
@@ -186,6 +186,8 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     ckpt = resolve_checkpoint(checkpoint)
     choose_files, verify_files = _image_sets(images, verify_images, ranking_images, options.get("calibration"), limit)
     output = Path(output)
+    for path in (output, Path(f"{output}.search.json")):  # free or ours, before minutes of search
+        check_output_path(path)
     with tempfile.TemporaryDirectory(prefix="modnet-search-") as td:
         search = _Search(ckpt, format, precision, limit_budget, choose_files, Path(td), options, progress, max_seconds)
         ranking = search.bisect(lambda: rank_groups(ckpt, precision, search.ranking_files(ranking_images, limit),

@@ -45,13 +45,15 @@ def report(artifacts: Sequence[str | Path], output: str | Path, images: Any = No
     from modnet_edge.benchmarks.summary import (ArtifactEntry, attach_parity, attach_speed, group_parity, overall_pass,
                                                 write_outputs)
     from modnet_edge.benchmarks.targets import load_targets
-    from modnet_edge.core import FORMATS, path_size, sha256_path
+    from modnet_edge.core import FORMATS, check_output_folder, check_output_path, path_size, sha256_path
     from modnet_edge.core.errors import ArtifactError
     from modnet_edge.parity_tests.parity import run_parity
     from modnet_edge.report_html import write_report
     from modnet_edge.runtimes.loader import detect_format
 
-    output = Path(output)
+    output = check_output_folder(output)
+    for name in ("report.html", "summary.json", "junit.xml", "summary.md"):  # free or ours, before the slow part
+        check_output_path(output / name)
     table = load_targets(targets)
     if device_class:
         table.get(device_class)  # unknown class: fail before the slow parity run

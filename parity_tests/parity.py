@@ -30,6 +30,7 @@ import numpy as np
 
 from modnet_edge.core import ArtifactMetadata, atomic_write_text, sha256_path
 from modnet_edge.core.errors import ConfigError
+from modnet_edge.core.limits import check_count
 from modnet_edge.core.images import list_images, read_image, unseen_images
 
 from modnet_edge.model.weights import find_reference, seen_images
@@ -203,8 +204,7 @@ def image_files(images: str | Path | Sequence[str | Path] | None, limit: int | N
             raise ConfigError(f"no images found in {images}")
     else:
         files = [Path(p) for p in ([images] if isinstance(images, (str, Path)) else images)]
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be at least 1 image, got {limit}")
+    check_count(limit, "limit (how many images)")  # 0 or -1 would silently mean "all" or "all but one"
     return files[:limit] if limit else files
 
 
@@ -286,6 +286,7 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
     native_kept: dict[str, np.ndarray] = {}
     for artifact, options in _parity_runs([Path(a) for a in artifacts], backend_options):
         with load(artifact, **options) as predictor:
+            predictor.refuse_non_finite = False  # NaN or infinity (an FP16 overflow) is drift, measured as such
             meta = predictor.metadata
             ckpt = find_reference(meta, artifact, reference)
             # The reference runs NCHW; an NHWC artifact is fed the same pixels, only transposed.

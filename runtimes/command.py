@@ -49,7 +49,7 @@ def backend_options(args: argparse.Namespace) -> dict:
     """The runtime options a command's arguments ask for (only those given)."""
     opts = {}
     for key in ("providers", "device", "threads"):
-        if getattr(args, key, None):
+        if getattr(args, key, None) is not None:  # given, even as 0 (refused by the runtime, never ignored)
             opts[key] = getattr(args, key)
     return opts
 

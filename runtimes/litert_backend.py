@@ -22,6 +22,7 @@ import numpy as np
 from modnet_edge.core.console import quiet_native_logs
 from modnet_edge.core import ArtifactMetadata
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, FeedError
+from modnet_edge.core.limits import check_threads
 
 from modnet_edge.runtimes.base import Backend, TensorInfo
 
@@ -67,7 +68,10 @@ class LiteRTBackend(Backend):
         super().__init__(path)
         from modnet_edge.core.containers.tflite_file import check_tflite_bytes, read_modnet_metadata
 
+        check_threads(threads, self.path)
         self.interpreter_name, module = find_interpreter(interpreter)
+        if self.path.is_dir():
+            raise ArtifactError("is a folder, not a TFLite file", self.path)
         if not self.path.is_file():
             raise ArtifactError("TFLite file does not exist", self.path)
         data = self.path.read_bytes()

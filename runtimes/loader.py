@@ -8,12 +8,11 @@ that takes a model takes those too.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import (FORMATS, ArtifactMetadata, Format, PreprocessSpec, format_of_path, get_format,
-                              manifest_path, reconcile_metadata, resolve)
+                              manifest_path, read_manifest_record, reconcile_metadata, recover_folder, resolve)
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, MetadataError
 
 from modnet_edge.runtimes.base import Backend
@@ -23,14 +22,12 @@ from modnet_edge.runtimes.predictor import MattingPredictor
 def detect_format(path: str | Path) -> Format:
     """The format of ``path``: its manifest's ``format`` field first, then its suffix."""
     path = Path(path)
+    recover_folder(path.parent)  # a writer killed mid-swap of a package: the old one is put back first
     if not path.exists():
         raise ArtifactError("model file does not exist", path)
     mpath = manifest_path(path)
-    if mpath.exists():
-        try:
-            name = json.loads(mpath.read_text()).get("format")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-            raise MetadataError(f"manifest is not valid JSON: {exc}", mpath) from None
+    if mpath.exists() or mpath.is_symlink():
+        name = read_manifest_record(mpath).get("format")
         if name in FORMATS:
             return FORMATS[name]
         raise MetadataError(f"manifest names unknown format {name!r}", mpath)

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from modnet_edge.core import METADATA_KEY, ArtifactMetadata
-from modnet_edge.core.console import quiet_onnxruntime
-from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError
+from modnet_edge.core.console import quiet_native_logs, quiet_onnxruntime
+from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError, MetadataError
+from modnet_edge.core.limits import check_threads
 
 from modnet_edge.runtimes.base import Backend, TensorInfo
 
@@ -37,6 +38,8 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailableError('onnxruntime is not installed: pip install -c constraints.txt '
                                           '"modnet-edge[onnxruntime]"') from None
         quiet_onnxruntime()  # its coloured warnings would reach logs and pipes
+        if self.path.is_dir():
+            raise ArtifactError("is a folder, not an ONNX file", self.path)
         if not self.path.is_file():
             raise ArtifactError("ONNX file does not exist", self.path)
         if self.path.stat().st_size == 0:
@@ -44,8 +47,7 @@ class OnnxRuntimeBackend(Backend):
         levels = ("none", "basic", "extended", "all")
         if optimization not in levels:
             raise ConfigError(f"optimization must be one of {list(levels)}, not {optimization!r}", self.path)
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads must be a positive integer, not {threads!r}", self.path)
+        check_threads(threads, self.path)
         wanted = [providers] if isinstance(providers, str) else list(providers or ["cpu"])
         names = [PROVIDERS.get(p.lower(), p) for p in wanted]
         available = ort.get_available_providers()
@@ -62,7 +64,8 @@ class OnnxRuntimeBackend(Backend):
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
         try:
-            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=names)
+            with quiet_native_logs():  # its warnings reach stderr again, without their colour codes
+                self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=names)
         except Exception as exc:  # InvalidProtobuf, Fail, NotImplemented ... all mean "bad model file"
             raise ArtifactError(f"ONNX Runtime cannot load this model (truncated or invalid ONNX?): "
                                 f"{str(exc).strip().splitlines()[0]}", self.path) from None
@@ -70,7 +73,10 @@ class OnnxRuntimeBackend(Backend):
         self.device = "cuda" if self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
         self.inputs = [self._info(a) for a in self._session.get_inputs()]
         self.outputs = [self._info(a) for a in self._session.get_outputs()]
-        raw = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        try:
+            raw = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        except UnicodeDecodeError:  # ONNX Runtime decodes every entry: a corrupted byte lands here
+            raise MetadataError("the model's metadata is not valid UTF-8 (corrupted or tampered)", self.path) from None
         self.embedded_metadata = ArtifactMetadata.from_json(raw, self.path) if raw is not None else None
 
     @staticmethod

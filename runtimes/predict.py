@@ -32,7 +32,9 @@ class Predictions:
 
 
 def collect_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Files and folders -> input files (folders: their images); refuses names that would collide."""
+    """Files and folders -> input files (folders: their images, except files modnet-edge wrote there,
+    such as an earlier run's mattes); refuses names that would collide."""
+    from modnet_edge.core import is_ours
     from modnet_edge.core.errors import InputImageError
     from modnet_edge.core.images import list_images
 
@@ -41,9 +43,9 @@ def collect_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = list_images(p)
+            found = [f for f in list_images(p) if not is_ours(f)]  # our own outputs are never inputs
             if not found:
-                raise InputImageError("folder contains no images", p)
+                raise InputImageError("folder contains no images (other than outputs of modnet-edge)", p)
             files += found
         else:
             files.append(p)
@@ -52,6 +54,27 @@ def collect_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     if dupes:
         raise InputImageError(f"several inputs share the name(s) {dupes}; outputs would overwrite each other")
     return files
+
+
+def output_paths(files: Sequence[Path], out: Path, composite: bool = True) -> list[Path]:
+    """Every file :func:`predict` writes into ``out`` for ``files``, in order."""
+    from modnet_edge.core.videos import is_video
+
+    kinds = ("alpha", "composite") if composite else ("alpha",)
+    return [out / f"{f.stem}.{kind}.{'mp4' if is_video(f) else 'png'}" for f in files for kind in kinds]
+
+
+def check_outputs(files: Sequence[Path], out: Path, composite: bool = True) -> None:
+    """Before any work: no output is an input, and every output path is free or ours (a user's own
+    ``a.alpha.png`` in the output folder is refused, never replaced)."""
+    from modnet_edge.core import check_output_path
+    from modnet_edge.core.errors import ArtifactError
+
+    inputs = {f.resolve() for f in files if f.exists()}
+    for path in output_paths(files, out, composite):
+        if path.resolve() in inputs:
+            raise ArtifactError("this output would replace one of the inputs; choose another output folder", path)
+        check_output_path(path)
 
 
 def predict(artifact: str | Path | None, images: str | Path | Sequence[str | Path], output: str | Path | None = None, *,
@@ -65,9 +88,10 @@ def predict(artifact: str | Path | None, images: str | Path | Sequence[str | Pat
     Without ``output`` the mattes are returned in memory (videos need a folder).
     ``backend_options`` go to the runtime (``device=``, ``providers=``, ``threads=``).
     """
-    from modnet_edge.core import check_output_path
+    from modnet_edge.core import check_output_folder
     from modnet_edge.core.console import progress as progress_bar
-    from modnet_edge.core.errors import ArtifactError, ConfigError
+    from modnet_edge.core.limits import check_number
+    from modnet_edge.core.errors import ConfigError
     from modnet_edge.core.images import read_image
     from modnet_edge.core.videos import is_video
     from modnet_edge.model.weights import provenance_notes
@@ -76,12 +100,11 @@ def predict(artifact: str | Path | None, images: str | Path | Sequence[str | Pat
     from modnet_edge.runtimes.outputs import composite as compose
     from modnet_edge.runtimes.video import predict_video
 
-    out = Path(output) if output is not None else None
-    if out is not None:
-        if out.exists() and not out.is_dir():
-            raise ArtifactError("the output must be a folder, and this is a file", out)
-        check_output_path(out / "matte.png")  # no parent may be a file: say so before any work
+    out = check_output_folder(output) if output is not None else None
+    check_number(ofd_threshold, "ofd_threshold (OFD agreement threshold xi, on alpha in [0, 1])", 0.0, 1.0)
     files = collect_inputs(images)
+    if out is not None:
+        check_outputs(files, out, composite)
     videos = [f for f in files if is_video(f)]
     files = [f for f in files if not is_video(f)]
     if videos and out is None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core import ArtifactMetadata, PreprocessSpec
-from modnet_edge.core.errors import MetadataError
+from modnet_edge.core.errors import ArtifactError, MetadataError
 from modnet_edge.core.images import ImageLike, to_rgb_uint8
 from modnet_edge.core.preprocess import postprocess, preprocess
 
@@ -26,6 +26,10 @@ class MattingPredictor:
     ``image``: a path, a PIL image or an (H, W[, C]) array (grey, RGB, RGBA, uint8/uint16/float).
     Static-shape artifacts are fed their fixed size; dynamic ones the reference resize rule.
     """
+
+    #: a model that outputs NaN or infinity is an error for a user (clipped, it would be a black matte);
+    #: parity turns this off, because there such an output is drift to report (an FP16 overflow), not a crash
+    refuse_non_finite: bool = True
 
     def __init__(self, backend: Backend, metadata: ArtifactMetadata) -> None:
         self.backend = backend
@@ -117,9 +121,11 @@ class MattingPredictor:
 
     def _dequantize(self, out: np.ndarray) -> np.ndarray:
         dequant = getattr(self.backend, "dequantize_output", None)
-        if dequant is not None:
-            return dequant(self.output_name, out)
-        return out.astype(np.float32, copy=False)
+        out = dequant(self.output_name, out) if dequant is not None else out.astype(np.float32, copy=False)
+        if self.refuse_non_finite and not np.isfinite(out).all():  # clipped, NaN would be a black matte
+            raise ArtifactError("the model produced NaN or infinity instead of a matte: its weights are broken "
+                                "(a diverged or corrupted network)", self.backend.path)
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend.describe(), "metadata": self.metadata.to_dict()}

@@ -10,6 +10,7 @@ import torch
 
 from modnet_edge.core import ArtifactMetadata, tool_versions
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError
+from modnet_edge.core.limits import check_threads
 from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint, read_checkpoint
 
 from modnet_edge.runtimes.base import Backend, TensorInfo
@@ -49,6 +50,7 @@ class TorchBackend(Backend):
             raise ConfigError(f"device must be cpu or cuda[:N], not {device!r}")
         if kind == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError(f"device {device!r} requested but CUDA is not available to PyTorch")
+        check_threads(threads, self.path)
         # intra-op threads are process-wide in PyTorch: set for this backend's life, given back on close()
         self._saved_threads: int | None = None
         if threads:

@@ -35,7 +35,7 @@ def test_export_writes_artifact_manifest_and_embedded_metadata(onnx_fp32: Path) 
     manifest = read_manifest(onnx_fp32)
     assert manifest is not None and manifest.precision == "fp32"
     assert json.loads(manifest_path(onnx_fp32).read_text())["artifact"]["bytes"] == onnx_fp32.stat().st_size
-    assert not [p for p in onnx_fp32.parent.iterdir() if p.name.startswith(".")], "temp files left behind"
+    assert not [p for p in onnx_fp32.parent.iterdir() if ".modnet-edge-tmp" in p.name], "temp files left behind"
 
 
 def test_dynamic_batch_height_width(onnx_fp32: Path) -> None:

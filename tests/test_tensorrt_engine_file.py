@@ -36,7 +36,7 @@ def test_roundtrip_header_and_plan(tmp_path: Path) -> None:
     assert export_raw_plan(path, tmp_path / "raw.plan").read_bytes() == PLAN
     assert plan_bytes(tmp_path / "raw.plan") == PLAN  # a raw plan reads back as itself, without metadata
     assert read_engine_file(tmp_path / "raw.plan")[0] is None
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp files left behind"
+    assert not [p for p in tmp_path.iterdir() if ".modnet-edge-tmp" in p.name], "temp files left behind"
 
 
 def test_corrupt_files_are_refused(tmp_path: Path) -> None:

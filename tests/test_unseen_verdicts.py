@@ -41,9 +41,9 @@ def test_every_command_defaults_to_the_unseen_photos() -> None:
     pictures, source = load_images(None)
     assert set(pictures) == {f.name for f in list_images(unseen_images())} and "unseen" in source
     assert image_files("synthetic") is None and "synthetic" in load_images("synthetic")[1]
-    with pytest.raises(ConfigError, match="at least 1"):
+    with pytest.raises(ConfigError, match=">= 1"):
         image_files(None, limit=0)
-    with pytest.raises(ConfigError, match="at least 1"):
+    with pytest.raises(ConfigError, match=">= 1"):
         image_files(None, limit=-1)
 
 

@@ -74,7 +74,7 @@ def test_predict_video_writes_alpha_and_composite(tmp_path):
     alpha_frames = list(read_frames(smooth.alpha_video))
     assert len(alpha_frames) == 9 and alpha_frames[0].shape == (48, 64, 3)
     assert len(list(read_frames(smooth.composite_video))) == 9
-    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left behind
+    assert not list((tmp_path / "out").glob("*.modnet-edge-tmp*"))  # no temporary files left behind
 
 
 @pytest.mark.video

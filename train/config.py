@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from modnet_edge.core.errors import ConfigError
+from modnet_edge.core.limits import max_threads
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,9 @@ class TrainConfig:
                   ("band_ratio", 0 < self.band_ratio <= 0.5, "in (0, 0.5]"),
                   ("color_jitter", 0 <= self.color_jitter < 1, "in [0, 1)"),
                   ("workers", self.workers >= 0, ">= 0"),
-                  ("threads", self.threads is None or self.threads >= 1, ">= 1 (or null: torch's default)"),
+                  ("threads", self.threads is None or 1 <= self.threads <= max_threads(),
+                   f"1 to {max_threads()} (or null: torch's default)"),
+                  ("workers", self.workers <= max_threads(), f"at most {max_threads()}"),
                   ("log_every", self.log_every >= 0, ">= 0"), ("save_every", self.save_every >= 0, ">= 0"),
                   ("val_every", self.val_every >= 0, ">= 0"), ("synthetic_val_count", self.synthetic_val_count >= 0,
                                                               ">= 0")]

@@ -1,16 +1,20 @@
 """Run logs: every record as one JSON line, epoch summaries as CSV rows, TensorBoard when installed.
 
 Only the main process (rank 0) writes.  Files are appended line by line and flushed, so a killed run
-keeps everything logged before the kill and a resumed run continues the same files.
+keeps everything logged before the kill and a resumed run continues the same files -- only files this
+toolkit began (:class:`~modnet_edge.core.files.AppendOutput`): a user's own ``log.jsonl`` is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from pathlib import Path
 from typing import Any
+
+from modnet_edge.core import AppendOutput
 
 
 class RunLog:
@@ -19,6 +23,8 @@ class RunLog:
         self.folder = folder
         self.jsonl = folder / "log.jsonl"
         self.csv = folder / "epochs.csv"
+        self._jsonl_out = AppendOutput(self.jsonl) if enabled else None
+        self._csv_out = AppendOutput(self.csv) if enabled else None
         self._tb = None
         self.tensorboard_note = "TensorBoard not requested"
         if enabled and tensorboard:
@@ -34,8 +40,7 @@ class RunLog:
         if not self.enabled:
             return
         row = {"kind": kind, "time": round(time.time(), 3), **fields}
-        with self.jsonl.open("a") as f:
-            f.write(json.dumps(row, default=float) + "\n")
+        self._jsonl_out.write(json.dumps(row, default=float) + "\n")
         if self._tb is not None and "step" in fields:
             for k, v in fields.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):
@@ -51,11 +56,12 @@ class RunLog:
                 header = next(csv.reader(f), None) or list(row)
         else:
             header = list(row)
-        with self.csv.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in header})
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=header, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in header})
+        self._csv_out.write(text.getvalue())
 
     def close(self) -> None:
         if self._tb is not None:

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from modnet_edge.core import atomic_write_text
+from modnet_edge.core import atomic_write_text, check_output_folder, check_output_path
+from modnet_edge.core.limits import MAX_INPUT_SIDE, check_number, check_threads
 from modnet_edge.core.errors import ConfigError, DataError
 from modnet_edge.core.images import list_images, read_image
 from modnet_edge.core.preprocess import preprocess
@@ -71,9 +72,14 @@ def soc_config(config: str | Path | dict | SocConfig | None = None, **overrides:
     types = get_type_hints(SocConfig)
     check_keys(data, set(types), str(config) if isinstance(config, (str, Path)) else "SOC config")
     cfg = SocConfig(**{k: _coerce(k, v, types[k], "SocConfig") for k, v in data.items()})
-    if cfg.size < 64 or cfg.size % 32 or cfg.steps < 1 or cfg.lr <= 0 or not 0 <= cfg.holdout < 1:
-        raise ConfigError(f"invalid SOC config: size {cfg.size} (multiple of 32, >= 64), steps {cfg.steps} (>= 1), "
-                          f"lr {cfg.lr} (> 0), holdout {cfg.holdout} (in [0, 1))")
+    for name in ("lr", "dd_weight", "band_ratio", "holdout"):
+        check_number(getattr(cfg, name), f"SOC config {name}")
+    check_threads(cfg.threads)
+    if cfg.size < 64 or cfg.size % 32 or cfg.size > MAX_INPUT_SIDE or cfg.steps < 1 or cfg.lr <= 0 or \
+            not 0 <= cfg.holdout < 1 or not 0 < cfg.band_ratio <= 0.5 or cfg.dd_weight < 0:
+        raise ConfigError(f"invalid SOC config: size {cfg.size} (multiple of 32, 64 to {MAX_INPUT_SIDE}), steps "
+                          f"{cfg.steps} (>= 1), lr {cfg.lr} (> 0), holdout {cfg.holdout} (in [0, 1)), band_ratio "
+                          f"{cfg.band_ratio} (in (0, 0.5]), dd_weight {cfg.dd_weight} (>= 0)")
     return cfg
 
 
@@ -139,6 +145,9 @@ def adapt(checkpoint: str | Path, data: list[str | Path] | str | Path, output: s
 def _adapt(checkpoint: str | Path, data: list[str | Path] | str | Path, out: Path, cfg: SocConfig) -> Path:
     from modnet_edge.core.console import progress as progress_bar
 
+    check_output_folder(out)  # before any work: what this writes is free or ours
+    for name in ("adapted.pt", "soc_summary.json", "log.jsonl"):
+        check_output_path(out / name)
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     ckpt = read_checkpoint(checkpoint)

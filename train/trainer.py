@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from modnet_edge.core import PreprocessSpec, atomic_output, atomic_write_text, check_output_path
+from modnet_edge.core import (PreprocessSpec, atomic_output, atomic_write_text, check_output_folder, check_output_path,
+                              remove_if_ours)
 from modnet_edge.core.errors import CheckpointError, ConfigError, DataError
 
 from modnet_edge.model.checkpoint import check_state_dict, read_checkpoint, save_checkpoint
@@ -358,6 +359,23 @@ class Trainer:
         self.dist.close()
 
 
+RUN_FILES = ("config.json", "log.jsonl", "epochs.csv", "last.pt", "best.pt")  # what a run writes
+
+
+def check_run_folder(out: Path, resume: bool | str | Path) -> None:
+    """Before any work: every file a run writes that is already in ``out`` must be ours (a user's own
+    ``config.json`` or ``epochs.csv`` is refused, never replaced), and a folder holding a run of ours is
+    continued only with ``resume`` -- never restarted over it (its ``best.pt`` and ``last.pt`` would be
+    replaced)."""
+    check_output_folder(out)
+    existing = [out / name for name in RUN_FILES if (out / name).exists() or (out / name).is_symlink()]
+    for path in existing:
+        check_output_path(path)
+    if existing and not resume:
+        raise ConfigError(f"the folder holds a training run of modnet-edge ({', '.join(p.name for p in existing)}); "
+                          "pass --resume (resume=True) to continue it, or choose a new output folder", out)
+
+
 def train_stages(name: str, stages: list[dict[str, Any]], data: str | Path | None, output: str | Path,
                  resume: bool, overrides: dict[str, Any]) -> Path:
     """Run a staged preset: stage k trains into ``output/stage-k`` starting from stage k-1's best weights.
@@ -380,6 +398,10 @@ def train_stages(name: str, stages: list[dict[str, Any]], data: str | Path | Non
         if resume and done.is_file() and (folder / "best.pt").is_file():
             previous = folder / "best.pt"
             continue
+        if resume and not (folder / "last.pt").is_file():  # killed before its first checkpoint: start it
+            for name in RUN_FILES:  # again (only files this toolkit wrote go; anything else is refused)
+                if (folder / name).exists() and not remove_if_ours(folder / name):
+                    check_output_path(folder / name)
         previous = train(cfg, output=folder, resume=bool(resume and (folder / "last.pt").is_file()))
         atomic_write_text(done, "finished\n")
     assert previous is not None
@@ -406,7 +428,7 @@ def train(config_or_path: Any = None, data: str | Path | None = None, output: st
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise ConfigError("training output must be a folder, and this path is an existing file", out)
-    check_output_path(out / "config.json")  # no parent of the run folder may be a file
+    check_run_folder(out, resume)
     # process-wide torch settings a run changes (threads, deterministic mode) are restored afterwards
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
     trainer = None

@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from modnet_edge.core.errors import ArtifactError, ConfigError, MetadataError  # noqa: F401
-from modnet_edge.core.files import (TEMP_MARK, atomic_output, atomic_write_text, check_output_path,  # noqa: F401
-                                    is_our_artifact, manifest_path, path_size, pending_manifest_path, read_manifest,
-                                    reconcile_metadata, remove_stale_temporaries, sha256_path, write_manifest)
+from modnet_edge.core.files import (RECORD_NAME, TEMP_MARK, AppendOutput, LogFile, atomic_output,  # noqa: F401
+                                    atomic_write_bytes, atomic_write_text, check_output_folder, check_output_path,
+                                    is_ours, manifest_path, path_size, read_manifest, read_manifest_record,
+                                    reconcile_metadata, recover_folder, remove_if_ours, remove_stale_temporaries,
+                                    sha256_path, write_manifest)
 from modnet_edge.core.formats import (FORMATS, PRECISIONS, Format, Option, Precision, format_of_path,  # noqa: F401
                                       get_format, resolve)
 from modnet_edge.core.metadata import (INTEGRITY_PLACEHOLDER, METADATA_KEY, METADATA_SCHEMA,  # noqa: F401

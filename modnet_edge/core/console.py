@@ -378,7 +378,13 @@ def size_arg(text: str) -> tuple[int, int]:
         values *= 2
     if len(values) != 2 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected HxW such as 512x288, or N for NxN, got {text!r}")
-    return values[0], values[1]
+    from modnet_edge.core.errors import ConfigError
+    from modnet_edge.core.limits import check_input_size
+
+    try:
+        return check_input_size(values[0], values[1], what="size")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def square_size_arg(text: str) -> int:
@@ -422,9 +428,10 @@ class _Tee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def captured_output(quiet: bool = False, log_file: str | Path | None = None, plain: bool = False) -> Iterator[None]:
-    """For the duration: drop everything printed (``quiet``) and/or append it to ``log_file``; with
-    ``plain``, strip escape codes from what goes to a stream that is not a terminal.
+def captured_output(quiet: bool = False, log_file: Any = None, plain: bool = False) -> Iterator[None]:
+    """For the duration: drop everything printed (``quiet``) and/or append it to ``log_file`` (a path, or
+    a log the caller opened); with ``plain``, strip escape codes from what goes to a stream that is not a
+    terminal.
 
     Works on ``sys.stdout``/``sys.stderr`` (Python-level prints, warnings, ``tqdm.write``), not on bars
     (drawn on the real stderr, and only on a terminal).  The streams are restored on exit, so an error
@@ -434,11 +441,11 @@ def captured_output(quiet: bool = False, log_file: str | Path | None = None, pla
     if not quiet and log_file is None and not piped:
         yield
         return
-    log: TextIO | None = None
-    if log_file is not None:
-        path = Path(log_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115: closed below
+    log: Any = None
+    if log_file is not None:  # a path, or a log already opened by the caller (the CLI's LogFile)
+        from modnet_edge.core.files import LogFile
+
+        log = log_file if hasattr(log_file, "write") else LogFile(log_file)
     saved = sys.stdout, sys.stderr
     sys.stdout = _Tee(None if quiet else saved[0], log, plain and not _is_terminal(saved[0]))  # type: ignore[assignment]
     sys.stderr = _Tee(None if quiet else saved[1], log, plain and not _is_terminal(saved[1]))  # type: ignore[assignment]
@@ -450,7 +457,7 @@ def captured_output(quiet: bool = False, log_file: str | Path | None = None, pla
             sys.stderr.flush()
         finally:
             sys.stdout, sys.stderr = saved
-            if log is not None:
+            if log is not None and log is not log_file:
                 log.close()
 
 
@@ -469,7 +476,7 @@ _native_console: tuple[Any, int | None] | None = None  # our entry in _redirecte
 
 def _keep_native_line(line: str) -> bool:
     # progress-bar redraws that happened to land on fd 2 meanwhile are dropped too: the live bar redraws
-    return bool(line.strip()) and not NATIVE_INFO.match(line) and "\r" not in line and "\x1b[" not in line
+    return bool(line.strip()) and not NATIVE_INFO.match(line) and "\r" not in line
 
 
 def _begin_native_capture() -> bool:
@@ -518,7 +525,7 @@ def _end_native_capture() -> None:
     capture.seek(0)
     text = capture.read().decode("utf-8", errors="replace")
     capture.close()
-    kept = [line for line in text.splitlines() if _keep_native_line(line)]
+    kept = [clean for line in text.splitlines() if "\r" not in line and _keep_native_line(clean := ANSI.sub("", line))]
     if kept:
         try:
             sys.stderr.write("\n".join(kept) + "\n")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core.errors import ConfigError
+from modnet_edge.core.limits import check_input_size, check_number
 
 
 # --------------------------------------------------------------------------------------------------
@@ -76,8 +77,10 @@ class Option:
         bad = ConfigError(f"{format_name} option {self.name}={value!r}: expected {_KIND_WORDS[self.kind]}")
         if self.kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
             raise bad
-        if self.kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise bad
+        if self.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad
+            check_number(value, f"{format_name} option {self.name}")
         if self.kind == "bool" and not isinstance(value, bool):
             raise bad
         if self.kind in ("str",) and not isinstance(value, str):
@@ -93,10 +96,12 @@ class Option:
             if isinstance(value, (str, bytes)) or not _int_pair(value):
                 raise bad
             value = (int(value[0]), int(value[1]))
+            if self.kind == "size":  # before any tensor of that size is allocated
+                check_input_size(*value, what=f"{format_name} option {self.name}")
         if self.kind == "sizes":
             if isinstance(value, (str, bytes)) or not all(_int_pair(v) for v in value):
                 raise bad
-            value = [(int(h), int(w)) for h, w in value]
+            value = [check_input_size(h, w, what=f"{format_name} option {self.name}") for h, w in value]
         if self.kind == "list":
             value = [value] if isinstance(value, str) else value
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):

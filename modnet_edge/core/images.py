@@ -15,13 +15,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from modnet_edge.core.errors import InputImageError
+from modnet_edge.core.limits import MAX_PIXELS, MAX_SIDE, MIN_SIDE  # noqa: F401  (size caps: one table of bounds)
 
-MIN_SIDE = 32
-MAX_SIDE = 16384
-# Pixel cap: 8192 x 8192 (67 MP; phones shoot <= 50 MP).  Decoded, the largest accepted image is 192 MiB
-# of RGB uint8; decoding, preprocessing and a full-size float32 alpha peak at ~505 MiB
-# (tests/test_images_preprocess.py measures it).
-MAX_PIXELS = 8192 * 8192
 # Above this many pixels an image becomes an array band by band: numpy's conversion of a whole Pillow
 # image goes through two full-size temporary copies.
 _BANDED_PIXELS = 1 << 24
@@ -122,6 +117,8 @@ def to_rgb_uint8(image: ImageLike, name: str = "image") -> np.ndarray:
 
 
 def pil_to_rgb_uint8(im: Image.Image, where: Any = "image") -> np.ndarray:
+    if im.mode == "F":  # 32-bit float grey (a float TIFF): [0, 1] like a float array, never clipped to black
+        return array_to_rgb_uint8(np.asarray(im, dtype=np.float32), where)
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale to 8 bit, keep the range
         arr = np.asarray(im).astype(np.float64)
         peak = 65535.0 if arr.max() > 255 or im.mode.startswith("I;16") else 255.0
@@ -156,7 +153,8 @@ def array_to_rgb_uint8(arr: np.ndarray, where: Any = "image") -> np.ndarray:
         if not np.isfinite(arr).all():
             raise InputImageError("float image contains NaN or infinity", where)
         if arr.min() < 0.0 or arr.max() > 1.0:
-            raise InputImageError("float images must be in [0, 1]", where)
+            raise InputImageError(f"float image values must be in [0, 1] (these span {float(arr.min()):g} to "
+                                  f"{float(arr.max()):g}); scale it, or save it as 8 or 16 bit", where)
         out = np.rint(arr * 255.0).astype(np.uint8)
     else:
         raise InputImageError(f"unsupported array dtype {arr.dtype}", where)

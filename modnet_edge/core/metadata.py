@@ -94,21 +94,25 @@ class ArtifactMetadata:
         meta.raw = text.encode() if isinstance(text, str) else bytes(text)  # as stored: integrity checks find it
         return meta
 
-    def canonical(self) -> bytes:
-        """These fields as canonical JSON, the integrity record itself left out."""
-        d = self.to_dict()
-        d.pop("integrity", None)
-        return json.dumps(d, sort_keys=True).encode()
-
 
 # ---------------------------------------------------------------------------------------------------
-# Integrity: a record inside every artifact that binds its bytes to its embedded metadata, so tampering
-# and corruption are caught without the manifest.  The embedded metadata JSON is excluded from the bytes
-# hashed (it holds the record); its fields are hashed in canonical form instead.  Sealing rewrites the
-# placeholder with the digest in place: same length, so no offset inside the artifact moves.
+# Integrity: a record inside every artifact that binds all of its bytes, so tampering and corruption are
+# caught without the manifest.  The digest covers every byte of the file(s) -- weights, graph and the
+# embedded metadata JSON alike -- with the 64 characters of the record itself read as the placeholder (a
+# record cannot hash itself).  Sealing rewrites the record in place: same length, no offset moves.
 # ---------------------------------------------------------------------------------------------------
-def _content_digest(path: Path, raw: bytes) -> str | None:
-    """sha256 of an artifact's file(s) with the first occurrence of ``raw`` cut out (None: not found)."""
+def _record_span(record: str) -> tuple[bytes, bytes]:
+    """How a record appears in the stored JSON, and the same with the placeholder."""
+    return (f'"integrity": "{record}"'.encode(), f'"integrity": "{INTEGRITY_PLACEHOLDER}"'.encode())
+
+
+def _content_digest(path: Path, raw: bytes, record: str) -> str | None:
+    """sha256 of every byte of an artifact's file(s) (and, for a folder, their names), the record inside
+    the first occurrence of ``raw`` read as the placeholder; None when ``raw`` or its record is not found."""
+    stored, blank = _record_span(record)
+    if raw.count(stored) != 1:
+        return None
+    blanked = raw.replace(stored, blank)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     h, found = hashlib.sha256(), False
     for f in files:
@@ -117,16 +121,18 @@ def _content_digest(path: Path, raw: bytes) -> str | None:
             h.update(str(f.relative_to(path)).encode() + b"\0")
         at = -1 if found else data.find(raw)
         if at >= 0:
-            data, found = data[:at] + data[at + len(raw):], True
+            data, found = data[:at] + blanked + data[at + len(raw):], True
         h.update(data)
     return h.hexdigest() if found else None
 
 
 def integrity_digest(path: str | Path, meta: ArtifactMetadata, raw: bytes) -> str:
-    content = _content_digest(Path(path), raw)
+    """The integrity record an artifact whose embedded metadata is stored as ``raw`` should carry."""
+    content = _content_digest(Path(path), raw, meta.integrity)
     if content is None:
-        raise MetadataError("the embedded metadata was not found in the artifact's bytes", path)
-    return hashlib.sha256(content.encode() + meta.canonical()).hexdigest()
+        raise MetadataError("the embedded metadata (with exactly one integrity record) was not found in the "
+                            "artifact's bytes", path)
+    return content
 
 
 def seal_artifact(path: str | Path, meta: ArtifactMetadata) -> None:
@@ -134,7 +140,7 @@ def seal_artifact(path: str | Path, meta: ArtifactMetadata) -> None:
     the placeholder, or a record copied from the artifact it was made from); ``meta.integrity`` is updated
     so the manifest carries it too."""
     path = Path(path)
-    raw = meta.to_json().encode()  # as embedded (the record it holds is cut out of the hash, so any value works)
+    raw = meta.to_json().encode()  # as embedded (its record is read as the placeholder, so any value works)
     if len(meta.integrity) != len(INTEGRITY_PLACEHOLDER):
         raise MetadataError("integrity record of unexpected length in the metadata to seal", path)
     digest = integrity_digest(path, meta, raw)
@@ -152,12 +158,20 @@ def seal_artifact(path: str | Path, meta: ArtifactMetadata) -> None:
 
 
 def verify_integrity(path: str | Path, meta: ArtifactMetadata) -> None:
-    """Refuse an artifact whose bytes or embedded metadata changed after export (an artifact written
-    before integrity records existed, or metadata not read from the file, is not checked)."""
+    """Refuse an artifact whose bytes or embedded metadata changed after export, and one that carries no
+    integrity record at all: a record left at the placeholder (or not a sha256) would otherwise switch the
+    check off for anyone who edits the metadata.  Metadata not read from a file (a checkpoint's, built in
+    memory) has no record to check."""
     raw = getattr(meta, "raw", None)
-    if raw is None or meta.integrity == INTEGRITY_PLACEHOLDER:
+    if raw is None:
         return
-    if integrity_digest(path, meta, raw) != meta.integrity:
+    record = meta.integrity
+    if record == INTEGRITY_PLACEHOLDER or len(record) != len(INTEGRITY_PLACEHOLDER) or \
+            not set(record) <= set("0123456789abcdef"):
+        raise MetadataError("the artifact carries no valid integrity record (it is the unsealed placeholder or "
+                            "not a sha256): it was not sealed by modnet-edge export, or the record was edited; "
+                            "re-export it", path)
+    if integrity_digest(path, meta, raw) != record:
         raise MetadataError("the artifact does not match the integrity record in its own metadata: its weights, "
                             "graph or embedded metadata were changed after export (tampered or corrupted)", path)
 

@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from modnet_edge.core.errors import ConfigError, MetadataError
+from modnet_edge.core.limits import MAX_INPUT_SIDE, check_input_size
+
+# Sane normalisation on the [0, 1] pixel scale: a mean is a pixel value; a std below one 8-bit step or
+# above the whole range would stretch or crush the input (mean 1e30 / std 1e-30 is garbage in, yet
+# "passes" parity, whose reference is fed the same preprocessing).
+MEAN_RANGE = (0.0, 1.0)
+STD_RANGE = (1.0 / 255.0, 1.0)
 
 @dataclass(frozen=True)
 class PreprocessSpec:
@@ -44,7 +51,15 @@ class PreprocessSpec:
                 raise ConfigError(f"invalid preprocessing: {name} must be three finite numbers, got {values}")
         if not all(v > 0 for v in self.std):
             raise ConfigError(f"invalid preprocessing: std must be positive, got {self.std}")
+        if not all(MEAN_RANGE[0] <= v <= MEAN_RANGE[1] for v in self.mean):
+            raise ConfigError(f"invalid preprocessing: mean must be pixel values in {list(MEAN_RANGE)} (the [0, 1] "
+                              f"scale), got {self.mean}")
+        if not all(STD_RANGE[0] <= v <= STD_RANGE[1] for v in self.std):
+            raise ConfigError(f"invalid preprocessing: std must be in [1/255, 1] (the [0, 1] scale), got {self.std}")
+        if self.ref_size > MAX_INPUT_SIDE:
+            raise ConfigError(f"invalid preprocessing: ref_size {self.ref_size} is above {MAX_INPUT_SIDE}")
         if self.fixed_size is not None:
+            check_input_size(*self.fixed_size, what="static shape")
             h, w = self.fixed_size
             if h % self.multiple or w % self.multiple or h <= 0 or w <= 0:
                 raise ConfigError(f"invalid preprocessing: fixed_size {self.fixed_size} is not a positive "

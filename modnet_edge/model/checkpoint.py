@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import pickle
 import platform
 from collections.abc import Mapping
@@ -98,6 +99,16 @@ def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def check_finite(state_dict: Mapping[str, torch.Tensor], where: Any) -> None:
+    """Refuse weights holding NaN or infinity (a diverged or corrupted network): every matte it makes is
+    NaN, which becomes an all-zero matte after clipping, silently."""
+    broken = [k for k, v in state_dict.items()
+              if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(f"weights hold NaN or infinity ({len(broken)} tensors, e.g. {broken[0]}): a diverged "
+                              "or corrupted network, refused", where)
+
+
 def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], where: Any) -> None:
     """Refuse (listing every problem) unless ``state_dict`` matches ``model`` key for key and shape for shape."""
     expected = model.state_dict()
@@ -109,7 +120,7 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
     if missing or unexpected or misshaped:
         def _fmt(title: str, items: list[str]) -> str:
             shown = items[:12] + ([f"... and {len(items) - 12} more"] if len(items) > 12 else [])
-            return f"\n  {title} ({len(items)}): " + ", ".join(shown) if items else ""
+            return f"; {title} ({len(items)}): " + ", ".join(shown) if items else ""
         raise CheckpointError("checkpoint does not match the MODNet architecture"
                               + _fmt("missing keys", missing) + _fmt("unexpected keys", unexpected)
                               + _fmt("mis-shaped keys", misshaped), where)
@@ -118,8 +129,11 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read an own or official checkpoint safely and remap it; does not build a model."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError("checkpoint path is a folder, not a checkpoint file", path)
     if not path.is_file():
-        raise CheckpointError("checkpoint file does not exist", path)
+        raise CheckpointError("checkpoint file does not exist" if not path.exists() else
+                              "checkpoint path is not a regular file", path)
     if path.stat().st_size == 0:
         raise CheckpointError("checkpoint file is empty (0 bytes)", path)
     with open(path, "rb") as fh:
@@ -158,6 +172,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         sd = remap_official_state_dict(state)
     except CheckpointError as exc:
         raise CheckpointError(str(exc), path) from None
+    check_finite(sd, path)
     config = ModelConfig(lr_block="e-aspp") if any(k.startswith("lr_branch.e_aspp.") for k in sd) else ModelConfig()
     return Checkpoint(path, "official", config, sd, PreprocessSpec(),
                       {"note": "state_dict in the official MODNet layout"}, None, file_sha)
@@ -181,6 +196,7 @@ def _from_own(obj: Mapping[str, Any], path: Path, file_sha: str) -> Checkpoint:
     recorded = provenance.get("weights_sha256")
     if recorded and recorded != weights_sha256(sd):
         raise CheckpointError("weights do not match the sha256 recorded in the checkpoint (corrupted)", path)
+    check_finite(sd, path)
     return Checkpoint(path, "modnet-edge", config, sd, spec, provenance, obj.get("training_state"), file_sha)
 
 
@@ -212,8 +228,10 @@ def save_checkpoint(path: str | Path, model: MODNet, *, preprocessing: Preproces
     }
     if training_state is not None:
         payload["training_state"] = dict(training_state)
+    buffer = io.BytesIO()  # torch.save to a file turns a full disk into a RuntimeError; a plain write says ENOSPC
+    torch.save(payload, buffer)
     with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 
