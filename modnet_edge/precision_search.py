@@ -9,9 +9,10 @@ on photos the search never looked at.
 2. **Search.** Candidates keep the k most sensitive groups in higher precision (FP32 islands in an FP16
    graph, float nodes in an INT8 one); the drift of a candidate falls as k grows, so k is found by
    bisection, each candidate exported by the format's own exporter and judged on the *choose* images
-   (never the ranking or calibration images) with a margin from their spread: the pooled drift *and
-   every single image's* drift must meet the budget, so one photo the network hesitates on cannot hide
-   behind easy ones.
+   (never the ranking or calibration images) with a margin from their spread: the pooled drift, every
+   single image's drift, *and* the upper 90 % prediction bound of one more photo's MSE (from the
+   per-image spread, :func:`~modnet_edge.search_record.next_photo_bound`) must meet the budget, so a
+   choice that only just fits its photos is not taken for one that will fit the next.
 3. **Choose.** Among the candidates that pass, the fastest on this machine (benchmark runner,
    model-only, the artifact's own shape) wins; near-ties (within 5 %) go to fewer kept groups.
 4. **Verify.** The chosen candidate is judged once more, on the *verify* images: photos the search
@@ -41,7 +42,7 @@ from modnet_edge.core import atomic_write_text, check_output_path, path_size
 from modnet_edge.core.console import activity, duration, status
 from modnet_edge.export.module_scopes import MODULE_GROUPS
 from modnet_edge.core.errors import ConfigError
-from modnet_edge.search_record import Candidate, SearchResult, Verdict
+from modnet_edge.search_record import Candidate, SearchResult, Verdict, next_photo_bound
 
 # (format, precision) -> how a kept set becomes exporter options
 SEARCHABLE = {("onnx", "fp16"), ("tensorrt-onnx", "fp16"), ("coreml", "fp16"), ("onnx", "int8"),
@@ -311,11 +312,14 @@ class _Search:
             r = report.results[0]
             worst = r.worst_image
             worst_mse = r.per_image[worst].mse if worst else r.drift.mse
-            every = all(self.budget.admits(d) for d in r.per_image.values())  # the margin: no image over budget
-            c = Candidate(kept, r.drift.mse, r.drift.band_mse, r.passed and every, path_size(self.path(k)),
-                          worst_mse=worst_mse, worst_image=worst, over_1=r.drift.over_1, max_levels=r.drift.max_levels)
+            every = all(self.budget.admits(d) for d in r.per_image.values())  # no image over budget ...
+            bound = next_photo_bound([d.mse for d in r.per_image.values()])  # ... nor, likely, the next photo
+            c = Candidate(kept, r.drift.mse, r.drift.band_mse, r.passed and every and bound <= self.budget.mse,
+                          path_size(self.path(k)), worst_mse=worst_mse, worst_image=worst, over_1=r.drift.over_1,
+                          max_levels=r.drift.max_levels, next_photo_mse=bound)
             self.tried[k] = c
-            status(f"{name}: MSE {c.mse:.2e}, worst image {c.worst_mse:.2e}, {'within' if c.passed else 'over'} budget "
+            status(f"{name}: MSE {c.mse:.2e}, worst image {c.worst_mse:.2e}, next photo (90 % bound) "
+                   f"{c.next_photo_mse:.2e}, {'within' if c.passed else 'over'} budget "
                    f"({duration(time.perf_counter() - t0)})")  # one line per candidate, in logs too
         return self.tried[k]
 

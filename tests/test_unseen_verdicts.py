@@ -71,6 +71,19 @@ def test_the_search_splits_choose_and_verify_images(tmp_path: Path) -> None:
 # drift in 8-bit terms, and budgets in those terms
 
 
+def test_the_next_photo_bound_grows_with_the_spread() -> None:
+    """The search's margin: no spread, no margin; the same mean with a wider spread needs more room, so a
+    worst photo just under the budget is not enough when the photos disagree by orders of magnitude."""
+    from modnet_edge.search_record import next_photo_bound
+
+    assert next_photo_bound([3e-7] * 4) == pytest.approx(3e-7)
+    assert next_photo_bound([5e-7]) == pytest.approx(5e-7)
+    tight, wide = next_photo_bound([4e-7, 5e-7, 6e-7]), next_photo_bound([1e-7, 5e-7, 2.5e-6])
+    assert 6e-7 < tight < 1e-6 < wide  # geometric means equal (~4.9e-7 and 5e-7); only the spread differs
+    assert next_photo_bound([2e-7, 3e-7, 4e-7, 6.5e-7]) < 1e-6 < next_photo_bound([5e-8, 3e-7, 4e-7, 6.5e-7])
+    assert next_photo_bound([0.0, 0.0]) == pytest.approx(1e-20)  # fp32: exactly equal mattes
+
+
 def test_eight_bit_terms_count_levels_exactly() -> None:
     ref = np.full((100, 100), 100 / 255, np.float32)
     cand = ref.copy()
