@@ -30,9 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "name; omitted: the built-in 'starter' weights (see `modnet-edge weights`)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (new, empty, or a previous "
                         "pipeline's)")
-    parser.add_argument("--images", type=Path, help="folder of images for parity and INT8 calibration (default: the "
-                        "package's four sample portraits)")
-    parser.add_argument("--limit", type=int, default=4, help="use at most N images for parity")
+    parser.add_argument("--images", type=Path, help="folder of photos for parity and the precision searches "
+                        "(default: the package's unseen photos, which no built-in network was trained on)")
+    parser.add_argument("--limit", type=int, default=None, help="use at most N images for parity (default: all)")
     parser.add_argument("--formats", help="comma-separated formats, optionally with a precision, e.g. "
                         "'onnx,tflite:int8' (default: every format this machine can export, at its pipeline "
                         "precisions)")

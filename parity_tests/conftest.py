@@ -24,6 +24,12 @@ def record_parity():
     return lambda report: _TABLES.append(report.table())
 
 
+@pytest.fixture
+def record_text():
+    """Tests hand any other text for the CI log here (a search summary, a per-image table)."""
+    return _TABLES.append
+
+
 @pytest.fixture(scope="session")
 def parity_gate(trained_checkpoint):
     """``gate(report)``: every drift budget gates every result (on the starter weights by default, or

@@ -208,7 +208,7 @@ class _Accumulator:
 def diagnose(artifact: str | Path, images: Any = None, *, reference: str | Path | None = None,
              threshold: float | None = None, limit: int | None = 4, progress: bool = True) -> Diagnosis:
     """Compare every intermediate tensor of ``artifact`` with its PyTorch reference on ``images``
-    (a folder, files, or None for the package's sample portraits; ``limit`` images at most)."""
+    (a folder, files, or None for the package's unseen photos; ``limit`` images at most)."""
     from modnet_edge.core.images import unseen_images
     from modnet_edge.runtimes.loader import load
 

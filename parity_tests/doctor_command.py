@@ -12,7 +12,7 @@ HELP = ("compare every intermediate tensor of an ONNX artifact with its PyTorch 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("artifact", help="an ONNX or TensorRT-ready ONNX artifact")
-    parser.add_argument("--images", help="folder of images (default: the package's sample portraits)")
+    parser.add_argument("--images", help="folder of images (default: the package's unseen photos)")
     parser.add_argument("--reference", help="reference checkpoint (default: found from the artifact's provenance)")
     parser.add_argument("--limit", type=int, default=4, help="use at most N images")
     parser.add_argument("--threshold", type=float, help="relative L2 error that counts as drifted "

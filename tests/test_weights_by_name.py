@@ -102,3 +102,12 @@ def test_the_weights_note_is_one_short_line() -> None:
     assert line is not None and "\n" not in line and len(line) < 120
     assert line.startswith(f"built-in weights '{ALIASES['starter']}'") and "held-out" in line
     assert describe_weights({"kind": "file"}) is None
+
+
+def test_the_starter_preset_trains_the_default_weights() -> None:
+    """``train starter`` reproduces what ``starter`` names (the default stays v1 until a version beats it on
+    held-out portraits, person masks and person-free photos: modnet_edge/assets/weights/README.md)."""
+    from modnet_edge.model.weights import ALIASES
+    from modnet_edge.train.config import STAGED_PRESETS
+
+    assert STAGED_PRESETS["starter"] == STAGED_PRESETS[ALIASES["starter"]]

@@ -91,9 +91,14 @@ _register(Weights(
         "training_portraits": {"images": 8, "mse": 0.09765, "mad": 0.12263, "unsure": 0.111,
                                "note": "the original photos: their backgrounds were never seen whole in training"},
         "person_seg_iou": {"images": 290, "mean": 0.444, "note": "evaluation only (no license: never trained on)"},
+        "person_free_share": {"images": 27, "mean": 0.359, "max": 0.734,
+                              "note": "data/person-free/eval: share of pixels at alpha >= 0.5 on photos with nobody"},
+        "shape_stability": {"images": 7, "squash_mse": 0.0153, "letterbox_mse": 0.0195,
+                            "note": "the package's unseen photos: native matte vs 512x512 squashed / letterboxed"},
         "peer_mediapipe_selfie": {"held_out_portraits_mse": 0.0093, "held_out_portraits_mad": 0.0201,
-                                  "person_seg_iou": 0.876},
-        "measured": "2026-12-01, `modnet-edge quality` (mattes against P3M-Net pseudo ground truth, full images)",
+                                  "person_seg_iou": 0.876, "person_free_share": 0.089},
+        "measured": "2026-12-01 and 2026-12-06, `modnet-edge quality` (mattes against P3M-Net pseudo ground truth, "
+                    "full images)",
     },
 ))
 
@@ -109,7 +114,7 @@ _register(Weights(
     sha256="44faef2b7d67b80326b55853096e7e82115bcaed2e9e7578dad8a86f122ac3a4",
     summary=("starter-v1 trained further by this toolkit with 15 license-clean person-free photos behind the 8 P3M "
              "people and alone as negatives, groups and aspect stretch; a starter, not production quality"),
-    recipe="modnet-edge train starter --data P3M_PORTRAITS -o runs/starter  (from starter-v1; 3 stages: 256, 384, "
+    recipe="modnet-edge train starter-v2 --data P3M_PORTRAITS -o runs/starter-v2  (from starter-v1; 3 stages: 256, 384, "
            "512 px)",
     data=(
         {"name": "P3M-10k portraits p_07141906, p_09ba26b4, p_22fc0130, p_51c916fc, p_71bcce3a, p_a09f6d7a, "
@@ -123,7 +128,20 @@ _register(Weights(
     training_images=("p_07141906", "p_09ba26b4", "p_22fc0130", "p_51c916fc", "p_71bcce3a", "p_a09f6d7a",
                      "p_bac3c1ff", "p_bc5cfad1", *_PERSON_FREE_TRAIN),
     images_record="starter-v2.images.csv",
-    quality={},
+    quality={
+        "headline": ("better than v1 on person-free photos only (19% of pixels marked person vs 36%); worse on the 2 "
+                     "held-out P3M portraits (MSE 0.060 vs 0.055) and on 290 person-seg photos (IoU 0.39 vs 0.44), "
+                     "so it is not the default"),
+        "held_out_portraits": {"images": ["p_514ca06a", "p_818e689d"], "mse": 0.06014, "mad": 0.08415, "sad": 132.88,
+                               "grad": 49.88, "conn": 122.27, "unsure": 0.097},
+        "person_seg_iou": {"images": 290, "mean": 0.388, "median": 0.354,
+                           "note": "evaluation only (no license: never trained on)"},
+        "person_free_share": {"images": 27, "mean": 0.190, "max": 0.549,
+                              "note": "data/person-free/eval (never trained on): share of pixels at alpha >= 0.5"},
+        "shape_stability": {"images": 7, "squash_mse": 0.0257, "letterbox_mse": 0.0381},
+        "peer_mediapipe_selfie": {"person_seg_iou": 0.876, "person_free_share": 0.089},
+        "measured": "2026-12-06, `modnet-edge quality starter-v1 starter-v2 mediapipe-selfie=...` on AMD EPYC, 2 cores",
+    },
 ))
 
 @dataclass(frozen=True)
