@@ -132,6 +132,19 @@ def _concrete(sig: list[int], size: tuple[int, int] | None, batch: int, fallback
     return shape
 
 
+def input_kind(manifest: dict, dtype) -> str:
+    """What the model reads, from its manifest: the 8-bit image itself (fed as uint8, or int8 ``p - 128``;
+    the normalisation is folded into the model) or the normalised float image; without a manifest, what
+    the input dtype suggests."""
+    declared = ((manifest.get("preprocessing") or {}).get("input_dtype")) if manifest else None
+    if declared == "uint8" or (declared is None and np.dtype(dtype) == np.uint8):
+        how = "uint8" if np.dtype(dtype) == np.uint8 else f"{np.dtype(dtype)} p-128"
+        return f"8-bit image ({how}), normalisation inside the model"
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return f"normalised image quantised to {np.dtype(dtype)}"
+    return "normalised float image" + ("" if declared else " (no manifest: assumed)")
+
+
 def _feed(shape: list[int], dtype) -> np.ndarray:
     rng = np.random.default_rng(0)
     dtype = np.dtype(dtype)
@@ -252,6 +265,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     shape = runner.shape
     hw = shape[2:4] if len(shape) == 4 and shape[1] in (1, 3) else shape[1:3]
     manifest = _manifest(path)
+    kind = input_kind(manifest, runner.dtype)
     stats = _stats(samples)
     batch = shape[0] if shape else 1
     return {
@@ -264,7 +278,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         "device": describe_device(), "versions": _versions(runner.runtime),
         "config": {"warmup": args.warmup, "iterations": len(samples), "threads": args.threads or "runtime default",
                    "batch": batch, "input_size": [int(hw[0]), int(hw[1])] if len(hw) == 2 else None,
-                   "input_dtype": str(np.dtype(runner.dtype))},
+                   "input_dtype": str(np.dtype(runner.dtype)), "input_kind": kind},
         "latency_ms": stats, "fps": batch * 1000.0 / stats["p50"],
         "memory": {"peak_rss_mb": _peak_rss_mb(), "rss_delta_mb": None, "gpu_mb": None},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -317,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     lat = result["latency_ms"]
     print(f"{result['artifact']['name']}: {result['runtime']['name']} [{result['runtime']['delegate']}] "
-          f"input {result['config']['input_size']} x{result['config']['batch']}: p50 {lat['p50']:.2f} ms, "
+          f"input {result['config']['input_size']} x{result['config']['batch']} "
+          f"({result['config']['input_kind']}): p50 {lat['p50']:.2f} ms, "
           f"p90 {lat['p90']:.2f} ms, p99 {lat['p99']:.2f} ms, {result['fps']:.1f} fps "
           f"({lat['count']} runs) on {result['device']['name']}")
     if args.json:

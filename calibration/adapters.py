@@ -34,16 +34,22 @@ def check_input(x: np.ndarray, shape: Sequence[int | str | None], name: str, inp
         raise DataError(f"calibration sample {name} is {x.dtype}; model input '{input_name}' takes {np.dtype(dtype)}")
 
 
-def batched_inputs(source: CalibrationSource, shape: Sequence[int | str | None], input_name: str
-                   ) -> Iterator[np.ndarray]:
-    """The source's inputs, stacked to the model's static batch size (1 or dynamic: one per sample)."""
+def batched_inputs(source: CalibrationSource, shape: Sequence[int | str | None], input_name: str,
+                   dtype: Any = np.float32) -> Iterator[np.ndarray]:
+    """The source's inputs, stacked to the model's static batch size (1 or dynamic: one per sample).
+
+    ``dtype``: what the model input takes.  8-bit pixels (a source bound to an 8-bit-input spec) are
+    given to a float input as their float values: the float model an 8-bit artifact is quantised from
+    reads the pixels as floats 0..255."""
     batch = shape[0] if shape and isinstance(shape[0], (int, np.integer)) and shape[0] > 0 else 1
     if len(source) % batch:
         raise DataError(f"model input '{input_name}' has a static batch of {batch}; the calibration set's "
                         f"{len(source)} samples are not a multiple of it")
     pending: list[np.ndarray] = []
     for name, x in zip(source.names, source.inputs()):
-        check_input(x, [1, *shape[1:]], name, input_name)
+        if x.dtype == np.uint8 and np.issubdtype(np.dtype(dtype), np.floating):
+            x = x.astype(dtype)
+        check_input(x, [1, *shape[1:]], name, input_name, dtype)
         pending.append(x)
         if len(pending) == batch:
             yield pending[0] if batch == 1 else np.concatenate(pending, axis=0)
@@ -62,8 +68,9 @@ class OrtCalibrationReader(_ort_reader_base()):  # type: ignore[misc]
     ``rewind()`` starts a new pass (the source is re-iterable); ``len()`` is the number of batches.
     """
 
-    def __init__(self, source: CalibrationSource, input_name: str, shape: Sequence[int | str | None]) -> None:
-        self.source, self.input_name, self.shape = source, input_name, list(shape)
+    def __init__(self, source: CalibrationSource, input_name: str, shape: Sequence[int | str | None],
+                 dtype: Any = np.float32) -> None:
+        self.source, self.input_name, self.shape, self.dtype = source, input_name, list(shape), dtype
         self._iter: Iterator[np.ndarray] | None = None
         self._range: tuple[int, int] | None = None
         self.samples_read = 0
@@ -82,7 +89,7 @@ class OrtCalibrationReader(_ort_reader_base()):  # type: ignore[misc]
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._iter is None:
             source = self.source if self._range is None else self.source.subset(*self._range)
-            self._iter = batched_inputs(source, self.shape, self.input_name)
+            self._iter = batched_inputs(source, self.shape, self.input_name, self.dtype)
         x = next(self._iter, None)
         if x is None:
             return None

@@ -32,14 +32,17 @@ DYNAMIC_AXES = {"input": {0: "batch", 2: "height", 3: "width"}, "matte": {0: "ba
 
 
 class _ExportWrapper(torch.nn.Module):
-    """Optionally float32 in/out around a half-precision network.  Always traced (even without casts) so
-    node names keep the ``/net/...`` module paths that keep_float selectors and the doctor read."""
+    """Optionally float32 in/out around a half-precision network, or uint8 pixels cast to float for an
+    8-bit-input network.  Always traced (even without casts) so node names keep the ``/net/...`` module
+    paths that keep_float selectors and the doctor read."""
 
     def __init__(self, net: torch.nn.Module, cast_io: bool) -> None:
         super().__init__()
         self.net, self.cast_io = net, cast_io
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            return self.net(x.float())
         if self.cast_io:
             return self.net(x.half()).float()
         return self.net(x)
@@ -59,20 +62,29 @@ def check_onnx_options(opset: Any, batch: Any) -> None:
 
 def float_graph(checkpoint: Checkpoint, precision: str = "fp32", *, opset: int = 17,
                 static_shape: tuple[int, int] | None = None, batch: int | None = None, simplify: bool = True,
-                keep_io_types: bool = False) -> Any:
+                keep_io_types: bool = False, pixel_input: bool = False) -> Any:
     """The traced (and simplified) FP32 or FP16 graph of ``checkpoint`` as a fresh ``onnx.ModelProto``,
     without metadata; memoised, since a precision search and the INT8 / TensorRT-ready exporters build
-    the same graph many times."""
+    the same graph many times.  ``pixel_input`` (FP32 only): the graph reads uint8 pixels, the
+    normalisation folded into it (:class:`~modnet_edge.model.pixel_input.PixelInputMODNet`)."""
     import onnx
 
     check_onnx_options(opset, batch)
+    if pixel_input and precision != "fp32":
+        raise ConfigError(f"an 8-bit-input graph is FP32 (quantised afterwards), not {precision}")
     key = (checkpoint.source_info()["weights_sha256"], json.dumps(checkpoint.model_config.to_dict(), sort_keys=True),
-           precision, opset, tuple(static_shape) if static_shape else None, batch, simplify, keep_io_types)
+           precision, opset, tuple(static_shape) if static_shape else None, batch, simplify, keep_io_types,
+           bool(pixel_input))
     if key not in _GRAPH_MEMO:
         net = build_from_checkpoint(checkpoint)
         if precision == "fp16":
             net = net.half()
         in_dtype = torch.float32 if (precision == "fp32" or keep_io_types) else torch.float16
+        if pixel_input:
+            from modnet_edge.model.pixel_input import PixelInputMODNet
+
+            spec = checkpoint.preprocessing
+            net, in_dtype = PixelInputMODNet(net, spec.mean, spec.std), torch.uint8
         h, w = static_shape or (64, 64)
         check_batch(batch or 1, h, w)  # before the dummy input is allocated
         dummy = torch.zeros(batch or 1, 3, h, w, dtype=in_dtype)

@@ -11,15 +11,19 @@ choice between 7- and 8-bit weights for the CPU the model is for.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from modnet_edge.core import PreprocessSpec
 from modnet_edge.core.errors import ConfigError
+from modnet_edge.core.spec import INPUT_DTYPES
 from modnet_edge.export.onnx_graph import float_graph
 from modnet_edge.export.qdq import QdqScheme, quantize, resolve_keep_float
 from modnet_edge.export.skeleton import Converted
 from modnet_edge.model.checkpoint import Checkpoint
+from modnet_edge.model.pixel_input import MASK, OFFSET
 
 
 def convert_onnx_int8(checkpoint: Checkpoint, precision: str, output: Path | None = None, *, opset: int = 17,
@@ -27,7 +31,8 @@ def convert_onnx_int8(checkpoint: Checkpoint, precision: str, output: Path | Non
                       keep_float: Sequence[str] = (), calibration: Any = None, calibration_size: int | None = None,
                       calibration_seed: int = 0, calibration_cache: Any = None, calibration_method: str = "minmax",
                       percentile: float = 99.999, activation_type: str = "uint8", per_channel: bool = True,
-                      reduce_range: bool | None = None, target_cpu: str | None = None) -> Converted:
+                      reduce_range: bool | None = None, target_cpu: str | None = None,
+                      input_type: str = "float32") -> Converted:
     """The ONNX ``int8`` / ``int8-a16`` converter (options checked by the format table).
 
     ``reduce_range``: 7-bit weights.  ONNX Runtime's u8s8 kernels on x86 CPUs without VNNI (AVX2)
@@ -39,6 +44,10 @@ def convert_onnx_int8(checkpoint: Checkpoint, precision: str, output: Path | Non
     ``target_cpu`` -- "x86-vnni", "x86-avx2", "arm64", or None for this machine's features; the choice
     and its reason go into the metadata.  Activations stay uint8 (ONNX Runtime's U8S8 path): S8S8 ran
     2.6x slower on the same machine (357 vs 139 ms).
+    ``input_type="uint8"``: the model reads the 8-bit image (uint8 NCHW), the normalisation folded into
+    the first convolution so the input adds no rounding (:mod:`modnet_edge.model.pixel_input`; its stem
+    quantised with scale 1 by :func:`.qdq.quantize`: for uint8 activations zero point 128, the pixels'
+    own bytes).
     ``calibration``: a folder of images, a video, ``"synthetic"`` or a ``CalibrationSource``
     (``calibration_size`` / ``calibration_seed`` pick the samples).  ``static_shape`` (H, W): the
     calibration images are resized to it exactly as the predictor will; without it the graph stays
@@ -54,11 +63,13 @@ def convert_onnx_int8(checkpoint: Checkpoint, precision: str, output: Path | Non
     target, reduce_range, range_reason = resolve_reduce_range(reduce_range, target_cpu)
     scheme = QdqScheme(activation_type, symmetric_activations=activation_type == "int8", per_channel=per_channel,
                        reduce_range=reduce_range)
-    spec = checkpoint.preprocessing.with_fixed_size(static_shape)
+    spec = input_spec(checkpoint.preprocessing.with_fixed_size(static_shape), input_type)
+    pixel_input = input_type == "uint8"
     source = as_source(calibration, calibration_size, calibration_seed).bind(spec)
     with progress(total=2, desc=f"onnx {precision}/{calibration_method}", leave=False) as bar:
         bar.set_postfix_str("export float graph")
-        model = float_graph(checkpoint, "fp32", opset=opset, static_shape=static_shape, batch=batch)
+        model = float_graph(checkpoint, "fp32", opset=opset, static_shape=static_shape, batch=batch,
+                            pixel_input=pixel_input)
         bar.update()
         bar.set_postfix_str(f"calibrate ({len(source)} samples) and quantise")
         input_shape = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
@@ -67,13 +78,30 @@ def convert_onnx_int8(checkpoint: Checkpoint, precision: str, output: Path | Non
                         cache=resolve_cache(calibration_cache))
         bar.update()
     weights = f"int{7 if reduce_range else 8} symmetric " + ("per-channel" if per_channel else "per-tensor")
-    extra = {"opset": opset, "io_dtype": "float32", "quantization": {
+    extra = {"opset": opset, "io_dtype": "float32", **input_record(input_type), "quantization": {
         "scheme": "static QDQ", "reduce_range": reduce_range, "weights": weights, "target_cpu": target,
         "reduce_range_reason": range_reason, "activations": f"{activation_type} per-tensor",
         "method": calibration_method, **({"percentile": percentile} if calibration_method == "percentile" else {}),
         "keep_float": keep, "float_nodes": len(done.float_nodes)},
         "calibration": done.record}
     return Converted(done.model, spec, input_shape, extra)
+
+
+def input_spec(spec: PreprocessSpec, input_type: str) -> PreprocessSpec:
+    """``spec`` for a model reading ``input_type``: "float32" (the normalised image) or "uint8" pixels."""
+    if input_type not in INPUT_DTYPES:
+        raise ConfigError(f"input_type must be one of {list(INPUT_DTYPES)}, not {input_type!r}")
+    return dataclasses.replace(spec, input_dtype=input_type)
+
+
+def input_record(input_type: str, dtype: str = "uint8") -> dict[str, Any]:
+    """What the metadata says about an 8-bit input (nothing for a float one)."""
+    if input_type == "float32":
+        return {}
+    return {"io_dtype": f"{dtype} in, float32 out",
+            "input": {"dtype": dtype, "what": "the 8-bit image" + (" as p - 128" if dtype == "int8" else "")
+                      + ", resized and rounded; its normalisation is folded into the first convolution, exactly, "
+                      "border included", "stem": f"[p - {OFFSET}, {MASK} * inside], zero padding, scale 1"}}
 
 
 TARGET_CPUS = ("x86-vnni", "x86-avx2", "arm64")

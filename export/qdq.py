@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 from modnet_edge.core.tools import quiet_tool
 
@@ -80,7 +82,11 @@ def quantize(model: Any, source: Any, input_shape: list[int | str], scheme: QdqS
     """Calibrate ``model`` (a float ``onnx.ModelProto``) on ``source`` (a bound
     :class:`~modnet_edge.calibration.CalibrationSource`) fed as ``input_shape``, and quantise it by
     ``scheme``, leaving ``float_nodes`` in float.  ``cache``: a
-    :class:`~modnet_edge.calibration.CalibrationCache` or None."""
+    :class:`~modnet_edge.calibration.CalibrationCache` or None.
+
+    An 8-bit-input graph (:func:`pixel_stem` finds its stem) gets the stem's input quantised with
+    scale 1 whatever the calibration saw: its values are integers of the activation type's range, so
+    they stay exact (the ops that make it, a Cast and a Concat, stay float and cost nothing)."""
     from modnet_edge.calibration import CacheKey, OrtCalibrationReader
     from modnet_edge.calibration.adapters import chunk_size
 
@@ -98,9 +104,18 @@ def quantize(model: Any, source: Any, input_shape: list[int | str], scheme: QdqS
 
     excluded = list(float_nodes)
     data_sha256 = source.fingerprint()  # reads and checks every sample before the slow steps
-    reader = OrtCalibrationReader(source, model.graph.input[0].name, input_shape)
+    reader = OrtCalibrationReader(source, model.graph.input[0].name, input_shape, _input_dtype(model))
     extra: dict[str, Any] = {"ActivationSymmetric": scheme.symmetric_activations, "WeightSymmetric": True,
                              "CalibStridedMinMax": chunk_size(len(reader)), **scheme.extra}
+    stem = pixel_stem(model)
+    if stem is not None:
+        nodes, tensor = stem
+        excluded += [n for n in nodes if n not in excluded]
+        # [p - 128, 127 * inside] in [-128, 127]: uint8 zero point 128 (its bytes are the pixels), int8 0
+        zero = {"uint8": np.array(128, np.uint8), "int8": np.array(0, np.int8)}.get(scheme.activation_type)
+        if zero is None:
+            raise ConfigError(f"an 8-bit-input graph takes 8-bit activations, not {scheme.activation_type}")
+        extra["TensorQuantOverrides"] = {tensor: [{"scale": np.array(1.0, np.float32), "zero_point": zero}]}
     if scheme.activation_type == "uint16":  # 16-bit Q/DQ needs ONNX Runtime's contrib ops below opset 21
         extra["UseQDQContribOps"] = True
     if method == "percentile":
@@ -202,15 +217,44 @@ def resolve_keep_float(model: Any, keep: Iterable[str], model_config: Any = None
 
 
 def _image_concat_nodes(model: Any) -> list[str]:
-    """Concats fed by the graph input (directly or through Resize) and the Convs consuming them."""
+    """Concats fed by the image (the graph input, directly or through Resize; in an 8-bit-input graph
+    through the ops normalising it) and the Convs consuming them; not the 8-bit stem's Concat."""
     image = {model.graph.input[0].name}
+    follow = ("Resize", "Cast", "Sub", "Div", "Mul", "Add")
     for node in model.graph.node:  # topological order: downscaled copies of the image
-        if node.op_type == "Resize" and node.input and node.input[0] in image:
+        if node.op_type in follow and node.input and node.input[0] in image:
             image.update(node.output)
-    concats = [n for n in model.graph.node if n.op_type == "Concat" and image.intersection(n.input)]
+    concats = [n for n in model.graph.node if n.op_type == "Concat" and image.intersection(n.input)
+               and PIXEL_SCOPE not in n.name]
     outputs = {o for n in concats for o in n.output}
     convs = [n for n in model.graph.node if n.op_type == "Conv" and outputs.intersection(n.input)]
     return [n.name for n in concats + convs]
+
+
+# the scope of the ops that turn 8-bit pixels into the stem's input and the normalised image
+PIXEL_SCOPE = "/pixels/"
+
+
+def pixel_stem(model: Any) -> tuple[list[str], str] | None:
+    """(the nodes that prepare an 8-bit-input graph's pixels, the tensor its first Conv reads), or None
+    for a graph that reads a float image.  The nodes: the input's Cast and everything in the
+    :class:`~modnet_edge.model.pixel_input.PixelInput` scope."""
+    from onnx import TensorProto
+
+    if model.graph.input[0].type.tensor_type.elem_type != TensorProto.UINT8:
+        return None
+    name = model.graph.input[0].name
+    nodes = [n for n in model.graph.node if PIXEL_SCOPE in n.name or (n.op_type == "Cast" and name in n.input)]
+    stems = [n.output[0] for n in nodes if n.op_type == "Concat"]
+    if len(stems) != 1:
+        raise ConfigError(f"an 8-bit-input graph has one stem Concat in {PIXEL_SCOPE}, found {len(stems)}")
+    return [n.name for n in nodes], stems[0]
+
+
+def _input_dtype(model: Any) -> Any:
+    from onnx import helper
+
+    return np.dtype(helper.tensor_dtype_to_np_dtype(model.graph.input[0].type.tensor_type.elem_type))
 
 
 def graph_sha256(model: Any) -> str:

@@ -62,7 +62,8 @@ DEFAULT_BUILD_MODE = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
 TENSORRT_OPS = frozenset({
     "Conv", "Relu", "Clip", "Slice", "Concat", "BatchNormalization", "InstanceNormalization", "Add", "Mul",
     "Resize", "MatMul", "Gemm", "Sigmoid", "GlobalAveragePool", "Flatten", "Unsqueeze", "Reshape", "Cast",
-    "QuantizeLinear", "DequantizeLinear", "Identity", "Constant", "Sub", "Div"})
+    "QuantizeLinear", "DequantizeLinear", "Identity", "Constant", "Sub", "Div",
+    "Shape", "ConstantOfShape"})  # the inside mask of an 8-bit-input graph with a dynamic profile
 _RESIZE_MODES = {"nearest", "linear"}
 _RESIZE_COORDS = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn"}
 
@@ -138,9 +139,15 @@ def check_tensorrt_ready(model: Any) -> dict[str, Any]:
             problems.append(f"node {n.name!r} uses custom domain {n.domain!r} ({n.op_type}); TensorRT needs plugins")
         elif n.op_type not in TENSORRT_OPS:
             problems.append(f"op {n.op_type} ({n.name!r}) is outside the set verified for TensorRT 10")
+    input_names = {vi.name for vi in graph.input}
     for vi in list(graph.input) + list(graph.output):
-        if vi.type.tensor_type.elem_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
-            problems.append(f"graph I/O {vi.name!r} is not float32/float16")
+        if vi.type.tensor_type.elem_type in (TensorProto.FLOAT, TensorProto.FLOAT16):
+            continue
+        # TensorRT takes UINT8 network inputs (the 8-bit image) when a Cast converts them before any use
+        readers = consumers.get(vi.name, [])
+        if not (vi.name in input_names and vi.type.tensor_type.elem_type == TensorProto.UINT8 and readers
+                and all(r.op_type == "Cast" for r in readers)):
+            problems.append(f"graph I/O {vi.name!r} is not float32/float16 (or a uint8 input read by a Cast)")
     for n in graph.node:
         attrs = {a.name: a for a in n.attribute}
         if n.op_type == "InstanceNormalization":
@@ -221,7 +228,8 @@ def convert_tensorrt_onnx(checkpoint: Checkpoint, precision: str, output: Path, 
                           static_shape: tuple[int, int] | None = None, batch: int | None = None,
                           profile: Any = None, keep_io_types: bool | None = None, fp32_normalization: bool = True,
                           keep_float: Sequence[str] | None = None, opset: int = 17, calibration: Any = None,
-                          calibration_method: str = "minmax", **int8_options: Any) -> Converted:
+                          calibration_method: str = "minmax", input_type: str = "float32",
+                          **int8_options: Any) -> Converted:
     """The TensorRT-ready ONNX converter of the format table (options checked there).
 
     ``static_shape`` (H, W) and ``batch``, or ``profile`` ("MIN:OPT:MAX" / dict): the input shapes
@@ -231,11 +239,17 @@ def convert_tensorrt_onnx(checkpoint: Checkpoint, precision: str, output: Path, 
     ``keep_float``: FP16 -- FP32 islands (regexes on node names, which carry the module path, or module
     selectors), honoured by strongly typed builds; INT8 -- nodes left unquantised (see
     :func:`modnet_edge.export.tensorrt_qdq.quantize_for_tensorrt`, as are ``int8_options``).
+    ``input_type="uint8"`` (fp32, int8): the graph reads the 8-bit image as uint8 (TensorRT takes UINT8
+    network inputs into a Cast), the normalisation folded in exactly; in INT8 its stem ``[p - 128,
+    127 * inside]`` is int8 at scale 1 and zero point 0 (:mod:`modnet_edge.model.pixel_input`).
     """
+    from modnet_edge.export.onnx_int8 import input_record, input_spec
+
     keep_io_types = precision == "fp16" if keep_io_types is None else keep_io_types
     prof = ShapeProfile.resolve(static_shape, batch, profile)
+    spec = input_spec(checkpoint.preprocessing.with_fixed_size(prof.static_size), input_type)
     model = float_graph(checkpoint, "fp16" if precision == "fp16" else "fp32", opset=opset,
-                        keep_io_types=keep_io_types, **prof.onnx_export_args())
+                        keep_io_types=keep_io_types, pixel_input=input_type == "uint8", **prof.onnx_export_args())
     details: dict[str, Any] = {}
     tools: dict[str, str] = {}
     if precision == "fp16" and fp32_normalization:
@@ -258,8 +272,8 @@ def convert_tensorrt_onnx(checkpoint: Checkpoint, precision: str, output: Path, 
     n = prof.static_batch or "batch"
     h, w = prof.static_size or ("height", "width")
     extra = {"opset": opset, "io_dtype": "float32" if precision != "fp16" or keep_io_types else "float16",
-             "tensorrt": tensorrt_record(precision, prof, output, details, report)}
-    return Converted(model, checkpoint.preprocessing.with_fixed_size(prof.static_size), [n, 3, h, w], extra, tools)
+             **input_record(input_type), "tensorrt": tensorrt_record(precision, prof, output, details, report)}
+    return Converted(model, spec, [n, 3, h, w], extra, tools)
 
 
 def tensorrt_record(precision: str, prof: ShapeProfile, output: Path, details: dict[str, Any],

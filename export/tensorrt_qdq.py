@@ -35,12 +35,13 @@ regexes are those of :func:`modnet_edge.export.qdq.resolve_keep_float`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from modnet_edge.model.checkpoint import Checkpoint
 
-from modnet_edge.export.qdq import QdqScheme, ort_version, quantize, resolve_keep_float
+from modnet_edge.export.qdq import QdqScheme, ort_version, pixel_stem, quantize, resolve_keep_float
 from modnet_edge.export.tensorrt_profile import ShapeProfile
 
 QUANTIZED_OPS = ("Conv",)
@@ -73,8 +74,10 @@ def quantize_for_tensorrt(model: Any, checkpoint: Checkpoint, profile: ShapeProf
     from modnet_edge.calibration import as_source, resolve_cache
     keep = list(DEFAULT_KEEP_FLOAT if keep_float is None else keep_float)
     size = profile.static_size or (profile.opt[2], profile.opt[3])
-    source = as_source(calibration, calibration_size, calibration_seed).bind(
-        checkpoint.preprocessing.with_fixed_size(size))
+    spec = checkpoint.preprocessing.with_fixed_size(size)
+    if pixel_stem(model) is not None:  # a graph reading the 8-bit image is calibrated on 8-bit images
+        spec = dataclasses.replace(spec, input_dtype="uint8")
+    source = as_source(calibration, calibration_size, calibration_seed).bind(spec)
     dims = model.graph.input[0].type.tensor_type.shape.dim
     input_shape: list[int | str] = [d.dim_value or d.dim_param for d in dims]
     if not isinstance(input_shape[0], int) or input_shape[0] <= 0:

@@ -28,7 +28,7 @@ from modnet_edge.core.tools import quiet_tool
 from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint
 
 from modnet_edge.export.skeleton import Converted
-from modnet_edge.export.tflite_quantize import MODES, quantize_tflite
+from modnet_edge.export.tflite_quantize import MODES, PIXEL_SCOPE, quantize_tflite
 
 DEFAULT_SHAPE = (512, 512)
 _FLOAT_MEMO: dict[tuple[Any, ...], bytes] = {}
@@ -162,23 +162,31 @@ MODE_OF: dict[str, str | None] = {"fp32": None, **{precision: mode for mode, pre
 def convert_tflite(checkpoint: Checkpoint, precision: str, output: Path, *,
                    static_shape: tuple[int, int] | None = None, layout: str = "NCHW", calibration: Any = None,
                    calibration_size: int | None = None, calibration_seed: int = 0, calibration_method: str = "minmax",
-                   keep_float: Any = (), calibration_cache: Any = None, threads: int = 2) -> Converted:
+                   keep_float: Any = (), calibration_cache: Any = None, threads: int = 2,
+                   input_type: str = "float32") -> Converted:
     """The TFLite converter of the format table (options checked there).
 
     ``precision``: fp32, fp16 (FP16 weights), int8 (full integer, int8 activations), int8-a16 (int16
     activations), int8-dynamic (dynamic range) or int8-weights (weight-only).  The static variants are
     calibrated on ``calibration`` (folder, video, ``"synthetic"`` or a CalibrationSource;
     ``calibration_size``/``calibration_seed`` pick the samples, resized to ``static_shape`` exactly as the
-    predictor does).
+    predictor does).  ``input_type="uint8"`` (int8): the model reads the 8-bit image as int8 ``p - 128``
+    (scale 1, zero point -128: exact), the normalisation folded into the first convolution
+    (:mod:`modnet_edge.model.pixel_input`); its stem's input ``[p - 128, 127 * inside]`` is int8 at
+    scale 1, zero point 0.
     """
     from modnet_edge.core.console import progress
+    from modnet_edge.export.onnx_int8 import input_record, input_spec
 
     del output  # the skeleton writes the file
     check_threads(threads)
     mode = MODE_OF[precision]
     static = mode in ("static", "static16")
+    pixels = input_type == "uint8"
+    if pixels and mode != "static":
+        raise ConfigError(f"TFLite reads the 8-bit image in full-integer int8 only, not {precision}")
     shape = tuple(int(v) for v in (static_shape or DEFAULT_SHAPE))
-    spec = dataclasses.replace(checkpoint.preprocessing.with_fixed_size(shape), layout=layout)
+    spec = input_spec(dataclasses.replace(checkpoint.preprocessing.with_fixed_size(shape), layout=layout), input_type)
     source = cache = None
     if static:
         from modnet_edge.calibration import as_source, resolve_cache
@@ -188,19 +196,19 @@ def convert_tflite(checkpoint: Checkpoint, precision: str, output: Path, *,
     steps = ["convert with litert-torch"] + (["quantize with ai-edge-quantizer"] if mode else [])
     with progress(total=len(steps), desc=f"tflite {precision}") as bar:
         bar.set_postfix_str(steps[0])
-        float_model = convert_float(checkpoint, shape, layout)
+        float_model = convert_float(checkpoint, shape, layout, pixels)
         bar.update()
         details: dict[str, Any] = {}
         model = float_model
         if mode:
             bar.set_postfix_str(steps[1])
+            ranges = {**_known_ranges(spec), **(_stem_range(float_model) if pixels else {})} if static else None
             model, details = quantize_tflite(float_model, mode, source=source, method=calibration_method,
-                                             keep_float=keep_float, cache=cache, threads=threads,
-                                             io_ranges=_known_ranges(spec) if static else None)
+                                             keep_float=keep_float, cache=cache, threads=threads, io_ranges=ranges)
             bar.update()
     input_shape: list[int | str] = [1, 3, *shape] if layout == "NCHW" else [1, *shape, 3]
     extra: dict[str, Any] = {"layout": layout, "converter": f"litert-torch {_version('litert-torch')}",
-                             "graph_rewrites": list(GRAPH_REWRITES)}
+                             "graph_rewrites": list(GRAPH_REWRITES), **input_record(input_type, "int8")}
     if details:
         extra["quantization"] = details
     if source is not None:
@@ -209,16 +217,31 @@ def convert_tflite(checkpoint: Checkpoint, precision: str, output: Path, *,
 
 
 def _known_ranges(spec: Any) -> dict[str, tuple[float, float]]:
-    """Exact value ranges of the network's input (the normalised image) and output (a sigmoid)."""
+    """Exact value ranges of the network's input (the normalised image, or 8-bit pixels) and output (a
+    sigmoid)."""
+    if spec.input_dtype == "uint8":
+        return {"input": (0.0, 255.0), "matte": (0.0, 1.0)}
     lows = [(0.0 - m) / s for m, s in zip(spec.mean, spec.std)]
     highs = [(1.0 - m) / s for m, s in zip(spec.mean, spec.std)]
     return {"input": (min(lows), max(highs)), "matte": (0.0, 1.0)}
 
 
-def convert_float(checkpoint: Checkpoint, shape: tuple[int, int], layout: str) -> bytes:
-    """The float32 .tflite of ``checkpoint`` at (1, 3, H, W) or (1, H, W, 3) (memoised in-process)."""
+def _stem_range(float_model: bytes) -> dict[str, tuple[float, float]]:
+    """The exact range of an 8-bit-input model's stem input (``[p - 128, 127 * inside]``: [-128, 127]), by
+    tensor name: the concatenation in the :class:`~modnet_edge.model.pixel_input.PixelInput` scope."""
+    from modnet_edge.export.tflite_quantize import _op_outputs
+
+    stems = [outs[0] for op, _, outs in _op_outputs(float_model) if op == "CONCATENATION" and PIXEL_SCOPE in outs[0]]
+    if len(stems) != 1:
+        raise ConfigError(f"an 8-bit-input model has one stem concatenation ({PIXEL_SCOPE}), found {len(stems)}")
+    return {stems[0]: (-128.0, 127.0)}
+
+
+def convert_float(checkpoint: Checkpoint, shape: tuple[int, int], layout: str, pixels: bool = False) -> bytes:
+    """The float32 .tflite of ``checkpoint`` at (1, 3, H, W) or (1, H, W, 3) (memoised in-process); with
+    ``pixels``, of the network reading 8-bit pixel values (as float32 0..255), normalisation folded in."""
     key = (checkpoint.source_info()["weights_sha256"], json.dumps(checkpoint.model_config.to_dict(), sort_keys=True),
-           shape, layout, _version("litert-torch"))
+           shape, layout, pixels, _version("litert-torch"))
     if key in _FLOAT_MEMO:
         return _FLOAT_MEMO[key]
     try:
@@ -227,7 +250,13 @@ def convert_float(checkpoint: Checkpoint, shape: tuple[int, int], layout: str) -
     except ImportError:
         raise BackendUnavailableError('TFLite export needs litert-torch (pip install -c constraints.txt '
                                       '"modnet-edge[tflite]")') from None
-    net = converter_friendly(build_from_checkpoint(checkpoint).eval())
+    net = build_from_checkpoint(checkpoint).eval()
+    if pixels:
+        from modnet_edge.model.pixel_input import PixelInputMODNet
+
+        spec = checkpoint.preprocessing
+        net = PixelInputMODNet(net, spec.mean, spec.std).eval()
+    net = converter_friendly(net)
     wrapper = _TFLiteWrapper(net, layout).eval()
     h, w = shape
     sample = torch.zeros(1, 3, h, w) if layout == "NCHW" else torch.zeros(1, h, w, 3)

@@ -80,9 +80,10 @@ def quantize_tflite(float_model: bytes, mode: str, *, source: Any = None, method
     """Quantise a float .tflite (bytes); returns (model bytes, details for the manifest).
 
     ``source``: a CalibrationSource bound to the model's preprocessing (static modes only).
-    ``cache``: a CalibrationCache or None.  ``io_ranges``: {signature input/output name: (min, max)}
-    for tensors whose range is known exactly (the normalised image, a sigmoid output): they replace
-    the calibrated ranges, so the int8 input step is the image's own and no real image can clip.
+    ``cache``: a CalibrationCache or None.  ``io_ranges``: {signature input/output or tensor name:
+    (min, max)} for tensors whose range is known exactly (the normalised image or the 8-bit pixels, a
+    sigmoid output, an 8-bit-input model's stem): they replace the calibrated ranges, so the int8 input
+    step is the image's own and no real image can clip.
     """
     if mode not in MODES:
         raise ConfigError(f"TFLite quantisation mode must be one of {list(MODES)}, not {mode!r}")
@@ -96,7 +97,8 @@ def quantize_tflite(float_model: bytes, mode: str, *, source: Any = None, method
         raise ConfigError(f"mode {mode!r} quantises weights only and takes no calibration data")
     keep = [keep_float] if isinstance(keep_float, str) else list(keep_float)
     patterns = resolve_keep_float(float_model, keep)
-    recipe = base_recipe(mode) + [{"regex": p, "operation": "*", "algorithm_key": "no_quantize"} for p in patterns]
+    recipe = base_recipe(mode) + [{"regex": p, "operation": "*", "algorithm_key": "no_quantize"}
+                                  for p in patterns + pixel_normalisation(float_model)]
     details: dict[str, Any] = {"tool": f"ai-edge-quantizer {_version('ai-edge-quantizer')}", "mode": mode,
                                "keep_float": keep, "float_ops_patterns": len(patterns)}
     qsvs = None
@@ -153,10 +155,11 @@ def _override_ranges(float_model: bytes, qsvs: dict[str, Any], io_ranges: dict[s
     io = {**{n: names[d["index"]] for n, d in runner.get_input_details().items()},
           **{n: names[d["index"]] for n, d in runner.get_output_details().items()}}
     out = dict(qsvs)
+    tensors = set(names.values())
     for sig_name, (lo, hi) in io_ranges.items():
-        if sig_name not in io:
-            raise ConfigError(f"fixed range for unknown model input/output {sig_name!r} (has {sorted(io)})")
-        tensor = io[sig_name]
+        if sig_name not in io and sig_name not in tensors:
+            raise ConfigError(f"fixed range for unknown model input/output or tensor {sig_name!r} (has {sorted(io)})")
+        tensor = io.get(sig_name, sig_name)
         old = out.get(tensor) or {"min": np.zeros(1, np.float32), "max": np.zeros(1, np.float32)}
         out[tensor] = {**old, "min": np.full_like(np.asarray(old["min"], np.float32), lo),
                        "max": np.full_like(np.asarray(old["max"], np.float32), hi)}
@@ -229,6 +232,32 @@ def _signature_input(float_model: bytes) -> tuple[str, list[int]]:
     return name, [int(d) for d in info["shape"]]
 
 
+# litert-torch names a module's tensors <class>_<attribute>: the scope of PixelInputMODNet.pixels
+PIXEL_SCOPE = "PixelInput_pixels"
+
+
+def pixel_normalisation(float_model: bytes) -> list[str]:
+    """Exact-name patterns of the ops that normalise an 8-bit-input model's image for the branches that
+    read it (none in a float-input model).  They stay float: each int8 op would round the image again
+    (its scale is calibrated, and 127.5 is no int8 zero point), while in float the image is rounded once,
+    where its readers quantise it -- as in ONNX Runtime, which leaves Div and Sub unquantised.  Not among
+    them: the stem's concatenation and the ops feeding it (8-bit exact)."""
+    ops = _op_outputs(float_model)
+    stem: set[str] = set()
+    for op, ins, outs in reversed(ops):  # the stem concatenation and everything in scope upstream of it
+        if outs and PIXEL_SCOPE in outs[0] and (op == "CONCATENATION" or stem.intersection(outs)):
+            stem.update(outs)
+            stem.update(ins)
+    return [op_scope_pattern(outs[0]) for op, _, outs in ops
+            if outs and PIXEL_SCOPE in outs[0] and outs[0] not in stem]
+
+
+def op_scope_pattern(tensor: str) -> str:
+    """The recipe regex that selects exactly the op writing ``tensor``: ai-edge-quantizer matches recipes
+    against an op's *scope*, its output tensor names each followed by ';'."""
+    return "^" + re.escape(tensor) + ";$"
+
+
 def _op_outputs(float_model: bytes) -> list[tuple[str, list[str], list[str]]]:
     """(op name, input tensor names, output tensor names) for every op, in execution order."""
     from ai_edge_litert.interpreter import Interpreter
@@ -251,7 +280,7 @@ def resolve_keep_float(float_model: bytes, keep: Iterable[str], model_config: An
     patterns: list[str] = []
     for item in keep:
         if item == "image-concat":
-            found = [re.escape(n) + "$" for n in _image_concat_outputs(float_model, ops)]
+            found = [op_scope_pattern(n) for n in _image_concat_outputs(float_model, ops)]
         elif item in _PRESET_PATTERNS:
             pattern = re.escape(_PRESET_PATTERNS[item])
             found = [pattern] if any(re.search(pattern, o) for _, _, outs in ops for o in outs) else []
@@ -275,10 +304,12 @@ def _image_concat_outputs(float_model: bytes, ops: list[tuple[str, list[str], li
 
     interp = Interpreter(model_content=float_model)
     image = {d["name"] for d in interp.get_input_details()}
+    follow = ("TRANSPOSE", "RESIZE_BILINEAR", "RESHAPE", "MUL", "SUB", "ADD", "DIV")  # the last: 8-bit input
     for op, ins, outs in ops:
-        if op in ("TRANSPOSE", "RESIZE_BILINEAR", "RESHAPE") and ins and ins[0] in image:
+        if op in follow and ins and ins[0] in image:
             image.update(outs)
-    concats = [outs[0] for op, ins, outs in ops if op == "CONCATENATION" and image.intersection(ins)]
+    concats = [outs[0] for op, ins, outs in ops if op == "CONCATENATION" and image.intersection(ins)
+               and PIXEL_SCOPE not in outs[0]]
     convs = [outs[0] for op, ins, outs in ops if op == "CONV_2D" and set(concats).intersection(ins)]
     return concats + convs
 

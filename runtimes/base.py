@@ -70,12 +70,13 @@ class Backend(abc.ABC):
         return out
 
     def prepare_input(self, name: str, array: np.ndarray) -> np.ndarray:
-        """Convert a float32 array for input ``name`` to what the model takes (float16 for fp16 models).
+        """Convert a float32 array for input ``name`` to what the model takes (float16 for fp16 models);
+        an array already of the model's type (8-bit pixels for a uint8 input) passes as it is.
 
         Backends with quantised inputs override this to quantise from the model's own parameters.
         """
         info = self._input(name)
-        if np.issubdtype(info.dtype, np.floating):
+        if array.dtype == info.dtype or np.issubdtype(info.dtype, np.floating):
             return array.astype(info.dtype, copy=False)
         raise FeedError(f"input '{name}' is {info.dtype}; this backend cannot convert float data to it", self.path)
 

@@ -57,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
         for line in provenance_notes(meta.get("source")):
             print(line)
         print(f"preprocessing: {json.dumps(meta['preprocessing'])}")
+        if meta["preprocessing"].get("input_dtype") == "uint8":
+            print("input: the 8-bit image (resized 'area', rounded half up), fed as is; the normalisation is "
+                  "folded into the model")
+        else:
+            print("input: the normalised image ((p / 255 - mean) / std; quantised with the model's own "
+                  "parameters where its input is integer)")
     else:
         print("no modnet-edge metadata (foreign model)")
     return 0

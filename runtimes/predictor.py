@@ -15,9 +15,9 @@ import numpy as np
 from modnet_edge.core import ArtifactMetadata, PreprocessSpec
 from modnet_edge.core.errors import ArtifactError, MetadataError
 from modnet_edge.core.images import ImageLike, to_rgb_uint8
-from modnet_edge.core.preprocess import postprocess, preprocess
+from modnet_edge.core.preprocess import normalise, postprocess, preprocess
 
-from modnet_edge.runtimes.base import Backend
+from modnet_edge.runtimes.base import Backend, TensorInfo
 
 
 class MattingPredictor:
@@ -44,7 +44,22 @@ class MattingPredictor:
         if all(isinstance(d, int) and d > 0 for d in static) and spec.fixed_size != tuple(static):
             spec = spec.with_fixed_size(tuple(static))  # the model's own static shape wins
         self.spec: PreprocessSpec = spec
+        # an 8-bit-input spec fed to a float-input network (the PyTorch reference of such an artifact in
+        # parity): the network reads the same rounded pixels, normalised, so parity measures the model only
+        self._normalise_pixels = spec.input_dtype == "uint8" and np.issubdtype(in_info.dtype, np.floating)
+        if spec.input_dtype == "uint8" and not self._normalise_pixels:
+            self._check_pixel_input(backend, in_info)
         self.last_timings_s: dict[str, float] = {}
+
+    def _check_pixel_input(self, backend: Backend, info: TensorInfo) -> None:
+        """An 8-bit-input artifact's model must take the pixels without rounding: uint8, or int8 ``p - 128``
+        (scale 1, zero point -128 where the runtime reports quantisation parameters)."""
+        quantization = getattr(backend, "quantization", None)
+        q = quantization(info.name) if quantization is not None else None
+        exact = (info.dtype == np.uint8 and q in (None, (1.0, 0))) or (info.dtype == np.int8 and q == (1.0, -128))
+        if not exact:
+            raise MetadataError(f"metadata says the model reads 8-bit pixels, but its input is {info.dtype}"
+                                + (f" with scale {q[0]:g} and zero point {q[1]}" if q else ""), backend.path)
 
     @staticmethod
     def _resolve_io(backend: Backend, meta: ArtifactMetadata) -> tuple[str, str]:
@@ -75,8 +90,13 @@ class MattingPredictor:
 
     # predict() in three stages, so a video pipeline can run them on different threads at once
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """RGB uint8 -> the model's input (resized, normalised, laid out and typed for this backend)."""
-        return self.backend.prepare_input(self.input_name, preprocess(rgb, self.spec))
+        """RGB uint8 -> the model's input (resized, normalised or kept 8-bit, laid out and typed for this
+        backend)."""
+        return self.backend.prepare_input(self.input_name, self._network_input(rgb))
+
+    def _network_input(self, rgb: np.ndarray) -> np.ndarray:
+        x = preprocess(rgb, self.spec)
+        return normalise(x, self.spec) if self._normalise_pixels else x
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """The model's raw output for a prepared input."""
@@ -114,7 +134,7 @@ class MattingPredictor:
         return alphas  # type: ignore[return-value]
 
     def _predict_stacked(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
-        x = np.concatenate([preprocess(rgb, self.spec) for rgb in rgbs], axis=0)
+        x = np.concatenate([self._network_input(rgb) for rgb in rgbs], axis=0)
         out = self._dequantize(self.backend.run({self.input_name: self.backend.prepare_input(self.input_name, x)})
                                [self.output_name])
         return [postprocess(out[i:i + 1], rgb.shape[0], rgb.shape[1], self.spec.layout) for i, rgb in enumerate(rgbs)]

@@ -92,16 +92,66 @@ def _area_axis(arr: np.ndarray, size: int, axis: int) -> np.ndarray:
     return total / (end - start).reshape(shape)
 
 
+def resize_pixels(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """'area' resize of an 8-bit (H, W[, C]) image, rounded half up to 8 bits, in exact integers.
+
+    Each output pixel is ``floor(sum / count + 1/2)`` of its window, computed as ``(2 sum + count) //
+    (2 count)``: no float rounding, so every machine and any runner (C, Kotlin, Swift) that follows the
+    rule gets the same bytes.  Half up rather than half to even: the rule is then one integer expression.
+    Window sums run in blocks (int32 per column, int64 across a row), so memory stays bounded for the
+    largest accepted image."""
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"resize_pixels takes an 8-bit image, not {rgb.dtype}")
+    h_in, w_in = rgb.shape[:2]
+    if (h_in, w_in) == (height, width):
+        return rgb.copy()
+    s0, e0 = _windows(h_in, height)
+    s1, e1 = _windows(w_in, width)
+    tail = rgb.shape[2:]
+    per_col = h_in * int(np.prod(tail, dtype=np.int64))
+    band = np.empty((height, w_in, *tail), np.int32)  # column sums over each output row's window (<= 255 * h_in)
+    step = max(1, _BLOCK_ELEMENTS // per_col)
+    for c in range(0, w_in, step):
+        rows = np.zeros((h_in + 1, min(step, w_in - c), *tail), np.int32)
+        np.cumsum(rgb[:, c:c + step], axis=0, dtype=np.int32, out=rows[1:])
+        band[:, c:c + step] = rows[e0] - rows[s0]
+    out = np.empty((height, width, *tail), np.uint8)
+    count = ((e0 - s0)[:, None] * (e1 - s1)[None, :]).astype(np.int64)
+    count = count[..., None] if tail else count
+    per_row = w_in * int(np.prod(tail, dtype=np.int64))
+    step = max(1, _BLOCK_ELEMENTS // per_row)
+    for r in range(0, height, step):
+        cols = np.zeros((min(step, height - r), w_in + 1, *tail), np.int64)
+        np.cumsum(band[r:r + step], axis=1, dtype=np.int64, out=cols[:, 1:])
+        sums = cols[:, e1] - cols[:, s1]
+        n = count[r:r + step]
+        out[r:r + step] = (2 * sums + n) // (2 * n)
+    return out
+
+
+def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """8-bit pixels (any shape) -> float32 ``(p / 255 - mean) / std``, channels last or per ``spec.layout``
+    for a 4-D batch: what a float-input network (the PyTorch reference) reads for an 8-bit-input spec."""
+    shape = (1, 3, 1, 1) if pixels.ndim == 4 and spec.layout == "NCHW" else (3,)
+    mean = np.asarray(spec.mean, np.float32).reshape(shape)
+    std = np.asarray(spec.std, np.float32).reshape(shape)
+    # the order of torchvision's ToTensor + Normalize, so unresized inputs match the official code bit for bit
+    return np.ascontiguousarray((pixels.astype(np.float32) / np.float32(255.0) - mean) / std, dtype=np.float32)
+
+
 def preprocess(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> network input (1, 3, h, w) or (1, h, w, 3) float32, normalised."""
+    """RGB uint8 (H, W, 3) -> network input (1, 3, h, w) or (1, h, w, 3): float32 normalised, or for an
+    8-bit-input spec (``input_dtype="uint8"``) the resized pixels as uint8 (:func:`resize_pixels`)."""
     h, w = rgb.shape[:2]
     th, tw = spec.target_size(h, w)
-    x = rgb.astype(np.float32) if (th, tw) == (h, w) else area_resize(rgb, th, tw)
-    # the order of torchvision's ToTensor + Normalize, so unresized inputs match the official code bit for bit
-    x = (x / np.float32(255.0) - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    if spec.input_dtype == "uint8":
+        x = resize_pixels(rgb, th, tw)
+    else:
+        x = rgb.astype(np.float32) if (th, tw) == (h, w) else area_resize(rgb, th, tw)
+        x = normalise(x, spec)
     if spec.layout == "NCHW":
         x = x.transpose(2, 0, 1)
-    return np.ascontiguousarray(x[None], dtype=np.float32)
+    return np.ascontiguousarray(x[None])
 
 
 def postprocess(matte: np.ndarray, height: int, width: int, layout: str = "NCHW") -> np.ndarray:

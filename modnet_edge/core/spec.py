@@ -20,6 +20,10 @@ from modnet_edge.core.limits import MAX_INPUT_SIDE, check_input_size
 MEAN_RANGE = (0.0, 1.0)
 STD_RANGE = (1.0 / 255.0, 1.0)
 
+# what a model reads: the normalised image, or the 8-bit image with the normalisation inside the model
+INPUT_DTYPES = ("float32", "uint8")
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     """How an RGB image becomes the network input and how the output becomes an alpha matte.
@@ -28,6 +32,12 @@ class PreprocessSpec:
     the short side is 512 when the long side is < 512 or the short side is > 512, then floor each side
     to a multiple of 32; 'area' resampling in and out; normalise [0, 255] -> [-1, 1].  An artifact with
     a static input shape sets ``fixed_size`` and is fed exactly that (H, W).
+
+    ``input_dtype`` is what the model reads: "float32", the normalised image; or "uint8", the 8-bit
+    image itself, the normalisation done inside the model (``mean``/``std`` still say which one;
+    :mod:`modnet_edge.model.pixel_input`).  An 8-bit input is resized with the same 'area' rule and
+    rounded half up to integers, exactly (:func:`modnet_edge.core.preprocess.resize_pixels`); it is fed
+    as uint8, or as int8 ``p - 128`` to a model whose int8 input has scale 1 and zero point -128.
     """
 
     ref_size: int = 512
@@ -37,6 +47,7 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # on the [0, 1] scale
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     layout: str = "NCHW"
+    input_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.ref_size < self.multiple or self.multiple < 1:
@@ -45,6 +56,9 @@ class PreprocessSpec:
             raise ConfigError(f"invalid preprocessing: unknown resample {self.resample!r}")
         if self.layout not in ("NCHW", "NHWC"):
             raise ConfigError(f"invalid preprocessing: layout must be NCHW or NHWC, not {self.layout!r}")
+        if self.input_dtype not in INPUT_DTYPES:
+            raise ConfigError(f"invalid preprocessing: input_dtype must be one of {list(INPUT_DTYPES)}, "
+                              f"not {self.input_dtype!r}")
         for name in ("mean", "std"):
             values = getattr(self, name)
             if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
@@ -110,7 +124,7 @@ class PreprocessSpec:
             for key in ("ref_size", "multiple"):
                 if key in d and (isinstance(d[key], bool) or not isinstance(d[key], int)):
                     raise TypeError(f"{key} must be an integer")
-            for key in ("resample", "layout"):
+            for key in ("resample", "layout", "input_dtype"):
                 if key in d and not isinstance(d[key], str):
                     raise TypeError(f"{key} must be a string")
             if d.get("fixed_size") is not None:

@@ -330,9 +330,11 @@ class MODNet(nn.Module):
         assert semantic is not None and detail is not None
         return MattingHeads(semantic, detail, matte)
 
-    def _run(self, img: torch.Tensor, with_heads: bool
+    def _run(self, img: torch.Tensor, with_heads: bool, stem: torch.Tensor | None = None
              ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
-        enc2x, enc4x, _, _, enc32x = self.backbone(img)
+        """``stem``: what the backbone reads when it is not ``img`` itself (the 8-bit input of
+        :mod:`modnet_edge.model.pixel_input`, whose first convolution does the normalisation)."""
+        enc2x, enc4x, _, _, enc32x = self.backbone(img if stem is None else stem)
         semantic, lr8x = self.lr_branch(enc32x, with_heads)
         detail, hr2x = self.hr_branch(img, enc2x, enc4x, lr8x, with_heads)
         return semantic, detail, self.f_branch(img, lr8x, hr2x)
