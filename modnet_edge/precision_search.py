@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core import atomic_write_text, check_output_path, path_size
+from modnet_edge.core.files import copy_artifact
 from modnet_edge.core.console import activity, duration, status
 from modnet_edge.export.module_scopes import MODULE_GROUPS
 from modnet_edge.core.errors import ConfigError
@@ -203,10 +204,8 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
         if chosen is not None and not verify.passed:
             failed, chosen = chosen, None
         chosen_opts = {**options, **kept_options(format, precision, chosen.kept)} if chosen is not None else {}
-        if chosen is not None:  # exported again straight to ``output``: the exporter's own artifact + manifest pair
-            from modnet_edge.export import export
-
-            export(ckpt, format, precision, output, **_resolved(chosen_opts, ckpt))
+        if chosen is not None:  # the very bytes judged, with their manifest: no second export
+            copy_artifact(search.path(next(k for k, c in search.tried.items() if c is chosen)), output)
     result = SearchResult(format, precision, asdict(limit_budget), ranking, search.candidates(), chosen,
                           str(output) if chosen else None, search.verdict_of_choose(), verify,
                           _ranking_note(ranking_images), {k: v for k, v in chosen_opts.items()

@@ -486,6 +486,26 @@ def atomic_output(path: str | Path, suffix: str | None = None,
                 _remove(leftover)
 
 
+def copy_artifact(source: str | Path, target: str | Path) -> Path:
+    """Put a copy of our sealed artifact ``source`` (with its manifest) at ``target``, as one pair.
+
+    Why: the precision search has already exported, sealed and judged the candidate it chose; exporting
+    it once more to the user's path (a Core ML conversion, a calibration) only repeated minutes of work.
+    The bytes are the ones judged, and the integrity record inside them still holds (it covers the
+    bytes, not the file name); ``target`` must be free or ours like any output."""
+    source, target = Path(source), Path(target)
+    meta = read_manifest(source)
+    if meta is None:
+        raise ArtifactError("has no manifest: only an artifact of ours can be copied as one", source)
+    with atomic_output(target, suffix=source.suffix if source.is_dir() else None, manifest=lambda: meta,
+                       seal=False) as tmp:
+        if source.is_dir():
+            shutil.copytree(source, tmp)
+        else:
+            shutil.copyfile(source, tmp)
+    return target
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(text)
