@@ -87,6 +87,13 @@ def float_graph(checkpoint: Checkpoint, precision: str = "fp32", *, opset: int =
             net, in_dtype = PixelInputMODNet(net, spec.mean, spec.std), torch.uint8
         h, w = static_shape or (64, 64)
         check_batch(batch or 1, h, w)  # before the dummy input is allocated
+        # PyTorch has no fast FP16 convolution on CPU: tracing an FP16 network at 512x512 took 78 s (AMD
+        # EPYC, AVX2), at 64x64 under a second.  A static FP16 graph is therefore traced with dynamic
+        # height and width at 64x64 and given its static shape afterwards, where onnxslim folds the shape
+        # arithmetic into the same constants a static trace has.
+        fix_later = precision == "fp16" and static_shape is not None and simplify
+        if fix_later:
+            h, w = 64, 64
         dummy = torch.zeros(batch or 1, 3, h, w, dtype=in_dtype)
         wrapper = _ExportWrapper(net, cast_io=precision == "fp16" and keep_io_types).eval()
         with tempfile.TemporaryDirectory(prefix="modnet-onnx-") as work:
@@ -95,8 +102,11 @@ def float_graph(checkpoint: Checkpoint, precision: str = "fp32", *, opset: int =
                 warnings.simplefilter("ignore")  # legacy-exporter deprecation and instance_norm train-mode notes
                 torch.onnx.export(wrapper, (dummy,), str(traced), dynamo=False, opset_version=opset,
                                   input_names=["input"], output_names=["matte"], do_constant_folding=True,
-                                  dynamic_axes=None if static_shape else _dynamic_axes(batch))
+                                  dynamic_axes=_dynamic_axes(batch or 1) if fix_later else
+                                  None if static_shape else _dynamic_axes(batch))
             model = onnx.load(str(traced))
+        if fix_later:
+            _set_static_shape(model, batch or 1, *static_shape)
         if simplify:
             model = _simplify(model)
         if len(_GRAPH_MEMO) >= 4:
@@ -120,6 +130,18 @@ def fp32_twin_weights(checkpoint: Checkpoint, opset: int, **shape_args: Any) -> 
 
 
 _TWIN_MEMO: dict[tuple[Any, ...], dict[str, dict[int, Any]]] = {}
+
+
+def _set_static_shape(model: Any, batch: int, height: int, width: int) -> None:
+    """Give the graph's input and output (N, C, H, W) fixed dimensions, and drop the shapes inferred for
+    intermediate values from the dynamic trace, so that simplification re-derives them as constants."""
+    for value in (*model.graph.input, *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        for dim, size in zip(dims, (batch, dims[1].dim_value if len(dims) > 1 else 0, height, width)):
+            if size:
+                dim.ClearField("dim_param")
+                dim.dim_value = size
+    del model.graph.value_info[:]
 
 
 def _dynamic_axes(batch: int | None) -> dict[str, dict[int, str]]:
