@@ -20,6 +20,7 @@ network was trained on them (built-in weights record the sha256 of every image t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -319,7 +320,7 @@ class _References:
 
     def __init__(self, pictures: dict[str, np.ndarray], progress: bool) -> None:
         self.pictures, self.progress = pictures, progress
-        self.cache: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        self.cache: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
 
     def mattes(self, ckpt: Any, spec: Any) -> dict[str, np.ndarray]:
         from modnet_edge.core.console import progress as progress_bar
@@ -327,13 +328,37 @@ class _References:
         from modnet_edge.runtimes.predictor import MattingPredictor
         from modnet_edge.runtimes.torch_backend import TorchBackend
 
-        key = (ckpt.source_info()["weights_sha256"], json.dumps(spec.to_dict(), sort_keys=True))
+        key = (ckpt.source_info()["weights_sha256"], json.dumps(ckpt.model_config.to_dict(), sort_keys=True),
+               json.dumps(spec.to_dict(), sort_keys=True))
         if key not in self.cache:
-            meta = ArtifactMetadata(format="pytorch", precision="fp32", preprocessing=spec,
-                                    model=ckpt.model_config.to_dict())
-            with MattingPredictor(TorchBackend.from_checkpoint(ckpt), meta) as ref:
-                shape = "x".join(map(str, spec.fixed_size)) if spec.fixed_size else "native"
-                self.cache[key] = {n: ref.predict(im) for n, im in progress_bar(
-                    self.pictures.items(), desc=f"reference (pytorch fp32, {shape})", disable=not self.progress,
-                    leave=False)}
+            # a precision search runs parity once per candidate on the same photos: the reference's mattes
+            # are kept process-wide (by weights, preprocessing and the image's bytes), never recomputed
+            ids = {n: hashlib.sha256(np.ascontiguousarray(im).tobytes()).hexdigest()
+                   for n, im in self.pictures.items()}
+            mattes = {n: _REFERENCE_MEMO[(*key, ids[n])] for n in self.pictures
+                      if (*key, ids[n]) in _REFERENCE_MEMO}
+            todo = {n: im for n, im in self.pictures.items() if n not in mattes}
+            if todo:
+                meta = ArtifactMetadata(format="pytorch", precision="fp32", preprocessing=spec,
+                                        model=ckpt.model_config.to_dict())
+                with MattingPredictor(TorchBackend.from_checkpoint(ckpt), meta) as ref:
+                    shape = "x".join(map(str, spec.fixed_size)) if spec.fixed_size else "native"
+                    for n, im in progress_bar(todo.items(), desc=f"reference (pytorch fp32, {shape})",
+                                              disable=not self.progress, leave=False):
+                        mattes[n] = _remember((*key, ids[n]), ref.predict(im))
+            self.cache[key] = {n: mattes[n] for n in self.pictures}
         return self.cache[key]
+
+
+#: (weights sha256, model, preprocessing, image sha256) -> the reference matte; the oldest go first beyond
+#: the cap
+_REFERENCE_MEMO: dict[tuple[str, str, str, str], np.ndarray] = {}
+_REFERENCE_MEMO_BYTES = 512 * 2**20
+
+
+def _remember(key: tuple[str, str, str, str], matte: np.ndarray) -> np.ndarray:
+    matte.setflags(write=False)  # shared between runs: nobody may change it
+    _REFERENCE_MEMO[key] = matte
+    while sum(m.nbytes for m in _REFERENCE_MEMO.values()) > _REFERENCE_MEMO_BYTES and len(_REFERENCE_MEMO) > 1:
+        _REFERENCE_MEMO.pop(next(iter(_REFERENCE_MEMO)))
+    return matte
