@@ -4,7 +4,7 @@ Every subcommand lives in its stage's ``command`` module (``HELP``, ``add_argume
 ``run(args) -> int``) and is listed here by name only, so ``--help`` does not import torch.  Any
 :class:`ModnetEdgeError` becomes one clear ``error:`` line: exit status 2 for bad input, 3 when the
 machine refused (disk full, file-size limit, read-only storage: :class:`EnvironmentFailure`), 1 for a failed gate.  A mistyped option or
-command gets one line naming the command it was typed for (not the top-level one) and the closest real
+command gets the usage of the command it was typed for (not the top-level one) and the closest real
 name (``--outptu`` -> "did you mean --output?"), before any other complaint about the same line.
 
 Output options work with every subcommand, before or after its name: ``--quiet`` (print nothing; the
@@ -82,8 +82,8 @@ def _shown_default(action: argparse.Action) -> str | None:
 
 
 class CommandParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` that names a mistyped option and its closest real one, in one line naming the
-    command it was typed for (exit status 2, like every other bad input).
+    """An ``ArgumentParser`` that names a mistyped option and its closest real one under the usage of the
+    command it was typed for; a bad value is one line (exit status 2 either way, like every bad input).
 
     Plain argparse hands an unknown option of a subcommand up to the top-level parser, which prints the
     top-level usage; and a missing required option (``-o``) is reported first, hiding the typo that
@@ -140,7 +140,9 @@ class CommandParser(argparse.ArgumentParser):
         if "invalid choice" in message and self._subparsers is not None:
             wrong = message.split("invalid choice: ", 1)[1].split(" ", 1)[0].strip("'\"")
             message += _suggestion(wrong, _command_names())
-        # one line, like every other bad input: the usage block of a command with 60 options buries it
+        if message.startswith("unrecognized") or ("invalid choice" in message and self._subparsers is not None):
+            super().error(message)  # a typo: the usage of the command it was typed for, then the closest name
+        # a bad value is one line, like every other bad input (a 40-line usage block would bury it)
         self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
