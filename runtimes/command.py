@@ -83,7 +83,9 @@ def split_model(tokens: list[str]) -> tuple[str | None, list[str]]:
     kinds = [_kind(t) for t in tokens]
     if kinds[0] == "unknown":
         close = difflib.get_close_matches(tokens[0], weights_names(), n=1)
-        raise ConfigError(f"{tokens[0]}: neither a model (an artifact, a checkpoint, or built-in weights: "
+        suffix = Path(tokens[0]).suffix
+        what = f"unknown suffix {suffix!r}: " if suffix and Path(tokens[0]).is_file() else ""
+        raise ConfigError(f"{tokens[0]}: {what}neither a model (an artifact, a checkpoint, or built-in weights: "
                           f"{', '.join(weights_names())}) nor an image, a video or a folder"
                           + (f" (did you mean {close[0]}?)" if close else ""))
     model, inputs = (tokens[0], tokens[1:]) if kinds[0] == "model" else (None, tokens)
