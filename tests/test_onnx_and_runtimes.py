@@ -197,3 +197,28 @@ def test_inconsistent_or_broken_metadata(onnx_fp32: Path, tmp_path: Path) -> Non
     onnx.save(model, str(art))
     with pytest.raises(MetadataError, match="lacks required fields \\['preprocessing'\\]"):
         modnet_edge.load(art)
+
+
+def test_static_fp16_graph_traced_small_then_fixed_is_the_static_trace() -> None:
+    """A static FP16 graph is traced at 64x64 with dynamic sides and fixed afterwards (FP16 tracing at the
+    real size is minutes on a CPU): it must be the graph a static trace gives, node for node and output
+    for output."""
+    import collections
+
+    import onnxruntime as ort
+
+    from modnet_edge.export import onnx_graph
+    from modnet_edge.model.weights import resolve_checkpoint
+
+    ck = resolve_checkpoint("starter")
+    fixed = onnx_graph.float_graph(ck, "fp16", static_shape=(96, 128), keep_io_types=True)
+    traced = onnx_graph._simplify(onnx_graph.float_graph(ck, "fp16", static_shape=(96, 128), keep_io_types=True,
+                                                         simplify=False))  # traced at 96x128 itself
+    ops = lambda m: collections.Counter(n.op_type for n in m.graph.node)  # noqa: E731
+    assert ops(fixed) == ops(traced) and "Shape" not in ops(fixed)
+    assert sorted(n.name for n in fixed.graph.node) == sorted(n.name for n in traced.graph.node)
+    assert [d.dim_value for d in fixed.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 96, 128]
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 96, 128)).astype(np.float32)
+    a, b = (ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+            for m in (fixed, traced))
+    assert a.shape == (1, 1, 96, 128) and np.allclose(a, b, rtol=0, atol=1e-6)
