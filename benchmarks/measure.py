@@ -305,14 +305,26 @@ def _result(job: _Job, cfg: BenchConfig, run_id: str, extra: dict[str, Any], gpu
     if len(job.samples_ms) >= 4:  # the quartiles judge stability: one slow call among ten moves p90, not them
         q1, q3 = (float(v) for v in np.percentile(job.samples_ms, [25, 75]))
         extras["quartiles_ms"] = [q1, q3]
-    if job.mode == "model" and latency.p50 and str(backend.device).startswith("cpu"):
-        from modnet_edge.benchmarks.roofline import share_of_peak
-
-        threads = cfg.threads if isinstance(cfg.threads, int) else None
-        extras["roofline"] = share_of_peak(str(artifact.get("precision") or "fp32"), latency.p50,
-                                           job.model_size or job.size, job.batch, threads)
     return BenchResult(source="local", run_id=run_id, artifact=artifact, mode=job.mode, runtime=runtime,
                        device=describe_device(), versions=runtime_versions(), config=config,
                        latency_ms=latency, memory=memory, notes=notes, extra=extras)
 
 
+
+
+def attach_roofline(results: list[BenchResult], cfg: BenchConfig) -> None:
+    """Each CPU model-only result's GFLOP/s and share of the CPU's peak (``extra["roofline"]``), computed
+    here in the caller's process: counting MODNet's work runs the network once per input size, which in
+    every worker process cost an import of PyTorch and a forward pass (2 s a subject, one after another)."""
+    from modnet_edge.benchmarks.roofline import share_of_peak
+
+    threads = cfg.threads if isinstance(cfg.threads, int) else None
+    for r in results:
+        size = r.config.get("model_input_size") or r.config.get("input_size")
+        if r.mode != "model" or not r.latency_ms.p50 or not str(r.runtime.get("device")).startswith("cpu") or not size:
+            continue
+        try:
+            r.extra["roofline"] = share_of_peak(str(r.artifact.get("precision") or "fp32"), r.latency_ms.p50,
+                                                tuple(size), int(r.config.get("batch") or 1), threads)
+        except ImportError:  # counting the work needs PyTorch; a runtime-only install reports no share of peak
+            r.notes.append("share of peak not computed: counting MODNet's work needs PyTorch (pip install torch)")

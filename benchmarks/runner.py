@@ -26,8 +26,9 @@ from modnet_edge.core.errors import ConfigError
 from modnet_edge.benchmarks.device_info import gpu_memory_mb
 from modnet_edge.benchmarks.isolation import LoadMeter, run_isolated, stability
 # what callers import from here: the measuring side lives in .measure, shared with the worker processes
-from modnet_edge.benchmarks.measure import (BenchConfig, Subject, _default_image, _result, open_and_warm,  # noqa: F401
-                                            subject_for_checkpoint, subject_for_path, time_interleaved)
+from modnet_edge.benchmarks.measure import (BenchConfig, Subject, _default_image, _result, attach_roofline,  # noqa: F401
+                                            open_and_warm, subject_for_checkpoint, subject_for_path,
+                                            time_interleaved)
 from modnet_edge.benchmarks.results import BenchResult, new_run_id
 
 
@@ -44,7 +45,9 @@ def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = Non
     run_id = run_id or new_run_id()
     image = cfg.image if cfg.image is not None else _default_image()
     if cfg.isolate and subjects and all(s.spec is not None for s in subjects):
-        return run_isolated(list(subjects), cfg, image, run_id, progress)
+        results = run_isolated(list(subjects), cfg, image, run_id, progress)
+        attach_roofline(results, cfg)
+        return results
     handles, jobs, extras = [], [], {}
     with tempfile.TemporaryDirectory(prefix="modnet-edge-bench-") as tmp:
         try:
@@ -62,6 +65,7 @@ def run_benchmarks(subjects: Sequence[Subject], config: BenchConfig | None = Non
                 r.config["isolated"] = False
                 if len(subjects) > 1:
                     r.notes.append("subjects shared one process (not isolated): they may disturb each other")
+            attach_roofline(results, cfg)
             return results
         finally:
             for handle in handles:

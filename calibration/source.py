@@ -15,6 +15,7 @@ artifact's :class:`~modnet_edge.core.PreprocessSpec`; a source is *bound* to tha
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -167,12 +168,10 @@ class CalibrationSource:
     def from_synthetic(cls, size: int = DEFAULT_SIZE, seed: int = 0,
                        image_size: tuple[int, int] = (512, 512)) -> CalibrationSource:
         """The built-in synthetic portraits (:mod:`modnet_edge.train.synthetic`): samples 0..size-1."""
-        from modnet_edge.train.synthetic import render_portrait
-
         _check_size(size, seed)
         h, w = int(image_size[0]), int(image_size[1])
         items = [_Item(f"synthetic[{i}]", i) for i in range(size)]
-        return cls(items, lambda i: render_portrait(seed, i, h, w).rgb, f"synthetic portraits (seed {seed})",
+        return cls(items, lambda i: _synthetic_rgb(seed, i, h, w), f"synthetic portraits (seed {seed})",
                    {"kind": "synthetic", "size": size, "seed": seed, "image_size": [h, w]})
 
     @classmethod
@@ -292,6 +291,18 @@ class CalibrationSource:
             return "none"
         size = "x".join(map(str, spec.fixed_size)) if spec.fixed_size else f"ref {spec.ref_size}"
         return f"{spec.layout} {size}"
+
+
+@functools.lru_cache(maxsize=64)
+def _synthetic_rgb(seed: int, index: int, height: int, width: int) -> np.ndarray:
+    """One generated portrait, drawn once per process (read-only): every INT8 candidate of a precision
+    search opens a new source over the same samples, and drawing them again for each one's cache key was
+    56 s of a pipeline run (16 samples, 22 exports)."""
+    from modnet_edge.train.synthetic import render_portrait
+
+    rgb = render_portrait(seed, index, height, width).rgb
+    rgb.setflags(write=False)
+    return rgb
 
 
 def _check_prepared(x: np.ndarray, spec: PreprocessSpec, name: str) -> None:

@@ -95,9 +95,9 @@ def data_uri(array: np.ndarray, lossless: bool = True) -> str:
     buf = io.BytesIO()
     if lossless:
         image = Image.fromarray(array)
-        if array.ndim == 3 and len(np.unique(array.reshape(-1, array.shape[-1]), axis=0)) <= 256:
+        if array.ndim == 3 and image.getcolors(256) is not None:  # None beyond 256 colours (np.unique: 9 s a report)
             image = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=256)  # exact: few colours
-        image.save(buf, format="PNG", optimize=True)
+        image.save(buf, format="PNG")
         kind = "png"
     else:
         Image.fromarray(array).convert("RGB").save(buf, format="JPEG", quality=88)
