@@ -7,14 +7,20 @@ on photos the search never looked at.
    *ranking* images is its sensitivity (:func:`rank_groups`).  ONNX is the twin because it exports in
    seconds; the doctor (:mod:`modnet_edge.parity_tests.doctor`) shows where inside a group it starts.
 2. **Search.** Candidates keep the k most sensitive groups in higher precision (FP32 islands in an FP16
-   graph, float nodes in an INT8 one); the drift of a candidate falls as k grows, so k is found by
-   bisection, each candidate exported by the format's own exporter and judged on the *choose* images
+   graph, float nodes in an INT8 one); the drift of a candidate falls as k grows, so the smallest k is
+   found by exponential search from the fewest (k = 1, 2, 4, ... then bisection inside the last step:
+   the answer is usually one to a few groups, so about 2 log2(answer) + 1 candidates instead of
+   log2(groups) + 2 -- a Core ML search went from 6 conversions to 3), each candidate exported by the
+   format's own exporter and judged on the *choose* images
    (never the ranking or calibration images) with a margin from their spread: the pooled drift, every
    single image's drift, *and* the upper 90 % prediction bound of one more photo's MSE (from the
    per-image spread, :func:`~modnet_edge.search_record.next_photo_bound`) must meet the budget, so a
    choice that only just fits its photos is not taken for one that will fit the next.
 3. **Choose.** Among the candidates that pass, the fastest on this machine (benchmark runner,
-   model-only, the artifact's own shape) wins; near-ties (within 5 %) go to fewer kept groups.
+   model-only, the artifact's own shape) wins; near-ties (within 5 %) go to fewer kept groups.  Where
+   this machine cannot say how fast the artifact will be -- its format runs here only through a proxy
+   runtime (a TensorRT-ready ONNX in ONNX Runtime's CPU) or not at all (Core ML off Apple systems) --
+   the fewest kept groups win, untimed.
 4. **Verify.** The chosen candidate is judged once more, on the *verify* images: photos the search
    never looked at (``verify_images``, or every other one of the given images).  Its verdict is the
    search's: a choice that does not hold there is reported as a miss, never shipped.
@@ -48,10 +54,11 @@ from modnet_edge.search_record import Candidate, SearchResult, Verdict, next_pho
 # (format, precision) -> how a kept set becomes exporter options
 SEARCHABLE = {("onnx", "fp16"), ("tensorrt-onnx", "fp16"), ("coreml", "fp16"), ("onnx", "int8"),
               ("tensorrt-onnx", "int8"), ("tflite", "int8"), ("tflite", "int8-a16")}
-# formats whose runtime cannot run here (Core ML off Apple systems: the NumPy reference execution judges
-# drift, but its speed says nothing about a phone's), so the fewest kept groups win instead of the fastest
-UNTIMED = {"coreml"}
 TIE = 0.05  # candidates within 5 % of the fastest count as equally fast
+# generated portraits the ranking runs on by default (480x640 and 640x480).  The ranking only orders the
+# groups -- every candidate is then judged at full size on photos -- and with two portraits it orders the
+# starter's INT8 groups as with four (same 8 most sensitive, 2026-12-06) in 35 s instead of 55 s
+RANKING_PORTRAITS = 2
 
 
 def kept_options(fmt: str, precision: str, kept: Sequence[str]) -> dict[str, Any]:
@@ -167,7 +174,7 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     ``images``: the photos candidates are chosen on (default: the package's unseen photos);
     ``verify_images``: the photos the choice is verified on (default: every other one of ``images``,
     taken out of the choose set); the two sets never overlap.  ``ranking_images``: images for the
-    sensitivity ranking (default: generated synthetic portraits).  ``options`` go to the exporter
+    sensitivity ranking (default: :data:`RANKING_PORTRAITS` generated portraits).  ``options`` go to the exporter
     (shape, calibration, ...).  ``prefer``: "speed" (the fastest passing candidate on this machine;
     this CPU's speed is not a phone's or a GPU's) or "fewest" (the fewest groups kept higher).
     ``max_seconds``: a time budget; when it runs out the search stops trying candidates and chooses
@@ -197,7 +204,8 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
         chosen = search.choose(prefer)
         verify = search.verdict(verify_files, chosen)
         if chosen is not None:
-            status(f"search {format} {precision}: the choice ({len(chosen.kept)} groups higher) verified on "
+            status(f"search {format} {precision}: the choice ({len(chosen.kept)} group{'' if len(chosen.kept) == 1 else 's'}"
+                   " higher) verified on "
                    f"{len(verify.images)} photos it never looked at: MSE {verify.mse:.2e}, worst image "
                    f"{verify.worst_mse:.2e}: {'PASS' if verify.passed else 'FAIL'}")
         failed = None
@@ -235,7 +243,8 @@ def _image_sets(images: Any, verify_images: Any, ranking_images: Any, calibratio
         raise ConfigError(f"choose and verify images overlap ({', '.join(shared[:3])}): the verdict must come from "
                           "images the search did not look at")
     held_out = {**chosen_on, **verified_on}
-    ranking = load_images(ranking_images if ranking_images is not None else "synthetic", limit)[0]
+    ranking = load_images(ranking_images if ranking_images is not None else "synthetic", limit,
+                          synthetic_count=RANKING_PORTRAITS)[0]
     shared = _overlap(held_out, ranking)
     if shared:
         raise ConfigError(f"ranking and held-out images overlap ({', '.join(shared[:3])}): the verdict must come "
@@ -255,7 +264,7 @@ def _read(files: Sequence[Path]) -> dict[str, Any]:
 
 
 def _ranking_note(ranking_images: Any) -> str:
-    return str(ranking_images) if ranking_images is not None else "generated synthetic portraits"
+    return str(ranking_images) if ranking_images is not None else f"{RANKING_PORTRAITS} generated synthetic portraits"
 
 
 class _Search:
@@ -272,6 +281,7 @@ class _Search:
         self.deadline = time.perf_counter() + max_seconds if max_seconds else None
         self.max_seconds = max_seconds
         self.note = ""
+        self.why_untimed = ""
 
     def out_of_time(self) -> bool:
         """True (once noted) when the time budget is spent: no further candidate is tried."""
@@ -286,7 +296,8 @@ class _Search:
     def ranking_files(self, ranking_images: Any, limit: int | None) -> list[Path]:
         from modnet_edge.parity_tests.parity import load_images
 
-        pictures = load_images(ranking_images if ranking_images is not None else "synthetic", limit)[0]
+        pictures = load_images(ranking_images if ranking_images is not None else "synthetic", limit,
+                               synthetic_count=RANKING_PORTRAITS)[0]
         return _as_files(pictures, self.work / "ranking")
 
     def path(self, k: int) -> Path:
@@ -323,22 +334,49 @@ class _Search:
         return self.tried[k]
 
     def bisect(self, rank: Any) -> list[tuple[str, float]]:
-        """The smallest k that passes (the ranking is computed only when the plain variant fails)."""
+        """The smallest k that passes (the ranking is computed only when the plain variant fails): k = 1,
+        2, 4, ... until one passes, then bisection between the last failing and the first passing k."""
         if self.trial(0).passed or self.out_of_time():  # a healthy artifact needs no ranking
             return []
         ranking = rank()
         self.order = [g for g, _ in ranking]
         if self.fmt == "tensorrt-onnx" and self.precision == "fp16":
             self.order = [g for g in self.order if g != "io"]  # TensorRT-ready FP16 keeps float32 I/O already
-        lo, hi = 0, len(self.order)
-        if not self.out_of_time() and self.trial(hi).passed:
-            while hi - lo > 1 and not self.out_of_time():  # invariant: lo fails, hi passes
-                mid = (lo + hi) // 2
-                if self.trial(mid).passed:
-                    hi = mid
-                else:
-                    lo = mid
+        lo, hi, step = 0, None, 1
+        while hi is None and not self.out_of_time():  # invariant: lo fails
+            k = min(step, len(self.order))
+            if self.trial(k).passed:
+                hi = k
+            elif k == len(self.order):
+                break  # not even the float network passes: nothing to choose
+            else:
+                lo, step = k, step * 2
+        while hi is not None and hi - lo > 1 and not self.out_of_time():  # invariant: lo fails, hi passes
+            mid = (lo + hi) // 2
+            if self.trial(mid).passed:
+                hi = mid
+            else:
+                lo = mid
         return ranking
+
+    def timed_here(self) -> bool:
+        """Whether this machine's timing of the artifact says how fast it is where it is deployed: not
+        when its format runs here only through a proxy runtime, nor when its own runtime cannot run here
+        (the search then prefers the fewest kept groups, untimed, and its note says why)."""
+        from modnet_edge.core import get_format
+        from modnet_edge.core.errors import BackendUnavailableError
+        from modnet_edge.runtimes.loader import open_backend
+
+        fmt = get_format(self.fmt)
+        if fmt.proxy_runtimes:
+            self.why_untimed = f"{fmt.name} runs here only through {', '.join(fmt.proxy_runtimes)}, a proxy for its speed"
+            return False
+        try:
+            open_backend(self.path(min(self.tried))).close()
+        except BackendUnavailableError as exc:
+            self.why_untimed = f"its runtime does not run here ({str(exc).splitlines()[0][:160]})"
+            return False
+        return True
 
     def choose(self, prefer: str) -> Candidate | None:
         passing = {k: c for k, c in self.tried.items() if c.passed}
@@ -346,14 +384,14 @@ class _Search:
             del passing[len(self.order)]  # variant of the precision asked for (kept in the record for reference)
         if not passing:
             return None
-        if prefer == "speed" and len(passing) > 1 and self.fmt not in UNTIMED:
+        if prefer == "speed" and len(passing) > 1 and self.timed_here():
             _time_candidates({k: self.path(k) for k in passing}, passing)
             fastest = min(c.latency_ms for c in passing.values())
             chosen_k = min(k for k, c in passing.items() if c.latency_ms <= fastest * (1 + TIE))
-        else:
+        else:  # one candidate passes (the benchmark stage times the artifact), or speed is not judged here
             chosen_k = min(passing)
-        if self.tried[chosen_k].latency_ms is None and self.fmt not in UNTIMED:
-            _time_candidates({chosen_k: self.path(chosen_k)}, self.tried)
+            if prefer == "speed" and len(passing) > 1:
+                self.note = "; ".join(filter(None, [self.note, f"fewest kept groups chosen, untimed: {self.why_untimed}"]))
         return self.tried[chosen_k]
 
     def verdict(self, files: list[Path], candidate: Candidate | None) -> Verdict:

@@ -285,7 +285,9 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
     results: list[ArtifactParity] = []
     refs = _References(pictures, progress)
     native_kept: dict[str, np.ndarray] = {}
+    image_ids = {n: _image_id(im) for n, im in pictures.items()}
     for artifact, options in _parity_runs([Path(a) for a in artifacts], backend_options):
+        run_key = (sha256_path(artifact), json.dumps(options, sort_keys=True, default=str))
         with load(artifact, **options) as predictor:
             predictor.refuse_non_finite = False  # NaN or infinity (an FP16 overflow) is drift, measured as such
             meta = predictor.metadata
@@ -298,7 +300,9 @@ def run_parity(artifacts: Iterable[str | Path], images: Any = None, reference: s
             per_image, e2e, mattes, ref_mattes = {}, {}, {}, {}
             for name, im in progress_bar(pictures.items(), desc=f"parity {artifact.name}", disable=not progress,
                                          leave=False):
-                alpha = predictor.predict(im)
+                alpha = _ARTIFACT_MEMO.get((*run_key, image_ids[name]))
+                if alpha is None:
+                    alpha = _remember_matte(_ARTIFACT_MEMO, (*run_key, image_ids[name]), predictor.predict(im))
                 per_image[name] = Drift.measure(same[name], alpha)
                 e2e[name] = per_image[name] if native is same else Drift.measure(native[name], alpha)
                 if name in kept:
@@ -333,8 +337,7 @@ class _References:
         if key not in self.cache:
             # a precision search runs parity once per candidate on the same photos: the reference's mattes
             # are kept process-wide (by weights, preprocessing and the image's bytes), never recomputed
-            ids = {n: hashlib.sha256(np.ascontiguousarray(im).tobytes()).hexdigest()
-                   for n, im in self.pictures.items()}
+            ids = {n: _image_id(im) for n, im in self.pictures.items()}
             mattes = {n: _REFERENCE_MEMO[(*key, ids[n])] for n in self.pictures
                       if (*key, ids[n]) in _REFERENCE_MEMO}
             todo = {n: im for n, im in self.pictures.items() if n not in mattes}
@@ -345,20 +348,28 @@ class _References:
                     shape = "x".join(map(str, spec.fixed_size)) if spec.fixed_size else "native"
                     for n, im in progress_bar(todo.items(), desc=f"reference (pytorch fp32, {shape})",
                                               disable=not self.progress, leave=False):
-                        mattes[n] = _remember((*key, ids[n]), ref.predict(im))
+                        mattes[n] = _remember_matte(_REFERENCE_MEMO, (*key, ids[n]), ref.predict(im))
             self.cache[key] = {n: mattes[n] for n in self.pictures}
         return self.cache[key]
 
 
-#: (weights sha256, model, preprocessing, image sha256) -> the reference matte; the oldest go first beyond
-#: the cap
-_REFERENCE_MEMO: dict[tuple[str, str, str, str], np.ndarray] = {}
-_REFERENCE_MEMO_BYTES = 512 * 2**20
+#: (weights sha256, model, preprocessing, image sha256) -> the reference matte
+_REFERENCE_MEMO: dict[tuple[str, ...], np.ndarray] = {}
+#: (artifact sha256, runtime options, image sha256) -> the artifact's matte.  The same bytes run by the same
+#: runtime on the same pixels compute the same matte, so the pipeline's parity of a searched artifact reuses
+#: what the search measured on those photos (choose and verify images: all of them), the Core ML reference
+#: execution included (about 2 s an image).
+_ARTIFACT_MEMO: dict[tuple[str, ...], np.ndarray] = {}
+_MEMO_BYTES = 512 * 2**20  # per memo; the oldest go first beyond it
 
 
-def _remember(key: tuple[str, str, str, str], matte: np.ndarray) -> np.ndarray:
+def _image_id(image: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+def _remember_matte(memo: dict[tuple[str, ...], np.ndarray], key: tuple[str, ...], matte: np.ndarray) -> np.ndarray:
     matte.setflags(write=False)  # shared between runs: nobody may change it
-    _REFERENCE_MEMO[key] = matte
-    while sum(m.nbytes for m in _REFERENCE_MEMO.values()) > _REFERENCE_MEMO_BYTES and len(_REFERENCE_MEMO) > 1:
-        _REFERENCE_MEMO.pop(next(iter(_REFERENCE_MEMO)))
+    memo[key] = matte
+    while sum(m.nbytes for m in memo.values()) > _MEMO_BYTES and len(memo) > 1:
+        memo.pop(next(iter(memo)))
     return matte
