@@ -54,7 +54,7 @@ _LAZY = {
     "predict": ("modnet_edge.runtimes.predict", "predict"),
     "parity": ("modnet_edge.parity_tests.parity", "run_parity"),
     "benchmark": ("modnet_edge.benchmarks.runner", "benchmark"),
-    "pipeline": ("modnet_edge.pipeline", "pipeline"),
+    "pipeline": ("modnet_edge.main_job", "pipeline"),
     "evaluate": ("modnet_edge.benchmarks.evaluate", "evaluate"),
     "diagnose": ("modnet_edge.parity_tests.doctor", "diagnose"),
     "search_precision": ("modnet_edge.precision_search", "search_precision"),

@@ -46,12 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=_usable_cores(), help="inference threads, same for all")
     parser.add_argument("--end-to-end", action="store_true", help="also time decode+preprocess+infer+postprocess")
     parser.add_argument("--no-speed-gate", action="store_true", help="report speed targets but do not fail on them")
+    parser.add_argument("--search-seconds", type=float, default=120.0, help="time budget of each precision search "
+                        "(default 120): when it is spent the search chooses among the candidates it judged, and "
+                        "the log and report say so")
     parser.add_argument("--no-search", action="store_true", help="export reduced precisions as they come instead of "
                         "searching for the fastest variant within each budget (faster, may miss budgets)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from modnet_edge.pipeline import PipelineOptions, run_pipeline, summary_table
+    from modnet_edge.main_job import PipelineOptions, run_pipeline, summary_table
     from modnet_edge.benchmarks.runner import BenchConfig
 
     t0 = time.perf_counter()
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     opts = PipelineOptions(output=args.output, checkpoint=args.checkpoint, images=args.images, limit=args.limit,
                            formats=[f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None,
                            device_class=args.device_class, targets=args.targets, bench=bench,
-                           speed_gate=not args.no_speed_gate, search=not args.no_search)
+                           speed_gate=not args.no_speed_gate, search=not args.no_search,
+                           search_seconds=args.search_seconds)
     manifest = run_pipeline(opts)
     print()
     print(summary_table(manifest["entries"]))

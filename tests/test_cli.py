@@ -99,6 +99,17 @@ def test_every_mirrored_api_function_has_a_command_and_back() -> None:
         assert name in modnet_edge.__doc__
 
 
+def test_api_functions_stay_callable_after_their_modules_are_imported() -> None:
+    """``import modnet_edge.X`` binds X on the package; no mirrored function may be shadowed that way."""
+    import importlib
+
+    for name in modnet_edge.MIRRORED:
+        target = modnet_edge._LAZY.get(name)
+        if target:
+            importlib.import_module(target[0])
+        assert callable(getattr(modnet_edge, name)), name
+
+
 def test_old_command_names_still_work(capsys: pytest.CaptureFixture[str]) -> None:
     assert ALIASES == {"benchmark": ["bench"], "diagnose": ["doctor"]}
     for old in ("bench", "doctor"):

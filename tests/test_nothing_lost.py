@@ -187,7 +187,7 @@ def test_a_users_log_jsonl_is_never_appended_to(tmp_path) -> None:
 
 
 def test_pipeline_folder_is_recognised_after_ctrl_c_and_a_fake_manifest_is_not(tmp_path) -> None:
-    from modnet_edge.pipeline import _prepare_output
+    from modnet_edge.main_job import _prepare_output
 
     out = tmp_path / "out"
     _prepare_output(out)  # the run is stopped right after it started: manifest.json says "running"
