@@ -391,8 +391,9 @@ FORMATS: dict[str, Format] = {
                options=COREML_OPTIONS, tools=("torch", "coremltools", "scikit-learn"), is_dir=True,
                container="coreml_file",
                pipeline_precisions=("fp16", "int8-weights"),
-               on_request_why="fp32 is what Core ML runs as fp16 on a phone's GPU and Neural Engine anyway; the "
-                              "palettized variants are size experiments (k-means, needs scikit-learn)"),
+               on_request_why="fp32 runs on a phone's CPU and GPU only (the Neural Engine computes in fp16) at "
+                              "twice the size; the palettized variants are size experiments (k-means, needs "
+                              "scikit-learn)"),
     )
 }
 
