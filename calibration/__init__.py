@@ -34,7 +34,7 @@ from modnet_edge.calibration.cache import CacheKey, CalibrationCache, default_ca
 from modnet_edge.calibration.source import DEFAULT_SIZE, CalibrationSource, as_source, select_indices
 
 _LAZY = {  # the adapters import their tool on first use
-    "OrtCalibrationReader": ".adapters",
+    "OrtCalibrationReader": ".ort_reader",
     "LiteRTCalibrationData": ".adapters",
     "batched_inputs": ".adapters",
     "check_input": ".adapters",

@@ -3,8 +3,9 @@
 Every adapter takes a source already bound to the artifact's preprocessing and the model input it
 will feed (name, shape, layout), checks each sample against that input before the tool sees it (a
 wrong-shaped set fails here with a message naming the sample, not deep inside a calibrator), and
-stacks samples into the model's static batch when it has one.  Tool imports stay inside the adapter
-that needs them, so using one format never requires another's package.
+stacks samples into the model's static batch when it has one.  ONNX Runtime's reader subclasses that
+tool's class, so it lives in :mod:`.ort_reader`: importing this module (the LiteRT adapter) needs
+no ONNX Runtime, and using one format never requires another's package.
 """
 
 from __future__ import annotations
@@ -54,53 +55,6 @@ def batched_inputs(source: CalibrationSource, shape: Sequence[int | str | None],
         if len(pending) == batch:
             yield pending[0] if batch == 1 else np.concatenate(pending, axis=0)
             pending = []
-
-
-def _ort_reader_base() -> type:
-    from onnxruntime.quantization import CalibrationDataReader
-
-    return CalibrationDataReader
-
-
-class OrtCalibrationReader(_ort_reader_base()):  # type: ignore[misc]
-    """ONNX Runtime ``CalibrationDataReader`` over a source: ``get_next()`` -> {input_name: batch}.
-
-    ``rewind()`` starts a new pass (the source is re-iterable); ``len()`` is the number of batches.
-    """
-
-    def __init__(self, source: CalibrationSource, input_name: str, shape: Sequence[int | str | None],
-                 dtype: Any = np.float32) -> None:
-        self.source, self.input_name, self.shape, self.dtype = source, input_name, list(shape), dtype
-        self._iter: Iterator[np.ndarray] | None = None
-        self._range: tuple[int, int] | None = None
-        self.samples_read = 0
-
-    def set_range(self, start_index: int, end_index: int) -> None:
-        """Read only batches ``start_index`` .. ``end_index - 1`` from now on (chunked calibration:
-        ONNX Runtime's ``CalibStridedMinMax`` collects and merges ranges chunk by chunk)."""
-        batch = self._batch()
-        stop = min(end_index, len(self)) * batch
-        self._range = (start_index * batch, stop)
-        self._iter = None
-
-    def _batch(self) -> int:
-        return self.shape[0] if isinstance(self.shape[0], int) and self.shape[0] > 0 else 1
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._iter is None:
-            source = self.source if self._range is None else self.source.subset(*self._range)
-            self._iter = batched_inputs(source, self.shape, self.input_name, self.dtype)
-        x = next(self._iter, None)
-        if x is None:
-            return None
-        self.samples_read += x.shape[0]
-        return {self.input_name: x}
-
-    def rewind(self) -> None:
-        self._iter = None
-
-    def __len__(self) -> int:
-        return len(self.source) // self._batch()
 
 
 def chunk_size(total: int, limit: int = 8) -> int:

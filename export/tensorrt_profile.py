@@ -126,9 +126,10 @@ class ShapeProfile:
         return None
 
     def onnx_export_args(self) -> dict[str, Any]:
-        """``static_shape`` / ``batch`` for :func:`export_onnx` so the ONNX has exactly the dynamic axes
-        the profile needs (a fixed batch with a dynamic size keeps the batch static; a fixed size with
-        a dynamic batch must leave all three axes dynamic, the profile then pins H and W)."""
+        """``static_shape`` / ``batch`` for the traced graph (:func:`.onnx_graph.float_graph`) so the ONNX
+        has exactly the dynamic axes the profile needs (a fixed batch with a dynamic size keeps the batch
+        static; a fixed size with a dynamic batch must leave all three axes dynamic, the profile then pins
+        H and W)."""
         if self.is_static:
             return {"static_shape": (self.min[2], self.min[3]), "batch": self.min[0]}
         if self.static_size is None and self.static_batch is not None:

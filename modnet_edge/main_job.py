@@ -287,6 +287,12 @@ def bench_all(entries: list[ArtifactEntry], ckpt_path: Path, opts: PipelineOptio
     for e in entries:
         if e.status != "ok" or e.drift is None:
             continue
+        proxies = FORMATS[e.format].proxy_runtimes if e.format in FORMATS else ()
+        if proxies:  # its runtime here only verifies numerics: a timing would say nothing of its device's speed
+            e.speed_note = (f"not timed here: {e.format} runs here only through {', '.join(proxies)}, which verifies "
+                            "its numerics but says nothing of its speed where it is deployed; time it there and "
+                            "ingest the result (modnet-edge bench --results)")
+            continue
         try:  # speed is only measured by the format's own runtime (never by a reference emulation)
             open_backend(e.path).close()
             ok.append(e)

@@ -101,3 +101,42 @@ def test_pipeline_bad_input_is_refused_before_any_work(setup, tmp_path, capsys):
     assert main(["pipeline", str(ckpt), "-o", str(tmp_path / "c"), "--formats", "onnx:int3"]) == 2
     assert "has precisions" in capsys.readouterr().err
     assert not np.any([(tmp_path / d / "report.html").exists() for d in "abc"])
+
+
+def test_pipeline_names_what_it_leaves_out_and_why() -> None:
+    from modnet_edge.main_job import PipelineOptions, plan_exports
+
+    _, skipped = plan_exports(PipelineOptions(output=Path("unused")))
+    onnx = next(line for line in skipped if line.startswith("onnx "))
+    assert "int8" in onnx and "--formats onnx:int8" in onnx and "budget" in onnx
+    _, asked = plan_exports(PipelineOptions(output=Path("unused"), formats=["onnx:int8"]))
+    assert not any(line.startswith("onnx ") for line in asked)  # asked for: nothing to explain
+
+
+def test_parity_reuses_an_artifacts_mattes_by_its_bytes(setup, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from modnet_edge.export import export
+    from modnet_edge.parity_tests.parity import run_parity
+    from modnet_edge.runtimes.predictor import MattingPredictor
+
+    ckpt, images = setup
+    first = export(ckpt, "onnx", "fp32", tmp_path / "a.onnx", static_shape=(64, 64))
+    calls = []
+    real = MattingPredictor.predict
+
+    def counted(self, image, *args, **kwargs):  # the artifact's calls, not the PyTorch reference's
+        if self.metadata.format != "pytorch":
+            calls.append(1)
+        return real(self, image, *args, **kwargs)
+
+    monkeypatch.setattr(MattingPredictor, "predict", counted)
+    one = run_parity([first], images=images, progress=False)
+    assert len(calls) == 1
+    twin = tmp_path / "b.onnx"
+    shutil.copyfile(first, twin)  # the same bytes under another name: the same matte
+    two = run_parity([twin], images=images, progress=False)
+    assert len(calls) == 1 and two.results[0].drift.mse == one.results[0].drift.mse
+    other = export(ckpt, "onnx", "fp32", tmp_path / "c.onnx", static_shape=(96, 96))
+    run_parity([other], images=images, progress=False)
+    assert len(calls) == 2  # other bytes: computed

@@ -203,3 +203,54 @@ def test_official_architecture_random_bn_fp16_drift_starts_in_the_backbone(small
                   keep_float=["module:backbone"])
     report = run_parity([plain, kept], images=small_images, progress=False)
     assert not report.results[0].passed and report.results[1].passed, report.table()
+
+
+class _Scripted:
+    """A search whose candidates pass from ``answer`` kept groups on (None: none passes), without exports:
+    the order of trials is what is tested."""
+
+    def __init__(self, answer: int | None, groups: int = 16) -> None:
+        from modnet_edge.precision_search import _Search
+
+        self.search = _Search.__new__(_Search)
+        self.search.fmt, self.search.precision = "onnx", "int8"
+        self.search.tried, self.search.deadline, self.search.note = {}, None, ""
+        self.search.order = []
+        self.calls: list[int] = []
+        ranking = [(f"g{i}", 1.0 / (i + 1)) for i in range(groups)]
+
+        def trial(k: int) -> object:
+            self.calls.append(k)
+            passed = answer is not None and k >= answer
+            self.search.tried[k] = type("C", (), {"passed": passed, "kept": [g for g, _ in ranking[:k]]})()
+            return self.search.tried[k]
+
+        self.search.trial = trial
+        self.ranking = ranking
+
+    def run(self) -> list[int]:
+        self.search.bisect(lambda: self.ranking)
+        return self.calls
+
+
+@pytest.mark.parametrize("answer", [1, 2, 3, 5, 8, 9, 16])
+def test_search_finds_the_fewest_kept_groups_from_below(answer: int) -> None:
+    calls = _Scripted(answer).run()
+    passing = [k for k in calls if k >= answer]
+    assert min(passing) == answer and answer - 1 in calls  # the smallest passing k, its neighbour failing
+    assert len(calls) <= 2 * math.ceil(math.log2(answer)) + 2  # 0, 1, 2, 4 ... then bisection inside
+    assert 16 not in calls or answer > 8  # the float network is exported only when nothing less passes
+
+
+def test_search_stops_when_not_even_the_float_network_passes() -> None:
+    calls = _Scripted(None).run()
+    assert calls == [0, 1, 2, 4, 8, 16]
+
+
+def test_search_prefers_fewest_untimed_where_speed_here_is_a_proxy(tmp_path: Path) -> None:
+    from modnet_edge.precision_search import _Search
+
+    search = _Search.__new__(_Search)
+    search.fmt, search.tried, search.why_untimed = "tensorrt-onnx", {0: None}, ""
+    search.work = tmp_path
+    assert search.timed_here() is False and "proxy" in search.why_untimed

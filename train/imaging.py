@@ -77,11 +77,6 @@ def max_filter(arr: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def min_filter(arr: np.ndarray, size: int) -> np.ndarray:
-    """Grey erosion with a square structuring element."""
-    return -max_filter(-arr, size)
-
-
 def smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int, channels: int = 1) -> np.ndarray:
     """Band-limited noise in [0, 1]: random values on a coarse grid, bicubically upsampled."""
     gh = max(2, int(round(height / max(height, width) * cells)))

@@ -69,11 +69,6 @@ def transition_band(alpha: torch.Tensor, ratio: float = 1 / 32, eps: float = 1.0
     return (dilated - eroded).clamp(0.0, 1.0)
 
 
-def trimap_from_band(alpha: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
-    """A 3-level trimap (0 background, 0.5 unknown, 1 foreground) from a matte and its band."""
-    return torch.where(band > 0.5, torch.full_like(alpha, 0.5), (alpha > 0.5).to(alpha.dtype))
-
-
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp_min(1.0)
 

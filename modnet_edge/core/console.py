@@ -242,12 +242,15 @@ class _Heartbeat:
     def _run(self) -> None:
         while True:
             interval = _heartbeat_seconds()
-            time.sleep(min(1.0, interval / 4))
+            poll = min(1.0, interval / 4)
+            time.sleep(poll)
             with self._lock:
                 if not self._stack:
                     self._thread = None
                     return
-                due = time.monotonic() - self.last >= interval
+                # one poll early: waking once a second, a line due at exactly the interval came up to a second
+                # late (30.4 s between lines in a pipeline log)
+                due = time.monotonic() - self.last >= interval - poll
             if not due:
                 continue
             line = self.current()

@@ -229,21 +229,6 @@ def resolve_checkpoint(checkpoint: Any = None) -> Checkpoint:
     return read_checkpoint(checkpoint)
 
 
-def save_weights_file(ckpt: Checkpoint, output: str | Path, provenance: dict[str, Any] | None = None) -> Path:
-    """Store a checkpoint compactly for the package: float tensors as float16 (what ``load_weights`` reads)."""
-    from modnet_edge.model.checkpoint import build_from_checkpoint, save_checkpoint
-
-    model = build_from_checkpoint(ckpt)
-    model.half()
-    for name, buf in model.named_buffers():  # BatchNorm statistics too: float16 is ample for them
-        if buf.is_floating_point():
-            buf.data = buf.data.half()
-    prov = {k: v for k, v in ckpt.provenance.items() if k not in ("weights_sha256", "host")}
-    prov.update(provenance or {})
-    prov["host"] = "redacted"
-    return save_checkpoint(output, model, preprocessing=ckpt.preprocessing, provenance=prov)
-
-
 def provenance_notes(source: dict[str, Any] | None) -> list[str]:
     """What a user must know about the network behind a checkpoint or artifact, from its recorded
     source: built-in weights named with their measured quality; synthetic-only or untrained networks
