@@ -234,7 +234,7 @@ def exposure(files: Sequence[Path] | None, provenance: dict[str, Any]) -> dict[s
         return {}
     out = {}
     for f in files or []:
-        hit = known.get(sha256_path(f))
+        hit = known.get(_photo_sha256(f))
         if hit is not None:
             out[f.name] = f"{hit.role} on" + (f" as {hit.name}" if Path(hit.name).stem != f.stem else "")
     return out
@@ -361,6 +361,19 @@ _REFERENCE_MEMO: dict[tuple[str, ...], np.ndarray] = {}
 #: execution included (about 2 s an image).
 _ARTIFACT_MEMO: dict[tuple[str, ...], np.ndarray] = {}
 _MEMO_BYTES = 512 * 2**20  # per memo; the oldest go first beyond it
+
+
+_PHOTO_SHA: dict[tuple[str, int, int, int], str] = {}
+
+
+def _photo_sha256(path: Path) -> str:
+    """sha256 of a photo file, remembered while the file is unchanged (a precision search labels the same
+    photos about 60 times)."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _PHOTO_SHA:
+        _PHOTO_SHA[key] = sha256_path(path)
+    return _PHOTO_SHA[key]
 
 
 def _image_id(image: np.ndarray) -> str:
