@@ -310,8 +310,6 @@ def _result(job: _Job, cfg: BenchConfig, run_id: str, extra: dict[str, Any], gpu
                        latency_ms=latency, memory=memory, notes=notes, extra=extras)
 
 
-
-
 def attach_roofline(results: list[BenchResult], cfg: BenchConfig) -> None:
     """Each CPU model-only result's GFLOP/s and share of the CPU's peak (``extra["roofline"]``), computed
     here in the caller's process: counting MODNet's work runs the network once per input size, which in
