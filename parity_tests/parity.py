@@ -369,8 +369,9 @@ _PHOTO_SHA: dict[tuple[str, int, int, int], str] = {}
 def _photo_sha256(path: Path) -> str:
     """sha256 of a photo file, remembered while the file is unchanged (a precision search labels the same
     photos about 60 times)."""
-    st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    from modnet_edge.core.files import file_identity
+
+    key = file_identity(path)
     if key not in _PHOTO_SHA:
         _PHOTO_SHA[key] = sha256_path(path)
     return _PHOTO_SHA[key]

@@ -612,6 +612,13 @@ def sha256_path(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def file_identity(path: str | Path) -> tuple[str, int, int, int]:
+    """(resolved path, size, modification time in ns, inode): what in-process memos of a file's contents
+    key on, so a file written again is read again."""
+    st = Path(path).stat()
+    return str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def path_size(path: str | Path) -> int:
     path = Path(path)
     if path.is_dir():

@@ -318,8 +318,9 @@ def _remembered(path: Path, read: Any) -> Checkpoint:
     (the tensors are shared: nothing here writes to them)."""
     import dataclasses
 
-    st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    from modnet_edge.core.files import file_identity
+
+    key = file_identity(path)
     if key not in _READ_MEMO:
         if len(_READ_MEMO) >= 4:
             _READ_MEMO.pop(next(iter(_READ_MEMO)))
