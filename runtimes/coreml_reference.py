@@ -119,9 +119,49 @@ class ProgramExecutor:
 
 
 def _as_declared(value: np.ndarray, dtype: str) -> np.ndarray:
-    """Round/convert a result to the declared MIL dtype (float16 here is where FP16 is emulated)."""
+    """Round/convert a result to the declared MIL dtype (float16 here is where FP16 is emulated).
+
+    A FLOAT16 value is held as float32 rounded to float16 (:func:`round_to_half`): the same numbers, and
+    every kernel computes in float32 anyway, so converting each tensor to float16 and back on the next
+    op's way in (about 1 s of a 2.4 s run at 512x512) bought nothing."""
     target = MIL_DTYPES.get(dtype)
+    if target == np.float16:
+        return round_to_half(value) if value.dtype == np.float32 else value.astype(np.float16).astype(np.float32)
     return value if target is None or value.dtype == target else value.astype(target)
+
+
+_HALF_TINY = np.uint32(0x38800000 - 1)  # bits of 2**-14 (smallest normal float16), less one: see below
+_HALF_HUGE = np.uint32(0x477FF000)  # bits of 65520: from here on float16 rounds to infinity
+
+
+def round_to_half(x: np.ndarray) -> np.ndarray:
+    """float32 ``x`` rounded to the nearest float16 (ties to even), as float32: bit for bit what
+    ``x.astype(np.float16).astype(np.float32)`` gives, for every float32 value (checked exhaustively
+    over all 2**32 of them when this was written; a test checks the edges), in about a quarter of its time.
+
+    Normal range: add half an ulp of float16 (plus one when the kept bits are odd, for ties to even)
+    to the 13 mantissa bits float16 lacks, and clear them.  Below 2**-14 float16 is subnormal with a
+    fixed step of 2**-24, which ``(x + 0.75) - 0.75`` rounds to (0.75's float32 ulp is 2**-24).  From
+    65520 up the result is infinite, and NaN stays NaN."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    u = x.view(np.uint32)
+    bits = u >> np.uint32(13)
+    bits &= np.uint32(1)
+    bits += np.uint32(0x0FFF)
+    bits += u
+    bits &= np.uint32(0xFFFFE000)
+    out = bits.view(np.float32)
+    magnitude = u & np.uint32(0x7FFFFFFF)
+    if (magnitude >= _HALF_HUGE).any():
+        huge = np.flatnonzero(magnitude >= _HALF_HUGE)
+        with np.errstate(invalid="ignore"):
+            out.reshape(-1)[huge] = x.reshape(-1)[huge] * np.float32(np.inf)  # inf, or NaN for NaN
+    magnitude -= np.uint32(1)  # zero wraps to the top, so the test below finds 0 < |x| < 2**-14 only
+    if (magnitude < _HALF_TINY).any():
+        tiny = np.flatnonzero(magnitude < _HALF_TINY)
+        v = x.reshape(-1)[tiny]
+        out.reshape(-1)[tiny] = np.copysign((v + np.float32(0.75)) - np.float32(0.75), v)
+    return out
 
 
 class CoreMLReferenceBackend(CoreMLBackendBase):

@@ -67,6 +67,31 @@ def test_source_is_reiterable_and_fingerprinted(folder: Path) -> None:
     assert len(sub) == 2 and all(np.array_equal(a, b) for a, b in zip(sub.inputs(), first[1:3]))
 
 
+def test_fingerprint_is_remembered_across_sources_until_a_file_changes(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new source over the same unchanged files reuses the fingerprint without reading a sample; a file
+    written again (new bytes) is read and hashed again."""
+    import modnet_edge.calibration.source as source_module
+
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / f"c{i}.png")
+    first = CalibrationSource.from_folder(tmp_path).bind(SPEC).fingerprint()
+    reads: list[Path] = []
+    real = source_module._read_file
+    monkeypatch.setattr(source_module, "_read_file", lambda p: reads.append(p) or real(p))
+    assert CalibrationSource.from_folder(tmp_path).bind(SPEC).fingerprint() == first and not reads
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "c1.png")
+    os.utime(tmp_path / "c1.png", ns=(1, 1))  # a clock as coarse as some file systems keep could miss the rewrite
+    again = CalibrationSource.from_folder(tmp_path).bind(SPEC)
+    assert again.fingerprint() != first and len(reads) == 3
+    assert again.fingerprint() == CalibrationSource.from_arrays(list(again.inputs())).bind(SPEC).fingerprint()
+    synthetic = CalibrationSource.from_synthetic(2, image_size=(32, 48)).bind(SPEC)
+    assert synthetic.fingerprint() == CalibrationSource.from_synthetic(2, image_size=(32, 48)).bind(SPEC).fingerprint()
+    assert synthetic.fingerprint() != CalibrationSource.from_synthetic(2, seed=1, image_size=(32, 48)).bind(
+        SPEC).fingerprint()
+
+
 def test_bad_folders_are_clear_errors(folder: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         CalibrationSource.from_folder(tmp_path / "missing")

@@ -169,3 +169,26 @@ def test_constexpr_weights():
     np.testing.assert_allclose(deq, scale[:, None] * (q.astype(np.float32) - zero[:, None]))
     with pytest.raises(ValueError, match="iOS 16 form"):
         _run("constexpr_lut_to_dense", {"lut": lut})
+
+
+def test_round_to_half_is_numpys_float16_cast_bit_for_bit():
+    """The executor holds FLOAT16 tensors as float32 rounded by round_to_half: it must round exactly as
+    NumPy's float16 cast does, at ties, through the subnormals, at overflow and for NaN/infinity."""
+    from modnet_edge.runtimes.coreml_reference import round_to_half
+
+    rng = np.random.default_rng(0)
+    edges = np.array([0x00000000, 0x80000000, 0x38800000, 0x387FFFFF, 0x33800000, 0x33000000, 0x33000001,
+                      0x32FFFFFF, 0x477FEFFF, 0x477FF000, 0x477FE000, 0x7F800000, 0xFF800000, 0x7FC00000,
+                      0x7F800001, 0xFFFFFFFF, 0x3F801000, 0x3F803000, 0x3F801001, 0x00000001], np.uint32)
+    spaced = np.arange(0, 2**32, 65537, dtype=np.uint64).astype(np.uint32)  # every exponent, odd mantissas
+    for bits in (edges, spaced, rng.integers(0, 2**32, 1_000_000, dtype=np.uint64).astype(np.uint32)):
+        x = bits.view(np.float32)
+        with np.errstate(all="ignore"):
+            want = x.astype(np.float16).astype(np.float32)
+        got = round_to_half(x)
+        assert got.dtype == np.float32
+        same = (got.view(np.uint32) == want.view(np.uint32)) | (np.isnan(got) & np.isnan(want))
+        assert same.all(), [hex(int(b)) for b in bits[~same][:5]]
+    grid = rng.normal(0, 3, (2, 3, 4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(round_to_half(grid), grid.astype(np.float16).astype(np.float32))
+    assert round_to_half(grid).shape == grid.shape

@@ -156,3 +156,32 @@ def test_non_state_dict_objects_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a MODNet checkpoint"):
         read_checkpoint(path)
     assert pickle  # (module used by the pickled-code test's payload)
+
+
+def test_weights_hash_is_remembered_only_while_the_tensors_are_unchanged() -> None:
+    """The hash is remembered per tensor object and version: an in-place change, a replaced tensor or a
+    renamed key is hashed again, and the remembered value equals a fresh hash."""
+    import hashlib
+
+    from modnet_edge.model.checkpoint import weights_sha256
+
+    torch.manual_seed(0)
+    sd = {"a.weight": torch.randn(4, 3), "b.bias": torch.randn(5)}
+
+    def fresh(d: dict[str, torch.Tensor]) -> str:  # the definition, written out
+        h = hashlib.sha256()
+        for k in sorted(d):
+            t = d[k].contiguous()
+            h.update(f"{k}|{tuple(t.shape)}|{t.dtype}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    first = weights_sha256(sd)
+    assert first == fresh(sd) and weights_sha256(dict(sd)) == first  # a copy of the dict shares the tensors
+    with torch.no_grad():
+        sd["a.weight"][0, 0] += 1  # in place: same object, new version
+    assert weights_sha256(sd) == fresh(sd) != first
+    sd["b.bias"] = sd["b.bias"].clone()  # same values, new object: hashed again, same digest
+    assert weights_sha256(sd) == fresh(sd)
+    renamed = {"c.weight" if k == "a.weight" else k: v for k, v in sd.items()}
+    assert weights_sha256(renamed) == fresh(renamed) != weights_sha256(sd)
