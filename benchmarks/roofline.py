@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from modnet_edge.core.cpu_features import cpuinfo_text, cpu_features
+from modnet_edge.core.formats import PRECISION_TABLE
 
 FMA_UNITS = 2  # per core: server x86 since Haswell and big Arm cores have two; some parts have one
 
@@ -99,7 +100,8 @@ def share_of_peak(precision: str, latency_ms: float, size: tuple[int, int], batc
     work = gflops_per_frame(int(size[0]), int(size[1])) * batch
     achieved = work / (latency_ms / 1000.0) if latency_ms > 0 else 0.0
     top = peak(threads)
-    integer = precision in ("int8", "int8-a16")
+    row = PRECISION_TABLE.get(precision)
+    integer = row is not None and row.calibrated  # integer arithmetic: activations quantised ahead of time
     limit = top["int8_gops"] if integer else top["fp32_gflops"]
     return {"gflops_per_frame": round(work / batch, 2), "achieved_gflops": round(achieved, 1),
             "peak": limit, "peak_kind": "int8" if integer else "fp32",

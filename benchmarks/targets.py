@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core.errors import ConfigError
+from modnet_edge.core.formats import PRECISION_TABLE
 
 from modnet_edge.benchmarks.results import MODES, BenchResult
 
@@ -31,7 +32,9 @@ _CLASS_KEYS = {"description", "match", "targets", "ratios"}
 
 
 def _precision_matches(pattern: str, precision: str) -> bool:
-    return pattern == "*" or precision == pattern or precision.startswith(pattern + "-")
+    """A target's precision names one precision, its family (``int8`` covers every INT8 variant) or ``*``."""
+    row = PRECISION_TABLE.get(precision)
+    return pattern in ("*", precision) or (row is not None and pattern == row.family)
 
 
 @dataclass(frozen=True)

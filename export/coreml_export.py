@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core.formats import PRECISION_TABLE
 from modnet_edge.export.skeleton import Converted
 from modnet_edge.model.checkpoint import Checkpoint
 
@@ -66,7 +67,7 @@ def convert_coreml(checkpoint: Checkpoint, precision: str, output: Path, *,
     threshold = COMPRESS_THRESHOLD if compress_threshold is None else int(compress_threshold)
     if threshold < 1:
         raise ConfigError(f"compress_threshold is a positive element count, not {compress_threshold!r}")
-    if precision.startswith("palettized") and importlib.util.find_spec("sklearn") is None:
+    if PRECISION_TABLE[precision].palette_bits and importlib.util.find_spec("sklearn") is None:
         raise BackendUnavailableError('palettization (k-means) needs scikit-learn; install it with: '
                                       'pip install -c constraints.txt "modnet-edge[coreml-palettize]"')
     base = checkpoint.preprocessing
@@ -153,8 +154,8 @@ def _compress(ct: Any, model: Any, precision: str, threshold: int) -> tuple[Any,
         with np.errstate(divide="ignore", invalid="ignore"):
             quantized = cto.linear_quantize_weights(model, cto.OptimizationConfig(global_config=op_config))
         return quantized, f"int8 linear symmetric, per output channel (tensors >= {threshold} elements)"
-    if precision.startswith("palettized-"):
-        nbits = int(precision.split("-")[1].rstrip("bit"))
+    nbits = PRECISION_TABLE[precision].palette_bits
+    if nbits is not None:
         op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=nbits, granularity="per_tensor",
                                            weight_threshold=threshold)
         return (cto.palettize_weights(model, cto.OptimizationConfig(global_config=op_config)),

@@ -24,6 +24,7 @@ import torch
 
 from modnet_edge.core.limits import check_threads
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core.formats import PRECISION_TABLE
 from modnet_edge.core.tools import quiet_tool
 from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint
 
@@ -181,9 +182,9 @@ def convert_tflite(checkpoint: Checkpoint, precision: str, output: Path, *,
     del output  # the skeleton writes the file
     check_threads(threads)
     mode = MODE_OF[precision]
-    static = mode in ("static", "static16")
+    static = PRECISION_TABLE[precision].calibrated
     pixels = input_type == "uint8"
-    if pixels and mode != "static":
+    if pixels and PRECISION_TABLE[precision].activation_bits != 8:
         raise ConfigError(f"TFLite reads the 8-bit image in full-integer int8 only, not {precision}")
     shape = tuple(int(v) for v in (static_shape or DEFAULT_SHAPE))
     spec = input_spec(dataclasses.replace(checkpoint.preprocessing.with_fixed_size(shape), layout=layout), input_type)

@@ -37,10 +37,11 @@ from typing import Any
 import numpy as np
 
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
+from modnet_edge.core.formats import PRECISION_TABLE
 from modnet_edge.core.tools import quiet_tool
 
-MODES = {"fp16": "fp16", "dynamic": "int8-dynamic", "weights": "int8-weights", "static": "int8",
-         "static16": "int8-a16"}
+# the quantiser's modes -> the precisions they make (their names live in the precision table's rows)
+MODES = {p.converter_name("tflite"): p.name for p in PRECISION_TABLE.values() if p.converter_name("tflite")}
 METHODS = ("minmax", "moving-average")
 # Presets of ``keep_float`` besides the structural ``image-concat``: patterns on op output names, which
 # carry the PyTorch module path as litert-torch writes it (class name + attribute).
@@ -90,7 +91,7 @@ def quantize_tflite(float_model: bytes, mode: str, *, source: Any = None, method
     if method not in METHODS:
         raise ConfigError(f"TFLite calibration method must be one of {list(METHODS)}, not {method!r}")
     aeq = _aeq()
-    static = mode.startswith("static")
+    static = PRECISION_TABLE[MODES[mode]].calibrated
     if static and source is None:
         raise ConfigError(f"TFLite {MODES[mode]} (full-integer) needs calibration data: pass calibration=")
     if not static and source is not None:

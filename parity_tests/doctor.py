@@ -33,16 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from modnet_edge.core import atomic_write_text
+from modnet_edge.core import PRECISION_TABLE, atomic_write_text, precision_row
 from modnet_edge.core.errors import ConfigError
 
 from modnet_edge.export.module_scopes import module_of_scope
 
 from modnet_edge.parity_tests.parity import Drift
 
-# The error (relative L2) above which a layer counts as drifted, by precision (prefix match): a few
-# times what a healthy export of that precision shows on trained networks (fp16: ~1e-3 per layer).
-THRESHOLDS = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2, "palettized": 5e-2}
+# The error (relative L2) above which a layer counts as drifted, by precision: each precision's row of the
+# precision table (modnet_edge.core.formats) says, and why.
+THRESHOLDS = {p.name: p.doctor_threshold for p in PRECISION_TABLE.values()}
 # nodes that move a value between types or representations without being any module's output
 _TRANSPARENT_OPS = {"Cast", "QuantizeLinear", "DequantizeLinear", "Identity", "Constant"}
 # module class -> the ONNX op types its output may come from (containers: any)
@@ -133,10 +133,8 @@ class Diagnosis:
 
 
 def threshold_for(precision: str) -> float:
-    for key in sorted(THRESHOLDS, key=len, reverse=True):
-        if precision.startswith(key):
-            return THRESHOLDS[key]
-    return THRESHOLDS["int8"]
+    """The per-layer threshold of exactly ``precision`` (an unknown precision is a clear error)."""
+    return precision_row(precision).doctor_threshold
 
 
 def onnx_module_outputs(model: Any, net: Any, order: Sequence[str]) -> dict[str, tuple[str, str]]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modnet_edge.core.errors import ConfigError
+from modnet_edge.core.formats import PRECISION_TABLE
 
 
 @dataclass(frozen=True)
@@ -89,29 +90,19 @@ def _number(text: str, what: str, share: bool = False) -> float:
     return value
 
 
-# The one table of drift budgets, by artifact precision (prefix match: "int8-weights" -> "int8").
-BUDGETS: dict[str, Budget] = {
-    "fp32": Budget(mse=1e-9),
-    "fp16": Budget(mse=1e-6),
-    "int8": Budget(mse=1e-4, band_mse=1e-3),
-    # palettized weights (Core ML k-means look-up tables) are weight compression like int8-weights
-    "palettized": Budget(mse=1e-4, band_mse=1e-3),
-    # 4-bit tables (16 weight values per tensor) cannot meet that; this sits ~3x above healthy Core ML
-    # exports of two trained checkpoints (10 portraits, 256x256: 3.7e-4 / 6.6e-4; 6-bit: 2.0e-5 / 5.0e-5),
-    # so a broken decode or too coarse a table (4-bit with the small layers palettized too: 1.2e-2) fails.
-    "palettized-4bit": Budget(mse=2e-3, band_mse=2e-2),
-}
+# The drift budgets by artifact precision, from the precision table (modnet_edge.core.formats), where each
+# precision's budget is written beside its other facts and the reasons for its numbers.
+BUDGETS: dict[str, Budget] = {p.name: Budget(mse=p.budget_mse, band_mse=p.budget_band_mse)
+                              for p in PRECISION_TABLE.values()}
 
 BAND_RADIUS = 7  # px: how far the boundary band extends around soft alpha
 
 
 def budget_for(precision: str, budgets: dict[str, Budget] | None = None) -> Budget:
+    """The budget of exactly ``precision`` in ``budgets`` (default: :data:`BUDGETS`, every precision's)."""
     table = budgets or BUDGETS
     if precision in table:
         return table[precision]
-    for key in sorted(table, key=len, reverse=True):
-        if precision.startswith(key):
-            return table[key]
     raise ConfigError(f"no drift budget for precision {precision!r}; budgets exist for {sorted(table)}")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from modnet_edge.parity_tests.expected_misses import gated
-from modnet_edge.parity_tests.parity import BUDGETS
+from modnet_edge.parity_tests.parity import budget_for
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +98,7 @@ def test_edge_artifact_against_its_budget(key, edge_artifacts, edge_report, pari
     if name_to_key[key] not in edge_artifacts:
         pytest.skip("the tflite extra (litert-torch, ai-edge-quantizer) is not installed")
     result = next(r for r in edge_report.results if Path(r.artifact).name == key)
-    assert result.budget == BUDGETS[result.precision.split("-")[0]]
+    assert result.budget == budget_for(result.precision)
     if result.precision == "fp32":  # the graph rewrites (BN fold: float rounding only) and NHWC change no numerics
         assert result.drift.max_abs < 1e-3, edge_report.table()
     parity_gate(edge_report, only=result)

@@ -17,8 +17,8 @@ from modnet_edge.core.files import (RECORD_NAME, TEMP_MARK, AppendOutput, LogFil
                                     is_ours, manifest_path, path_size, read_manifest, read_manifest_record,
                                     reconcile_metadata, recover_folder, remove_if_ours, remove_stale_temporaries,
                                     sha256_path, write_manifest)
-from modnet_edge.core.formats import (FORMATS, PRECISIONS, Format, Option, Precision, format_of_path,  # noqa: F401
-                                      get_format, resolve)
+from modnet_edge.core.formats import (FORMATS, PRECISION_TABLE, PRECISIONS, Format, Option, Precision,  # noqa: F401
+                                      format_of_path, get_format, precision_row, resolve)
 from modnet_edge.core.metadata import (INTEGRITY_PLACEHOLDER, METADATA_KEY, METADATA_SCHEMA,  # noqa: F401
                                        VERSION, ArtifactMetadata, integrity_digest, seal_artifact, tool_versions,
                                        verify_integrity)

@@ -29,24 +29,64 @@ from modnet_edge.core.limits import check_input_size, check_number
 @dataclass(frozen=True)
 class Precision:
     """One precision variant, named the same in every format that has it (``int8-a16`` is INT8 weights
-    with 16-bit activations wherever it exists).  ``calibrated``: needs calibration data."""
+    with 16-bit activations wherever it exists), with every fact that depends on the precision alone:
+    parity's drift budget, the precision doctor's per-layer threshold, whether it needs calibration data,
+    and what a converter calls it where the converter's own vocabulary differs.  Stages read this row
+    instead of keeping their own tables keyed by name prefixes."""
 
     name: str
     help: str
-    calibrated: bool = False
+    family: str  # what it is a variant of ("int8" for every INT8 variant): what a device target may name
+    budget_mse: float  # parity: the largest alpha MSE against the PyTorch reference
+    doctor_threshold: float  # the doctor: the relative L2 error above which one layer counts as drifted
+    budget_band_mse: float | None = None  # parity: the largest MSE inside the boundary band, where set
+    calibrated: bool = False  # activations quantised ahead of time from calibration data
+    activation_bits: int | None = None  # the calibrated variants: 8- or 16-bit activations
+    palette_bits: int | None = None  # look-up-table weights: bits per weight index
+    converter_names: tuple[tuple[str, str], ...] = ()  # (format, the converter's own name for it)
 
+    def converter_name(self, format_name: str) -> str | None:
+        """What ``format_name``'s converter calls this precision (None where it has no name of its own)."""
+        return dict(self.converter_names).get(format_name)
+
+
+# Budgets sit a few times above what healthy exports of trained networks show (README, "Parity budgets",
+# measures what they mean in 8-bit levels on unseen photos); doctor thresholds a few times above what a
+# healthy layer of that precision shows (fp16: ~1e-3 per layer).
+_INT8 = dict(family="int8", budget_mse=1e-4, budget_band_mse=1e-3, doctor_threshold=5e-2)
 
 # The precision names of the whole toolkit: every format picks its variants from here.
 PRECISION_TABLE: dict[str, Precision] = {p.name: p for p in (
-    Precision("fp32", "float32 weights and compute"),
-    Precision("fp16", "float16 weights and compute"),
-    Precision("int8", "INT8 weights and 8-bit activations (static, calibrated)", calibrated=True),
-    Precision("int8-a16", "INT8 weights, 16-bit activations (static, calibrated)", calibrated=True),
-    Precision("int8-dynamic", "INT8 weights, activations quantised at run time (dynamic range)"),
-    Precision("int8-weights", "INT8 weights stored, float compute (weight-only)"),
-    Precision("palettized-6bit", "6-bit k-means look-up-table weights, float compute"),
-    Precision("palettized-4bit", "4-bit k-means look-up-table weights, float compute"),
+    Precision("fp32", "float32 weights and compute", family="fp32", budget_mse=1e-9, doctor_threshold=1e-3),
+    Precision("fp16", "float16 weights and compute", family="fp16", budget_mse=1e-6, doctor_threshold=1e-2,
+              converter_names=(("tflite", "fp16"),)),
+    Precision("int8", "INT8 weights and 8-bit activations (static, calibrated)", **_INT8, calibrated=True,
+              activation_bits=8, converter_names=(("tflite", "static"),)),
+    Precision("int8-a16", "INT8 weights, 16-bit activations (static, calibrated)", **_INT8, calibrated=True,
+              activation_bits=16, converter_names=(("tflite", "static16"),)),
+    Precision("int8-dynamic", "INT8 weights, activations quantised at run time (dynamic range)", **_INT8,
+              converter_names=(("tflite", "dynamic"),)),
+    Precision("int8-weights", "INT8 weights stored, float compute (weight-only)", **_INT8,
+              converter_names=(("tflite", "weights"),)),
+    # palettized weights (Core ML k-means look-up tables) are weight compression like int8-weights
+    Precision("palettized-6bit", "6-bit k-means look-up-table weights, float compute", family="palettized",
+              budget_mse=1e-4, budget_band_mse=1e-3, doctor_threshold=5e-2, palette_bits=6),
+    # 4-bit tables (16 weight values per tensor) cannot meet that; this sits ~3x above healthy Core ML
+    # exports of two trained checkpoints (10 portraits, 256x256: 3.7e-4 / 6.6e-4; 6-bit: 2.0e-5 / 5.0e-5),
+    # so a broken decode or too coarse a table (4-bit with the small layers palettized too: 1.2e-2) fails.
+    Precision("palettized-4bit", "4-bit k-means look-up-table weights, float compute", family="palettized",
+              budget_mse=2e-3, budget_band_mse=2e-2, doctor_threshold=5e-2, palette_bits=4),
 )}
+
+
+def precision_row(name: str) -> Precision:
+    """The row of precision ``name``; an unknown name is a clear error naming the known ones."""
+    row = PRECISION_TABLE.get(name)
+    if row is None:
+        raise ConfigError(f"unknown precision {name!r}; precisions: {', '.join(PRECISION_TABLE)}")
+    return row
+
+
 PRECISIONS = tuple(PRECISION_TABLE)
 
 

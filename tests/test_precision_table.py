@@ -1,0 +1,46 @@
+"""The precision table is the one place a precision's facts live: every stage reads its row."""
+
+from __future__ import annotations
+
+import pytest
+
+from modnet_edge.core import FORMATS, PRECISION_TABLE, precision_row
+from modnet_edge.core.errors import ConfigError
+
+
+def test_every_stage_reads_the_row() -> None:
+    from modnet_edge.benchmarks.targets import _precision_matches
+    from modnet_edge.export.tflite_quantize import MODES
+    from modnet_edge.parity_tests.doctor import threshold_for
+    from modnet_edge.parity_tests.drift import BUDGETS, budget_for
+
+    for name, row in PRECISION_TABLE.items():
+        assert budget_for(name) == BUDGETS[name]
+        assert (budget_for(name).mse, budget_for(name).band_mse) == (row.budget_mse, row.budget_band_mse)
+        assert threshold_for(name) == row.doctor_threshold
+        assert _precision_matches(row.family, name) and _precision_matches("*", name) and _precision_matches(name, name)
+        if row.converter_name("tflite"):
+            assert MODES[row.converter_name("tflite")] == name
+    assert set(MODES.values()) == {p for p in FORMATS["tflite"].variants if p != "fp32"}
+    # a format calibrates exactly the precisions whose row says so (where its exporter takes calibration data)
+    assert {p for f in FORMATS.values() for p in f.variants if f.calibrated(p)} == \
+        {n for n, r in PRECISION_TABLE.items() if r.calibrated}
+
+
+def test_names_are_matched_exactly_never_by_prefix() -> None:
+    from modnet_edge.benchmarks.targets import _precision_matches
+    from modnet_edge.parity_tests.doctor import threshold_for
+    from modnet_edge.parity_tests.drift import BUDGETS, Budget, budget_for
+
+    for bad in ("int8-foo", "fp16x", "palettized"):
+        with pytest.raises(ConfigError, match="precision"):
+            budget_for(bad)
+        with pytest.raises(ConfigError, match="unknown precision"):
+            threshold_for(bad)
+        with pytest.raises(ConfigError, match="unknown precision"):
+            precision_row(bad)
+    own = Budget(mse=5e-5)  # a user's budget replaces one precision's, not its family's
+    assert budget_for("int8", {**BUDGETS, "int8": own}) == own
+    assert budget_for("int8-weights", {"int8": own, "int8-weights": budget_for("int8-weights")}) != own
+    assert not _precision_matches("int8", "fp16") and not _precision_matches("int", "int8-a16")
+    assert _precision_matches("int8", "int8-a16") and _precision_matches("palettized", "palettized-4bit")
