@@ -44,7 +44,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from modnet_edge.core import atomic_write_text, check_output_path, path_size
+from modnet_edge.core import FORMATS, atomic_write_text, check_output_path, get_format, path_size
+from modnet_edge.core.formats import Format, Search
 from modnet_edge.core.files import copy_artifact
 from modnet_edge.core.console import activity, duration, status
 from modnet_edge.export.module_scopes import MODULE_GROUPS
@@ -52,8 +53,8 @@ from modnet_edge.core.errors import ConfigError
 from modnet_edge.search_record import Candidate, SearchResult, Verdict, next_photo_bound
 
 # (format, precision) -> how a kept set becomes exporter options
-SEARCHABLE = {("onnx", "fp16"), ("tensorrt-onnx", "fp16"), ("coreml", "fp16"), ("onnx", "int8"),
-              ("tensorrt-onnx", "int8"), ("tflite", "int8"), ("tflite", "int8-a16")}
+# (format, precision) pairs the search covers: the format rows say (``Format.searched``)
+SEARCHABLE = {(f.name, p) for f in FORMATS.values() for p, _ in f.searched}
 TIE = 0.05  # candidates within 5 % of the fastest count as equally fast
 # generated portraits the ranking runs on by default (480x640 and 640x480).  The ranking only orders the
 # groups -- every candidate is then judged at full size on photos -- and with two portraits it orders the
@@ -62,16 +63,28 @@ RANKING_PORTRAITS = 2
 
 
 def kept_options(fmt: str, precision: str, kept: Sequence[str]) -> dict[str, Any]:
-    """Exporter options that keep the groups ``kept`` in higher precision."""
+    """Exporter options that keep the groups ``kept`` in higher precision, as ``fmt``'s row says."""
+    facts = _facts(fmt, precision)
     selectors = [f"module:{m}" for g in kept if g in MODULE_GROUPS for m in MODULE_GROUPS[g]]
-    if precision == "fp16" and fmt == "coreml":
-        return {"keep_float": (["io"] if "io" in kept else []) + selectors}
-    if precision == "fp16":
-        opts: dict[str, Any] = {"keep_float": selectors}
-        if fmt == "onnx":
-            opts["keep_io_types"] = "io" in kept
-        return opts
-    return {"keep_float": selectors + (["image-concat"] if "image-concat" in kept else [])}
+    options: dict[str, Any] = {"keep_float": selectors}
+    if facts.extra_group is not None:
+        if facts.extra_option is not None:
+            options[facts.extra_option] = facts.extra_group in kept
+        elif facts.extra_group in kept:
+            options["keep_float"].append(facts.extra_group)
+    return options
+
+
+def _twin() -> Format:
+    """The format every ranking is measured on (its row says ``search_twin``)."""
+    return next(f for f in FORMATS.values() if f.search_twin)
+
+
+def _facts(fmt: str, precision: str) -> Search:
+    facts = get_format(fmt).search(precision)
+    if facts is None:
+        raise ConfigError(f"the precision search covers {sorted(SEARCHABLE)}, not {fmt} {precision}")
+    return facts
 
 
 def _resolved(options: dict[str, Any], checkpoint: Any) -> dict[str, Any]:
@@ -86,10 +99,12 @@ def _resolved(options: dict[str, Any], checkpoint: Any) -> dict[str, Any]:
     return out
 
 
-def search_groups(precision: str) -> list[str]:
-    """The groups a search may keep: MODNet's parts, plus the FP16 input (float32 I/O) or the image
-    concatenations (whose Q/DQ pair shares one scale between the image and the features)."""
-    return [*MODULE_GROUPS, "io" if precision == "fp16" else "image-concat"]
+def search_groups(fmt: str, precision: str) -> list[str]:
+    """The groups a search of ``fmt``/``precision`` may keep: MODNet's parts, plus the format's extra group
+    (the FP16 input, or the image concatenations whose Q/DQ pair shares one scale between the image and the
+    features)."""
+    extra = _facts(fmt, precision).extra_group
+    return [*MODULE_GROUPS, *([extra] if extra else [])]
 
 
 # Rankings already measured in this process, by (weights, precision, twin options, ranking images): every
@@ -99,7 +114,7 @@ _RANKINGS: dict[tuple[str, str, str, str], list[tuple[str, float]]] = {}
 
 def rank_groups(checkpoint: Any, precision: str, images: list[Path], options: dict[str, Any],
                 work: Path, progress: bool = True) -> list[tuple[str, float]]:
-    """Groups by the drift (MSE) the ONNX twin shows when *only* that group runs at ``precision`` and
+    """Groups by the drift (MSE) the twin (the ONNX export) shows when *only* that group runs at ``precision`` and
     every other group is kept in higher precision: most sensitive first (measured once per process
     for the same weights, precision, twin options and images).
 
@@ -109,29 +124,25 @@ def rank_groups(checkpoint: Any, precision: str, images: list[Path], options: di
     ranked hr/2x first, while the drift came from the backbone and the FP16 input).  Isolating one
     group at a time measures the cause directly, for the price of one ONNX export per group.
     """
+    from modnet_edge.core import sha256_path
+    from modnet_edge.core.console import progress as bar
     from modnet_edge.export import export
     from modnet_edge.parity_tests.parity import run_parity
 
-    groups = search_groups(precision)
-    from modnet_edge.core import get_format
-    from modnet_edge.core.console import progress as bar
-
-    # the twin is the ONNX export of the same precision variant, with the options ONNX shares
-    onnx = get_format("onnx")
+    twin = _twin()  # the same precision variant in the twin format, with the options the twin shares
+    groups = search_groups(twin.name, precision)
     twin_opts = {k: v for k, v in options.items() if k != "keep_float" and any(
-        o.name == k and o.applies_to(precision) and (not o.choices or v in o.choices) for o in onnx.options)}
-    from modnet_edge.core import sha256_path
-
+        o.name == k and o.applies_to(precision) and (not o.choices or v in o.choices) for o in twin.options)}
     key = (checkpoint.source_info()["weights_sha256"], precision, json.dumps(twin_opts, sort_keys=True, default=str),
            ",".join(sha256_path(f) for f in images))
     if key in _RANKINGS:
         return list(_RANKINGS[key])
     paths = []
-    for i, group in enumerate(bar(groups, desc=f"rank groups (onnx {precision})") if progress else groups):
-        path = work / f"rank-{i}.onnx"
+    for i, group in enumerate(bar(groups, desc=f"rank groups ({twin.name} {precision})") if progress else groups):
+        path = work / f"rank-{i}{twin.suffixes[0]}"
         others = [g for g in groups if g != group]
-        export(checkpoint, "onnx", precision, path, **_resolved(
-            {**twin_opts, **kept_options("onnx", precision, others)}, checkpoint))
+        export(checkpoint, twin.name, precision, path, **_resolved(
+            {**twin_opts, **kept_options(twin.name, precision, others)}, checkpoint))
         paths.append(path)
     report = run_parity(paths, images=images, progress=False)
     scores = [(g, r.drift.mse if math.isfinite(r.drift.mse) else math.inf) for g, r in zip(groups, report.results)]
@@ -185,8 +196,7 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
 
     if prefer not in ("speed", "fewest"):
         raise ConfigError(f"prefer must be 'speed' or 'fewest', not {prefer!r}")
-    if (format, precision) not in SEARCHABLE:
-        raise ConfigError(f"the precision search covers {sorted(SEARCHABLE)}, not {format} {precision}")
+    _facts(format, precision)  # a pair the search covers
     if "keep_float" in options:
         raise ConfigError("keep_float is what the precision search chooses; leave it out when a budget is given")
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
@@ -339,9 +349,8 @@ class _Search:
         if self.trial(0).passed or self.out_of_time():  # a healthy artifact needs no ranking
             return []
         ranking = rank()
-        self.order = [g for g, _ in ranking]
-        if self.fmt == "tensorrt-onnx" and self.precision == "fp16":
-            self.order = [g for g in self.order if g != "io"]  # TensorRT-ready FP16 keeps float32 I/O already
+        keepable = search_groups(self.fmt, self.precision)  # the twin ranks groups some formats keep already
+        self.order = [g for g, _ in ranking if g in keepable]
         lo, hi, step = 0, None, 1
         while hi is None and not self.out_of_time():  # invariant: lo fails
             k = min(step, len(self.order))

@@ -44,3 +44,26 @@ def test_names_are_matched_exactly_never_by_prefix() -> None:
     assert budget_for("int8-weights", {"int8": own, "int8-weights": budget_for("int8-weights")}) != own
     assert not _precision_matches("int8", "fp16") and not _precision_matches("int", "int8-a16")
     assert _precision_matches("int8", "int8-a16") and _precision_matches("palettized", "palettized-4bit")
+
+
+def test_search_facts_live_in_the_format_rows() -> None:
+    """The search reads how a kept set becomes exporter options from the rows: ONNX FP16 keeps its input
+    through keep_io_types, Core ML through a keep_float item, TensorRT-ready FP16 has float32 I/O already
+    (its search never keeps 'io'), INT8 keeps the image concatenations as a keep_float item."""
+    from modnet_edge.export.module_scopes import MODULE_GROUPS
+    from modnet_edge.precision_search import SEARCHABLE, kept_options, search_groups
+
+    group = next(iter(MODULE_GROUPS))
+    selectors = [f"module:{m}" for m in MODULE_GROUPS[group]]
+    assert kept_options("onnx", "fp16", [group, "io"]) == {"keep_float": selectors, "keep_io_types": True}
+    assert kept_options("onnx", "fp16", [group]) == {"keep_float": selectors, "keep_io_types": False}
+    assert kept_options("coreml", "fp16", ["io", group]) == {"keep_float": [*selectors, "io"]}
+    assert kept_options("tensorrt-onnx", "fp16", [group, "io"]) == {"keep_float": selectors}
+    for fmt in ("onnx", "tensorrt-onnx", "tflite"):
+        assert kept_options(fmt, "int8", ["image-concat", group]) == {"keep_float": [*selectors, "image-concat"]}
+    assert "io" not in search_groups("tensorrt-onnx", "fp16") and "io" in search_groups("coreml", "fp16")
+    assert search_groups("tflite", "int8")[-1] == "image-concat"
+    assert SEARCHABLE == {(f.name, p) for f in FORMATS.values() for p in f.variants if f.search(p) is not None}
+    assert sum(f.search_twin for f in FORMATS.values()) == 1
+    with pytest.raises(ConfigError, match="precision search covers"):
+        kept_options("coreml", "int8-weights", [])

@@ -284,6 +284,23 @@ COREML_OPTIONS = (
 )
 
 
+@dataclass(frozen=True)
+class Search:
+    """How the precision search (:mod:`modnet_edge.precision_search`) treats one precision of a format.
+
+    ``extra_group``: the group it may keep in higher precision besides the network's parts: ``io`` (the
+    FP16 input and output) or ``image-concat`` (the INT8 Q/DQ pair the image shares with features); None
+    where the format keeps it already (a TensorRT-ready FP16 graph has float32 I/O).  ``extra_option``:
+    the exporter option that keeps it (ONNX FP16: ``keep_io_types``); otherwise it is a ``keep_float``
+    item after the module selectors."""
+
+    extra_group: str | None
+    extra_option: str | None = None
+
+
+_INT8_SEARCH = Search("image-concat")
+
+
 # --------------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------------
@@ -320,10 +337,19 @@ class Format:
     # runtimes that run this format here only to verify its numerics: their speed says nothing about the
     # runtime it is deployed on, so no speed target judges it (a TensorRT-ready ONNX in ONNX Runtime's CPU)
     proxy_runtimes: tuple[str, ...] = ()
+    # the precisions the precision search covers, and how
+    searched: tuple[tuple[str, Search], ...] = ()
+    # the format the search ranks the network's groups on, for every format of a precision (one row has
+    # it: it exports in seconds, and a ranking only orders the groups)
+    search_twin: bool = False
 
     @property
     def precisions(self) -> tuple[str, ...]:
         return self.variants or self.runtime_precisions
+
+    def search(self, precision: str) -> Search | None:
+        """How the precision search treats ``precision`` of this format (None: not searched)."""
+        return dict(self.searched).get(precision)
 
     def calibrated(self, precision: str) -> bool:
         """Whether exporting ``precision`` needs calibration data."""
@@ -391,6 +417,8 @@ FORMATS: dict[str, Format] = {
                "ONNX, run by ONNX Runtime (CPU, CUDA, TensorRT or CoreML execution providers)",
                options=ONNX_OPTIONS, tools=("torch", "onnx", "onnxslim", "onnxruntime"), container="onnx_file",
                pipeline_precisions=("fp32", "fp16"),
+               searched=(("fp16", Search("io", "keep_io_types")), ("int8", _INT8_SEARCH), ("int8-a16", _INT8_SEARCH)),
+               search_twin=True,
                on_request_why="as exported, INT8 drifts 4.6e-3 on unseen photos (46x its budget) and its precision "
                               "search keeps most of the network float; int8-a16 computes in float between its "
                               "Q/DQ pairs"),
@@ -402,6 +430,7 @@ FORMATS: dict[str, Format] = {
                "(static full-integer, 16-bit activations, dynamic range, weight-only); NCHW or NHWC",
                options=TFLITE_OPTIONS, tools=("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"),
                container="tflite_file", pipeline_precisions=("fp32", "fp16"),
+               searched=(("int8", _INT8_SEARCH), ("int8-a16", _INT8_SEARCH)),
                on_request_why="full INT8 drifts 6.1e-3 on unseen photos (its int8 input cannot hold the normalised "
                               "image exactly) and its search finds no variant within budget; int8-a16 runs in "
                               "reference kernels (seconds a frame); int8-dynamic and int8-weights shrink the file "
@@ -412,7 +441,8 @@ FORMATS: dict[str, Format] = {
                "TensorRT-ready ONNX (static shape or min/opt/max profile; strongly typed FP16; INT8 Q/DQ), "
                "verified in ONNX Runtime here, built into an engine where TensorRT is installed",
                options=TENSORRT_ONNX_OPTIONS, tools=("torch", "onnx", "onnxslim", "onnxruntime"),
-               container="onnx_file", pipeline_precisions=("fp32", "fp16", "int8"), proxy_runtimes=("onnxruntime",)),
+               container="onnx_file", pipeline_precisions=("fp32", "fp16", "int8"), proxy_runtimes=("onnxruntime",),
+               searched=(("fp16", Search(None)), ("int8", _INT8_SEARCH))),
         Format("tensorrt", (".engine", ".plan"), ("fp32", "fp16", "int8"),
                (("tensorrt", "modnet_edge.runtimes.tensorrt_backend:TensorRTBackend"),),
                "modnet_edge.export.tensorrt_build:convert_tensorrt_engine", ("torch", "onnx", "tensorrt"),
@@ -430,7 +460,7 @@ FORMATS: dict[str, Format] = {
                "reference execution of its program anywhere (runtime 'reference')",
                options=COREML_OPTIONS, tools=("torch", "coremltools", "scikit-learn"), is_dir=True,
                container="coreml_file",
-               pipeline_precisions=("fp16", "int8-weights"),
+               pipeline_precisions=("fp16", "int8-weights"), searched=(("fp16", Search("io")),),
                on_request_why="fp32 runs on a phone's CPU and GPU only (the Neural Engine computes in fp16) at "
                               "twice the size; the palettized variants are size experiments (k-means, needs "
                               "scikit-learn)"),
