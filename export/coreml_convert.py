@@ -125,7 +125,7 @@ class Fp32Islands:
     ``io``, when it reads the model input (which then never passes through FP16)."""
 
     def __init__(self, items: list[str], nodes: dict[str, str]) -> None:
-        from modnet_edge.export.module_scopes import MODULE_PREFIX, within
+        from modnet_edge.model.parts import MODULE_PREFIX, within
 
         self._within = within
         self.modules = [(i[len(MODULE_PREFIX):].rstrip("$"), i.endswith("$")) for i in items

@@ -93,10 +93,15 @@ def convert_coreml(checkpoint: Checkpoint, precision: str, output: Path, *,
     if islands_items:
         from modnet_edge.export.coreml_convert import Fp32Islands, node_modules
 
-        bad = [i for i in islands_items if i != "io" and not i.startswith("module:")]
+        from modnet_edge.model.parts import PRESETS, is_module_selector, preset_selectors
+
+        bad = [i for i in islands_items if i != "io" and i not in PRESETS and not is_module_selector(i)]
         if bad:
-            raise ConfigError(f"Core ML keep_float takes module selectors ('module:<path>') and 'io', not {bad}")
-        islands = Fp32Islands(islands_items, node_modules(program))
+            raise ConfigError(f"Core ML keep_float takes module selectors ('module:<path>'), presets {list(PRESETS)} "
+                              f"and 'io', not {bad}")
+        expanded = [s for i in islands_items for s in (preset_selectors(i, checkpoint.model_config)
+                                                       if i in PRESETS else [i])]
+        islands = Fp32Islands(expanded, node_modules(program))
     with quiet_tool():  # coremltools draws a tqdm bar per MIL pass pipeline (five per export)
         model = convert(program, ct=ct, input_type=input_type, shapes=shapes, size=size_hw,
                         enumerated=enumerated, size_range=bounds, compute_precision=compute,

@@ -17,7 +17,8 @@ from typing import Any
 
 from modnet_edge.core.errors import ConfigError
 
-from modnet_edge.export.module_scopes import is_module_selector, onnx_nodes_in, selector_module
+from modnet_edge.export.module_scopes import onnx_nodes_in
+from modnet_edge.model.parts import PRESETS, is_module_selector, preset_selectors, selector_module
 
 
 def keep_nodes_fp32(model: Any, select: Callable[[Any], bool],
@@ -119,15 +120,16 @@ def keep_nodes_fp32(model: Any, select: Callable[[Any], bool],
 
 
 def select_nodes(model: Any, items: Sequence[str], model_config: Any = None, what: str = "fp32_nodes") -> set[str]:
-    """Node names chosen by ``items``: regexes on node names (which carry the module path, e.g.
-    ``/f_branch/``) or module selectors ``module:<path>`` (see :mod:`.module_scopes`).  Each item must
-    match something: a typo would otherwise silently keep nothing."""
+    """Node names chosen by ``items``: module selectors ``module:<path>`` and presets (the network's parts,
+    :mod:`modnet_edge.model.parts`) or regexes on node names (which carry the module path, e.g.
+    ``/f_branch/``).  Each item must match something: a typo would otherwise silently keep nothing."""
     import re
 
     selected: set[str] = set()
     for item in items:
-        if is_module_selector(item):
-            found = set(onnx_nodes_in(model, [selector_module(item)], model_config))
+        if is_module_selector(item) or item in PRESETS:
+            selectors = [item] if is_module_selector(item) else preset_selectors(item, model_config)
+            found = set(onnx_nodes_in(model, [selector_module(s) for s in selectors], model_config))
         else:
             try:
                 regex = re.compile(item)

@@ -41,12 +41,11 @@ import numpy as np
 
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 from modnet_edge.core.tools import quiet_tool
+from modnet_edge.model.parts import PRESETS, is_module_selector, preset_selectors, selector_module
 
 METHODS = ("minmax", "entropy", "percentile")
 ACTIVATION_TYPES = ("uint8", "int8", "uint16")
-_PRESET_PATTERNS = {"fusion-head": "/f_branch/conv_f/", "instance-norm": "/inorm/", "backbone": "/backbone/",
-                    "lr-branch": "/lr_branch/", "hr-branch": "/hr_branch/", "fusion-branch": "/f_branch/"}
-KEEP_FLOAT_PRESETS = ("image-concat", *_PRESET_PATTERNS)
+KEEP_FLOAT_PRESETS = ("image-concat", *PRESETS)  # the network's presets (model.parts) and the image's Concats
 
 
 @dataclass(frozen=True)
@@ -192,7 +191,7 @@ def check_method(method: str, percentile: float) -> None:
 def resolve_keep_float(model: Any, keep: Iterable[str], model_config: Any = None) -> list[str]:
     """Node names to leave in float: presets (see the module docstring), module selectors
     (``module:lr_branch.conv_lr16x``, see :mod:`.module_scopes`) or regexes on node names."""
-    from modnet_edge.export.module_scopes import is_module_selector, onnx_nodes_in, selector_module
+    from modnet_edge.export.module_scopes import onnx_nodes_in
 
     nodes = list(model.graph.node)
     names: list[str] = []
@@ -201,8 +200,9 @@ def resolve_keep_float(model: Any, keep: Iterable[str], model_config: Any = None
             found = onnx_nodes_in(model, [selector_module(item)], model_config)
         elif item == "image-concat":
             found = _image_concat_nodes(model)
-        elif item in _PRESET_PATTERNS:
-            found = [n.name for n in nodes if _PRESET_PATTERNS[item] in n.name]
+        elif item in PRESETS:
+            found = onnx_nodes_in(model, [selector_module(s) for s in preset_selectors(item, model_config)],
+                                  model_config)
         else:
             try:
                 pattern = re.compile(item)

@@ -38,6 +38,7 @@ import numpy as np
 
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 from modnet_edge.core.formats import PRECISION_TABLE
+from modnet_edge.model.parts import PRESETS, is_module_selector, preset_selectors, selector_module
 from modnet_edge.core.tools import quiet_tool
 
 # the quantiser's modes -> the precisions they make (their names live in the precision table's rows)
@@ -45,11 +46,7 @@ MODES = {p.converter_name("tflite"): p.name for p in PRECISION_TABLE.values() if
 METHODS = ("minmax", "moving-average")
 # Presets of ``keep_float`` besides the structural ``image-concat``: patterns on op output names, which
 # carry the PyTorch module path as litert-torch writes it (class name + attribute).
-_PRESET_PATTERNS = {"fusion-head": "Sequential_conv_f", "instance-norm": "InstanceNormByMoments_inorm",
-                    "backbone": "MobileNetV2Backbone_backbone",
-                    "lr-branch": "LRBranch_lr_branch", "hr-branch": "HRBranch_hr_branch",
-                    "fusion-branch": "FusionBranch_f_branch"}
-KEEP_FLOAT_PRESETS = ("image-concat", *_PRESET_PATTERNS)
+KEEP_FLOAT_PRESETS = ("image-concat", *PRESETS)  # the network's presets (model.parts) and the image's Concats
 SIGNATURE = "serving_default"
 
 
@@ -272,7 +269,7 @@ def _op_outputs(float_model: bytes) -> list[tuple[str, list[str], list[str]]]:
 def resolve_keep_float(float_model: bytes, keep: Iterable[str], model_config: Any = None) -> list[str]:
     """Regexes (on op output tensor names) of the ops to leave in float; presets resolved structurally,
     module selectors (``module:lr_branch.conv_lr16x``) through :func:`~.module_scopes.tflite_pattern`."""
-    from modnet_edge.export.module_scopes import is_module_selector, selector_module, tflite_pattern
+    from modnet_edge.export.module_scopes import tflite_pattern
 
     keep = [tflite_pattern(selector_module(k), model_config) if is_module_selector(k) else k for k in keep]
     if not keep:
@@ -282,9 +279,10 @@ def resolve_keep_float(float_model: bytes, keep: Iterable[str], model_config: An
     for item in keep:
         if item == "image-concat":
             found = [op_scope_pattern(n) for n in _image_concat_outputs(float_model, ops)]
-        elif item in _PRESET_PATTERNS:
-            pattern = re.escape(_PRESET_PATTERNS[item])
-            found = [pattern] if any(re.search(pattern, o) for _, _, outs in ops for o in outs) else []
+        elif item in PRESETS:
+            found = [p for p in (tflite_pattern(selector_module(s), model_config)
+                                 for s in preset_selectors(item, model_config))
+                     if any(re.search(p, o) for _, _, outs in ops for o in outs)]
         else:
             try:
                 rx = re.compile(item)

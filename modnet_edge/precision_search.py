@@ -48,7 +48,7 @@ from modnet_edge.core import FORMATS, atomic_write_text, check_output_path, get_
 from modnet_edge.core.formats import Format, Search
 from modnet_edge.core.files import copy_artifact
 from modnet_edge.core.console import activity, duration, status
-from modnet_edge.export.module_scopes import MODULE_GROUPS
+from modnet_edge.model.parts import GROUPS
 from modnet_edge.core.errors import ConfigError
 from modnet_edge.search_record import Candidate, SearchResult, Verdict, next_photo_bound
 
@@ -65,7 +65,7 @@ RANKING_PORTRAITS = 2
 def kept_options(fmt: str, precision: str, kept: Sequence[str]) -> dict[str, Any]:
     """Exporter options that keep the groups ``kept`` in higher precision, as ``fmt``'s row says."""
     facts = _facts(fmt, precision)
-    selectors = [f"module:{m}" for g in kept if g in MODULE_GROUPS for m in MODULE_GROUPS[g]]
+    selectors = [f"module:{m}" for g in kept if g in GROUPS for m in GROUPS[g]]
     options: dict[str, Any] = {"keep_float": selectors}
     if facts.extra_group is not None:
         if facts.extra_option is not None:
@@ -90,7 +90,7 @@ def _facts(fmt: str, precision: str) -> Search:
 def _resolved(options: dict[str, Any], checkpoint: Any) -> dict[str, Any]:
     """Options with module selectors of modules this network lacks dropped (a group names both
     variants of a block, e.g. the SE block and e-ASPP)."""
-    from modnet_edge.export.module_scopes import is_module_selector, module_names, selector_path
+    from modnet_edge.model.parts import is_module_selector, module_names, selector_path
 
     names = set(module_names(checkpoint.model_config))
     out = dict(options)
@@ -104,7 +104,7 @@ def search_groups(fmt: str, precision: str) -> list[str]:
     (the FP16 input, or the image concatenations whose Q/DQ pair shares one scale between the image and the
     features)."""
     extra = _facts(fmt, precision).extra_group
-    return [*MODULE_GROUPS, *([extra] if extra else [])]
+    return [*GROUPS, *([extra] if extra else [])]
 
 
 # Rankings already measured in this process, by (weights, precision, twin options, ranking images): every

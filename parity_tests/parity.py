@@ -163,7 +163,7 @@ def parity_table(report: ParityReport) -> str:
                               "vs native", worst) + "  (what a user gets: own input vs native; not gated)")
     for r in report.results:
         if r.kept:
-            from modnet_edge.export.module_scopes import describe_kept
+            from modnet_edge.model.parts import describe_kept
 
             kept = describe_kept(r.kept)
             shown = ", ".join(kept[:8])

@@ -124,6 +124,13 @@ def test_keep_float_presets_and_regexes(ckpt, calib, int8_model, tmp_path: Path)
     parts = {p: set(resolve_keep_float(float_model, [p])) for p in ("backbone", "lr-branch", "hr-branch",
                                                                     "fusion-branch")}
     assert all(parts.values()) and sum(map(len, parts.values())) == len(set().union(*parts.values()))
+    # presets name modules (model.parts), resolved through the scopes: exactly the nodes whose names carry
+    # those modules' scopes
+    scopes = {"fusion-head": "/f_branch/conv_f/", "instance-norm": "/inorm/", "backbone": "/backbone/",
+              "lr-branch": "/lr_branch/", "hr-branch": "/hr_branch/", "fusion-branch": "/f_branch/"}
+    for preset, scope in scopes.items():
+        assert set(resolve_keep_float(float_model, [preset])) == {n.name for n in float_model.graph.node
+                                                                  if scope in n.name}, preset
     mixed = modnet_edge.export(ckpt, "onnx", "int8", tmp_path / "mixed.onnx", calibration=calib, static_shape=SHAPE,
                                keep_float=["image-concat", "fusion-head"], calibration_cache=cache)
     assert _ops(mixed)["QuantizeLinear"] < _ops(full)["QuantizeLinear"]

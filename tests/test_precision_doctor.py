@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from modnet_edge.export.module_scopes import module_names, module_of_scope, tflite_pattern
+from modnet_edge.export.module_scopes import module_of_scope, tflite_pattern
+from modnet_edge.model.parts import module_names
 
 PLANTED = "hr_branch.conv_hr2x.1.layers.0"  # a convolution followed by IBNorm (not folded into anything)
 SHAPE = (128, 128)

@@ -50,7 +50,7 @@ def test_search_facts_live_in_the_format_rows() -> None:
     """The search reads how a kept set becomes exporter options from the rows: ONNX FP16 keeps its input
     through keep_io_types, Core ML through a keep_float item, TensorRT-ready FP16 has float32 I/O already
     (its search never keeps 'io'), INT8 keeps the image concatenations as a keep_float item."""
-    from modnet_edge.export.module_scopes import MODULE_GROUPS
+    from modnet_edge.model.parts import GROUPS as MODULE_GROUPS
     from modnet_edge.precision_search import SEARCHABLE, kept_options, search_groups
 
     group = next(iter(MODULE_GROUPS))
@@ -67,3 +67,21 @@ def test_search_facts_live_in_the_format_rows() -> None:
     assert sum(f.search_twin for f in FORMATS.values()) == 1
     with pytest.raises(ConfigError, match="precision search covers"):
         kept_options("coreml", "int8-weights", [])
+
+
+def test_parts_are_named_once_in_the_model_package() -> None:
+    """Groups and presets name modules that exist in both low-resolution variants (or in one, for the
+    variant's own block), and the exporters' preset lists are the model's."""
+    from modnet_edge.export.qdq import KEEP_FLOAT_PRESETS as ONNX_PRESETS
+    from modnet_edge.export.tflite_quantize import KEEP_FLOAT_PRESETS as TFLITE_PRESETS
+    from modnet_edge.model.parts import GROUPS, PRESETS, module_names, preset_selectors, selector_path
+
+    both = set(module_names({"lr_block": "se"})) | set(module_names({"lr_block": "e-aspp"}))
+    for group, modules in GROUPS.items():
+        assert all(m.rstrip("$") in both for m in modules), group
+    for preset in PRESETS:
+        for variant in ("se", "e-aspp"):
+            selectors = preset_selectors(preset, {"lr_block": variant})
+            assert selectors and all(selector_path(s) in module_names({"lr_block": variant}) for s in selectors)
+    assert len(preset_selectors("instance-norm")) == 16  # the IBNorm blocks' instance norms
+    assert ONNX_PRESETS == TFLITE_PRESETS == ("image-concat", *PRESETS)

@@ -186,7 +186,8 @@ def _calibration(precisions: tuple[str, ...]) -> tuple[Option, ...]:
 
 def _keep_float(precisions: tuple[str, ...], what: str) -> Option:
     return Option("keep_float", "list", f"parts kept in float32 ({what}): module selectors such as "
-                  "'module:backbone' or 'module:lr_branch.conv_lr16x', presets, or regexes on node names",
+                  "'module:backbone' or 'module:lr_branch.conv_lr16x', presets (backbone, lr-branch, hr-branch, "
+                  "fusion-branch, fusion-head, instance-norm), or regexes on node names",
                   precisions=precisions)
 
 
@@ -277,7 +278,7 @@ COREML_OPTIONS = (
     Option("deployment_target", "str", "minimum OS", "iOS16", ("iOS16", "iOS17", "macOS13", "macOS14")),
     Option("compress_threshold", "int", "weight tensors with fewer elements stay uncompressed", 65536,
            precisions=("int8-weights", "palettized-6bit", "palettized-4bit")),
-    _keep_float(("fp16",), "FP32 islands in FP16 compute: module selectors and 'io'"),
+    _keep_float(("fp16",), "FP32 islands in FP16 compute: module selectors, presets and 'io'"),
     Option("author", "str", "model author field"),
     Option("license", "str", "model license field"),
     Option("description", "str", "model description field"),
