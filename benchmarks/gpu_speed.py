@@ -64,7 +64,7 @@ class _Case:
     timed_s: float = 0.0
 
     def done(self, cfg: BenchConfig) -> bool:
-        return len(self.samples_ms) >= cfg.iterations
+        return cfg.finished(len(self.samples_ms), self.timed_s)
 
 
 def _synced(case: _Case, device: str) -> _Case:

@@ -226,9 +226,7 @@ def run_isolated(subjects: list[Any], cfg: Any, image: Any, run_id: str, progres
         chunk = max(1, -(-cfg.iterations // max(1, cfg.rounds)))
 
         def finished(key: tuple[int, int]) -> bool:
-            n = done[key]
-            return n >= cfg.iterations or (cfg.max_seconds is not None and n >= cfg.min_iterations
-                                            and timed[key] >= cfg.max_seconds)
+            return cfg.finished(done[key], timed[key])
 
         with progress_bar(total=cfg.iterations * len(done), desc="benchmark (isolated, interleaved)",
                           disable=not progress, leave=False) as bar:

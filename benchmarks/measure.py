@@ -61,6 +61,13 @@ class BenchConfig:
             check_number(self.max_seconds, "max_seconds (cap on each timed phase)", 0.0, low_open=True)
         check_count(self.rounds, "rounds")
 
+    def finished(self, samples: int, timed_s: float) -> bool:
+        """The one stop rule of every timing loop (in-process, isolated, GPU): ``iterations`` samples, or
+        at least ``min_iterations`` once ``max_seconds`` of timed work are spent."""
+        if samples >= self.iterations:
+            return True
+        return self.max_seconds is not None and samples >= self.min_iterations and timed_s >= self.max_seconds
+
 
 @dataclass
 class Subject:
@@ -166,10 +173,7 @@ class _Job:
         self.timed_s = 0.0
 
     def done(self, cfg: BenchConfig) -> bool:
-        n = len(self.samples_ms)
-        if n >= cfg.iterations:
-            return True
-        return cfg.max_seconds is not None and n >= cfg.min_iterations and self.timed_s >= cfg.max_seconds
+        return cfg.finished(len(self.samples_ms), self.timed_s)
 
 
 def time_interleaved(jobs: Sequence[Any], cfg: BenchConfig, desc: str = "benchmark (interleaved)",
