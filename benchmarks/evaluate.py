@@ -13,6 +13,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from modnet_edge.core.limits import check_count
 from modnet_edge.core import atomic_write_text
 from modnet_edge.core.errors import DataError
@@ -23,16 +25,34 @@ from modnet_edge.train.imaging import fit_matte
 from modnet_edge.train.metrics import METRIC_NAMES, matting_metrics, mean_metrics
 
 
-def evaluation_pairs(data_dir: str | Path) -> list[tuple[Path, Path]]:
-    """(image, matte) pairs of an ``image/`` + ``matte/`` (or ``alpha/``, or binary ``mask/``) folder."""
-    kind, folders = find_layout(data_dir)
-    if kind == "composite":
+def evaluation_pairs(data_dir: str | Path, kind: str | None = None) -> list[tuple[Path, Path]]:
+    """(image, truth) pairs of an ``image/`` + ``matte/`` (or ``alpha/``) or ``image/`` + binary ``mask/``
+    folder, each truth's header checked against its image; ``kind`` ("matting" or "segmentation") requires
+    that layout.  The one pairing of ``evaluate`` and ``quality``."""
+    found, folders = find_layout(data_dir)
+    if found == "composite":
         raise DataError("evaluation needs image/ + matte/ (or alpha/) pairs, not a fg/alpha/bg folder", data_dir)
+    if kind is not None and found != kind:
+        target_name = "mask" if kind == "segmentation" else "matte"
+        raise DataError(f"expected a {kind} folder (image/ + {target_name}/), found a {found} folder", data_dir)
     target = folders.get("matte") or folders["mask"]
-    pairs = pair_by_stem(folders["image"], target, "matte")
+    pairs = pair_by_stem(folders["image"], target, "matte" if "matte" in folders else "mask")
     for img, matte in pairs:
         check_matte_header(img, matte)
     return pairs
+
+
+def predicted_at_truth(predictor: Any, image: Path, truth: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(the predictor's matte, the truth) for one pair, at the truth's resolution: a scaled-down truth (same
+    aspect ratio) gets a scaled prediction; any other size difference is refused, naming the file.  The
+    one scoring path of ``evaluate`` and ``quality``."""
+    rgb = read_image(image)
+    gt = read_matte(truth)
+    pred = predictor.predict(rgb)
+    if gt.shape != pred.shape:
+        fit_matte(gt, rgb.shape[0], rgb.shape[1], truth)  # refuses a truth of another shape
+        pred = area_resize(pred, gt.shape[0], gt.shape[1])
+    return pred, gt
 
 
 def evaluate(artifact_or_checkpoint: str | Path, data_dir: str | Path, json_path: str | Path | None = None,
@@ -54,13 +74,7 @@ def evaluate(artifact_or_checkpoint: str | Path, data_dir: str | Path, json_path
     with load(artifact_or_checkpoint, runtime=runtime, **backend_options) as predictor:
         for img_path, matte_path in progress_bar(pairs, desc=f"evaluate {Path(artifact_or_checkpoint).name}",
                                                  unit="img", disable=not progress):
-            rgb = read_image(img_path)
-            gt = read_matte(matte_path)
-            pred = predictor.predict(rgb)
-            if gt.shape != pred.shape:  # a scaled-down ground truth: compare at its resolution
-                fit_matte(gt, rgb.shape[0], rgb.shape[1], matte_path)  # refuses a matte of another shape
-                pred = area_resize(pred, gt.shape[0], gt.shape[1])
-            per_image[img_path.name] = matting_metrics(pred, gt)
+            per_image[img_path.name] = matting_metrics(*predicted_at_truth(predictor, img_path, matte_path))
         meta = predictor.metadata
     summary = mean_metrics(list(per_image.values()))
     result = {k: summary[k] for k in METRIC_NAMES}

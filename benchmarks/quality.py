@@ -32,8 +32,8 @@ import numpy as np
 from modnet_edge.core.limits import check_count
 from modnet_edge.core import PreprocessSpec, atomic_write_text
 from modnet_edge.core.errors import ConfigError
-from modnet_edge.core.images import read_image, read_matte
-from modnet_edge.core.preprocess import area_resize
+from modnet_edge.core.images import read_image
+from modnet_edge.benchmarks.evaluate import evaluation_pairs, predicted_at_truth
 
 UNSURE = (0.05, 0.95)
 STATIC = (512, 512)  # the static shape of the mobile artifacts (TFLite, Core ML, TensorRT-ready defaults)
@@ -59,7 +59,7 @@ PEERS: dict[str, Peer] = {
 
 
 @dataclass
-class Subject:
+class Compared:
     """One model in the comparison: a label, the file, and (peers) the preprocessing to state."""
 
     label: str
@@ -98,7 +98,7 @@ class QualityReport:
         return Path(path)
 
 
-def make_subject(spec: str) -> Subject:
+def make_subject(spec: str) -> Compared:
     """``PATH`` (our artifact or checkpoint, or a built-in weights name), or ``PEER=PATH`` for a peer model."""
     name, sep, rest = spec.partition("=")
     if sep:
@@ -107,22 +107,22 @@ def make_subject(spec: str) -> Subject:
         path = Path(rest)
         if not path.is_file():
             raise ConfigError(f"peer model file does not exist: {path}")
-        return Subject(name, path, PEERS[name].preprocessing)
+        return Compared(name, path, PEERS[name].preprocessing)
     from modnet_edge.model.weights import get_weights, is_weights_name, resolve_checkpoint
 
     if is_weights_name(spec) and not Path(spec).exists():
         w = get_weights(spec)
-        return Subject(f"{spec} (built-in)", Path(spec), None, frozenset(w.training_images))
+        return Compared(f"{spec} (built-in)", Path(spec), None, frozenset(w.training_images))
     ckpt_like = Path(spec)
     if not ckpt_like.exists():
         raise ConfigError(f"no such artifact, checkpoint or built-in weights: {spec}")
     seen: frozenset[str] = frozenset()
     if ckpt_like.suffix in (".pt", ".pth", ".ckpt"):
         seen = frozenset(resolve_checkpoint(ckpt_like).provenance.get("training_images") or ())
-    return Subject(ckpt_like.name, ckpt_like, None, seen)
+    return Compared(ckpt_like.name, ckpt_like, None, seen)
 
 
-def _predictor(subject: Subject, scratch: Path) -> Any:
+def _predictor(subject: Compared, scratch: Path) -> Any:
     from modnet_edge.runtimes.loader import load
 
     if subject.preprocessing is not None:
@@ -135,20 +135,6 @@ def _predictor(subject: Subject, scratch: Path) -> Any:
         subject.path = save_checkpoint(scratch / f"{subject.path}.pt", build_from_checkpoint(ckpt),
                                        preprocessing=ckpt.preprocessing, provenance=ckpt.provenance)
     return load(subject.path)
-
-
-def _pairs(folder: Path, target: str) -> list[tuple[Path, Path]]:
-    from modnet_edge.train.datasets import find_layout, pair_by_stem
-
-    kind, folders = find_layout(folder)
-    want = "segmentation" if target == "mask" else "matting"
-    if kind != want:
-        raise ConfigError(f"expected a {want} folder (image/ + {target}/), found a {kind} folder", folder)
-    return pair_by_stem(folders["image"], folders.get("matte") or folders.get("mask"), target)
-
-
-def _at_size(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    return pred if pred.shape == gt.shape else area_resize(pred, gt.shape[0], gt.shape[1])
 
 
 def matting_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -182,9 +168,9 @@ def compare_quality(subjects: list[str], portraits: str | Path | None = None,
         raise ConfigError("give a portraits folder (image/ + matte/), a segmentation folder (image/ + mask/) and/or "
                           "a folder of person-free photos")
     made = [make_subject(s) for s in subjects]
-    matting = _pairs(Path(portraits), "matte") if portraits else []
+    matting = evaluation_pairs(portraits, "matting") if portraits else []
     check_count(limit, "limit (how many segmentation images)")
-    seg = _pairs(Path(segmentation), "mask")[:limit] if segmentation else []
+    seg = evaluation_pairs(segmentation, "segmentation")[:limit] if segmentation else []
     empty = list_images(person_free) if person_free else []
     steady = list_images(stability if stability is not None else unseen_images())
     report = QualityReport(conditions={"portraits": str(portraits) if portraits else None,
@@ -205,7 +191,7 @@ def compare_quality(subjects: list[str], portraits: str | Path | None = None,
     return report
 
 
-def _person_free(subject: Subject, scratch: Path, files: list[Path], report: QualityReport, progress: bool) -> None:
+def _person_free(subject: Compared, scratch: Path, files: list[Path], report: QualityReport, progress: bool) -> None:
     from modnet_edge.core.console import progress as progress_bar
 
     with _predictor(subject, scratch) as predictor:
@@ -226,7 +212,7 @@ def letterboxed(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]
     return padded, (top, left, h, w)
 
 
-def _stability(subject: Subject, scratch: Path, files: list[Path], report: QualityReport, progress: bool) -> None:
+def _stability(subject: Compared, scratch: Path, files: list[Path], report: QualityReport, progress: bool) -> None:
     """Mean MSE between the native matte and the 512x512 squashed / letterboxed one (edge-padded
     letterboxing measured best of the padding choices on unseen photos with starter-v1)."""
     from dataclasses import replace
@@ -254,7 +240,7 @@ def _stability(subject: Subject, scratch: Path, files: list[Path], report: Quali
                                       for f, (a, b) in zip(files, rows)}})
 
 
-def _evaluate_subject(subject: Subject, scratch: Path, matting: list[tuple[Path, Path]],
+def _evaluate_subject(subject: Compared, scratch: Path, matting: list[tuple[Path, Path]],
                       seg: list[tuple[Path, Path]], report: QualityReport, progress: bool) -> None:
     from modnet_edge.core.console import progress as progress_bar
 
@@ -263,8 +249,7 @@ def _evaluate_subject(subject: Subject, scratch: Path, matting: list[tuple[Path,
     with _predictor(subject, scratch) as predictor:
         groups: dict[str, list[dict[str, float]]] = {}
         for img, matte in progress_bar(matting, desc=f"{subject.label}: portraits", disable=not progress, unit="img"):
-            gt = read_matte(matte)
-            pred = _at_size(predictor.predict(read_image(img)), gt)
+            pred, gt = predicted_at_truth(predictor, img, matte)
             key = "seen in training" if img.stem in subject.seen else "unseen portraits"
             groups.setdefault(key, []).append(matting_scores(pred, gt))
         for key, rows in sorted(groups.items(), key=lambda kv: kv[0] != "unseen portraits"):
@@ -272,8 +257,7 @@ def _evaluate_subject(subject: Subject, scratch: Path, matting: list[tuple[Path,
                                 "metrics": {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}})
         ious = []
         for img, mask in progress_bar(seg, desc=f"{subject.label}: segmentation", disable=not progress, unit="img"):
-            gt = read_matte(mask)
-            ious.append(iou(_at_size(predictor.predict(read_image(img)), gt), gt))
+            ious.append(iou(*predicted_at_truth(predictor, img, mask)))
         if ious:
             report.rows.append({"model": subject.label, "images": "person masks", "count": len(ious),
                                 "metrics": {"iou": float(np.mean(ious)),
