@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from modnet_edge.core.errors import ConfigError
 from modnet_edge.core.limits import check_input_size, check_number
@@ -90,22 +90,30 @@ def precision_row(name: str) -> Precision:
 PRECISIONS = tuple(PRECISION_TABLE)
 
 
+OptionKind = Literal["int", "float", "str", "bool", "size", "sizes", "pair", "list", "path", "cache", "source"]
+
+
 @dataclass(frozen=True)
 class Option:
     """One export option.  ``name`` is the keyword of ``export()`` and, hyphenated, the CLI flag.
 
-    ``kind``: "int", "float", "str", "bool", "size" ((H, W)), "sizes" (list of (H, W)), "pair" (two
-    ints), "list" (strings), "path", "cache" (a folder, or False / "off"), or "source" (calibration
-    data: folder, video, "synthetic" or a ``CalibrationSource``).  ``precisions``: the variants it applies to (None: all of the format's).
-    ``default`` is what the exporter uses when the option is not given (shown by ``--help``).
+    ``kind`` (:data:`OptionKind`): "int", "float", "str", "bool", "size" ((H, W)), "sizes" (list of (H, W)),
+    "pair" (two ints), "list" (strings), "path", "cache" (a folder, or False / "off"), or "source"
+    (calibration data: folder, video, "synthetic" or a ``CalibrationSource``).  ``precisions``: the variants
+    it applies to (None: all of the format's).  ``default`` is what the exporter uses when the option is not
+    given (shown by ``--help``).
     """
 
     name: str
-    kind: str
+    kind: OptionKind
     help: str
     default: Any = None
     choices: tuple[str, ...] = ()
     precisions: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KIND_CHECKS:
+            raise ValueError(f"option {self.name}: unknown kind {self.kind!r}; kinds: {sorted(_KIND_CHECKS)}")
 
     def applies_to(self, precision: str) -> bool:
         return self.precisions is None or precision in self.precisions
@@ -114,43 +122,74 @@ class Option:
         """``value`` checked against the kind and choices (None passes: the exporter's default)."""
         if value is None:
             return None
-        bad = ConfigError(f"{format_name} option {self.name}={value!r}: expected {_KIND_WORDS[self.kind]}")
-        if self.kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise bad
-        if self.kind == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise bad
-            check_number(value, f"{format_name} option {self.name}")
-        if self.kind == "bool" and not isinstance(value, bool):
-            raise bad
-        if self.kind in ("str",) and not isinstance(value, str):
-            raise bad
-        if self.kind == "path" and not isinstance(value, (str, Path)):
-            raise bad
-        if self.kind == "cache":
-            if value is False or value == "off":
-                return False
-            if not isinstance(value, (str, Path)) and not hasattr(value, "store"):
-                raise bad
-        if self.kind in ("size", "pair"):
-            if isinstance(value, (str, bytes)) or not _int_pair(value):
-                raise bad
-            value = (int(value[0]), int(value[1]))
-            if self.kind == "size":  # before any tensor of that size is allocated
-                check_input_size(*value, what=f"{format_name} option {self.name}")
-        if self.kind == "sizes":
-            if isinstance(value, (str, bytes)) or not all(_int_pair(v) for v in value):
-                raise bad
-            value = [check_input_size(h, w, what=f"{format_name} option {self.name}") for h, w in value]
-        if self.kind == "list":
-            value = [value] if isinstance(value, str) else value
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                raise bad
-            value = list(value)
+        what = f"{format_name} option {self.name}"
+        value = _KIND_CHECKS[self.kind](value, what, ConfigError(f"{what}={value!r}: expected {_KIND_WORDS[self.kind]}"))
         if self.choices and value not in self.choices:
             raise ConfigError(f"{format_name} option {self.name}={value!r}: choose from {list(self.choices)}")
         return value
 
+
+def _check_int(value: Any, what: str, bad: ConfigError) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad
+    return value
+
+
+def _check_float(value: Any, what: str, bad: ConfigError) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad
+    check_number(value, what)
+    return value
+
+
+def _check_type(*types: type) -> Callable[[Any, str, ConfigError], Any]:
+    def check(value: Any, what: str, bad: ConfigError) -> Any:
+        if not isinstance(value, types):
+            raise bad
+        return value
+    return check
+
+
+def _check_cache(value: Any, what: str, bad: ConfigError) -> Any:
+    if value is False or value == "off":
+        return False
+    if not isinstance(value, (str, Path)) and not hasattr(value, "store"):
+        raise bad
+    return value
+
+
+def _check_pair(value: Any, what: str, bad: ConfigError) -> Any:
+    if isinstance(value, (str, bytes)) or not _int_pair(value):
+        raise bad
+    return int(value[0]), int(value[1])
+
+
+def _check_size(value: Any, what: str, bad: ConfigError) -> Any:
+    value = _check_pair(value, what, bad)
+    check_input_size(*value, what=what)  # before any tensor of that size is allocated
+    return value
+
+
+def _check_sizes(value: Any, what: str, bad: ConfigError) -> Any:
+    if isinstance(value, (str, bytes)) or not all(_int_pair(v) for v in value):
+        raise bad
+    return [check_input_size(h, w, what=what) for h, w in value]
+
+
+def _check_list(value: Any, what: str, bad: ConfigError) -> Any:
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise bad
+    return list(value)
+
+
+# kind -> (value, what, the error for a wrong type) -> the checked value; "source" is checked by the
+# calibration stage when it opens the data
+_KIND_CHECKS: dict[str, Callable[[Any, str, ConfigError], Any]] = {
+    "int": _check_int, "float": _check_float, "str": _check_type(str), "bool": _check_type(bool),
+    "size": _check_size, "sizes": _check_sizes, "pair": _check_pair, "list": _check_list,
+    "path": _check_type(str, Path), "cache": _check_cache, "source": lambda value, what, bad: value,
+}
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
                "size": "(height, width) integers", "sizes": "a list of (height, width) pairs",
@@ -305,7 +344,7 @@ _INT8_SEARCH = Search("image-concat")
 # --------------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Format:
     """One deployable format: how to recognise it, export it and run it.
 
@@ -408,63 +447,122 @@ _ORT = "modnet_edge.runtimes.onnxruntime_backend:OnnxRuntimeBackend"
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("pytorch", (".pt", ".pth", ".ckpt", ".pt2"), (),
-               (("torch", "modnet_edge.runtimes.torch_backend:TorchBackend"),), None, ("torch",), ("torch",),
-               None, "torch", "PyTorch checkpoint (official MODNet or modnet-edge) or torch.export program",
-               runtime_precisions=("fp32", "fp16")),
-        Format("onnx", (".onnx",), ("fp32", "fp16", "int8", "int8-a16"), (("onnxruntime", _ORT),),
-               "modnet_edge.export.onnx_export:convert_onnx", ("torch", "onnx"), ("onnxruntime", "onnx"),
-               "torch", "onnxruntime",
-               "ONNX, run by ONNX Runtime (CPU, CUDA, TensorRT or CoreML execution providers)",
-               options=ONNX_OPTIONS, tools=("torch", "onnx", "onnxslim", "onnxruntime"), container="onnx_file",
-               pipeline_precisions=("fp32", "fp16"),
-               searched=(("fp16", Search("io", "keep_io_types")), ("int8", _INT8_SEARCH), ("int8-a16", _INT8_SEARCH)),
-               search_twin=True,
-               on_request_why="as exported, INT8 drifts 4.6e-3 on unseen photos (46x its budget) and its precision "
-                              "search keeps most of the network float; int8-a16 computes in float between its "
-                              "Q/DQ pairs"),
-        Format("tflite", (".tflite",), ("fp32", "fp16", "int8", "int8-a16", "int8-dynamic", "int8-weights"),
-               (("litert", "modnet_edge.runtimes.litert_backend:LiteRTBackend"),),
-               "modnet_edge.export.tflite_export:convert_tflite", ("torch", "litert_torch", "ai_edge_quantizer"),
-               ("ai_edge_litert",), "tflite", "litert",
-               "TFLite / LiteRT FlatBuffer from litert-torch (no TensorFlow): FP32, FP16 weights, INT8 "
-               "(static full-integer, 16-bit activations, dynamic range, weight-only); NCHW or NHWC",
-               options=TFLITE_OPTIONS, tools=("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"),
-               container="tflite_file", pipeline_precisions=("fp32", "fp16"),
-               searched=(("int8", _INT8_SEARCH), ("int8-a16", _INT8_SEARCH)),
-               on_request_why="full INT8 drifts 6.1e-3 on unseen photos (its int8 input cannot hold the normalised "
-                              "image exactly) and its search finds no variant within budget; int8-a16 runs in "
-                              "reference kernels (seconds a frame); int8-dynamic and int8-weights shrink the file "
-                              "but are no faster than fp32 in XNNPACK"),
-        Format("tensorrt-onnx", (".trt.onnx",), ("fp32", "fp16", "int8"), (("onnxruntime", _ORT),),
-               "modnet_edge.export.tensorrt_onnx:convert_tensorrt_onnx", ("torch", "onnx", "onnxruntime"),
-               ("onnxruntime", "onnx"), "torch", "onnxruntime",
-               "TensorRT-ready ONNX (static shape or min/opt/max profile; strongly typed FP16; INT8 Q/DQ), "
-               "verified in ONNX Runtime here, built into an engine where TensorRT is installed",
-               options=TENSORRT_ONNX_OPTIONS, tools=("torch", "onnx", "onnxslim", "onnxruntime"),
-               container="onnx_file", pipeline_precisions=("fp32", "fp16", "int8"), proxy_runtimes=("onnxruntime",),
-               searched=(("fp16", Search(None)), ("int8", _INT8_SEARCH))),
-        Format("tensorrt", (".engine", ".plan"), ("fp32", "fp16", "int8"),
-               (("tensorrt", "modnet_edge.runtimes.tensorrt_backend:TensorRTBackend"),),
-               "modnet_edge.export.tensorrt_build:convert_tensorrt_engine", ("torch", "onnx", "tensorrt"),
-               ("tensorrt",), "tensorrt", "tensorrt",
-               "TensorRT engine (tied to the TensorRT version and GPU that built it), from the TensorRT-ready ONNX",
-               options=TENSORRT_OPTIONS, tools=("tensorrt",), container="engine_file",
-               pipeline_precisions=("fp16", "int8"),
-               on_request_why="an fp32 engine is the float baseline, not a deployment choice"),
-        Format("coreml", (".mlpackage",), ("fp16", "fp32", "int8-weights", "palettized-6bit", "palettized-4bit"),
-               (("coreml", "modnet_edge.runtimes.coreml_backend:CoreMLBackend"),
-                ("reference", "modnet_edge.runtimes.coreml_reference:CoreMLReferenceBackend")),
-               "modnet_edge.export.coreml_export:convert_coreml", ("torch", "coremltools"), ("coremltools",),
-               "coreml", "coreml",
-               "Core ML ML Program (.mlpackage, iOS 16 / macOS 13+); Core ML runs it on macOS, the NumPy "
-               "reference execution of its program anywhere (runtime 'reference')",
-               options=COREML_OPTIONS, tools=("torch", "coremltools", "scikit-learn"), is_dir=True,
-               container="coreml_file",
-               pipeline_precisions=("fp16", "int8-weights"), searched=(("fp16", Search("io")),),
-               on_request_why="fp32 runs on a phone's CPU and GPU only (the Neural Engine computes in fp16) at "
-                              "twice the size; the palettized variants are size experiments (k-means, needs "
-                              "scikit-learn)"),
+        Format(
+            name="pytorch",
+            suffixes=(".pt", ".pth", ".ckpt", ".pt2"),
+            variants=(),
+            backends=(("torch", "modnet_edge.runtimes.torch_backend:TorchBackend"),),
+            converter=None,
+            export_requires=("torch",),
+            runtime_requires=("torch",),
+            export_extra=None,
+            run_extra="torch",
+            description="PyTorch checkpoint (official MODNet or modnet-edge) or torch.export program",
+            runtime_precisions=("fp32", "fp16"),
+        ),
+        Format(
+            name="onnx",
+            suffixes=(".onnx",),
+            variants=("fp32", "fp16", "int8", "int8-a16"),
+            backends=(("onnxruntime", _ORT),),
+            converter="modnet_edge.export.onnx_export:convert_onnx",
+            export_requires=("torch", "onnx"),
+            runtime_requires=("onnxruntime", "onnx"),
+            export_extra="torch",
+            run_extra="onnxruntime",
+            description="ONNX, run by ONNX Runtime (CPU, CUDA, TensorRT or CoreML execution providers)",
+            options=ONNX_OPTIONS,
+            tools=("torch", "onnx", "onnxslim", "onnxruntime"),
+            container="onnx_file",
+            pipeline_precisions=("fp32", "fp16"),
+            searched=(("fp16", Search("io", "keep_io_types")), ("int8", _INT8_SEARCH), ("int8-a16", _INT8_SEARCH)),
+            search_twin=True,
+            on_request_why="as exported, INT8 drifts 4.6e-3 on unseen photos (46x its budget) and its precision "
+                           "search keeps most of the network float; int8-a16 computes in float between its "
+                           "Q/DQ pairs",
+        ),
+        Format(
+            name="tflite",
+            suffixes=(".tflite",),
+            variants=("fp32", "fp16", "int8", "int8-a16", "int8-dynamic", "int8-weights"),
+            backends=(("litert", "modnet_edge.runtimes.litert_backend:LiteRTBackend"),),
+            converter="modnet_edge.export.tflite_export:convert_tflite",
+            export_requires=("torch", "litert_torch", "ai_edge_quantizer"),
+            runtime_requires=("ai_edge_litert",),
+            export_extra="tflite",
+            run_extra="litert",
+            description="TFLite / LiteRT FlatBuffer from litert-torch (no TensorFlow): FP32, FP16 weights, INT8 "
+                        "(static full-integer, 16-bit activations, dynamic range, weight-only); NCHW or NHWC",
+            options=TFLITE_OPTIONS,
+            tools=("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"),
+            container="tflite_file",
+            pipeline_precisions=("fp32", "fp16"),
+            searched=(("int8", _INT8_SEARCH), ("int8-a16", _INT8_SEARCH)),
+            on_request_why="full INT8 drifts 6.1e-3 on unseen photos (its int8 input cannot hold the normalised "
+                           "image exactly) and its search finds no variant within budget; int8-a16 runs in "
+                           "reference kernels (seconds a frame); int8-dynamic and int8-weights shrink the file "
+                           "but are no faster than fp32 in XNNPACK",
+        ),
+        Format(
+            name="tensorrt-onnx",
+            suffixes=(".trt.onnx",),
+            variants=("fp32", "fp16", "int8"),
+            backends=(("onnxruntime", _ORT),),
+            converter="modnet_edge.export.tensorrt_onnx:convert_tensorrt_onnx",
+            export_requires=("torch", "onnx", "onnxruntime"),
+            runtime_requires=("onnxruntime", "onnx"),
+            export_extra="torch",
+            run_extra="onnxruntime",
+            description="TensorRT-ready ONNX (static shape or min/opt/max profile; strongly typed FP16; INT8 Q/DQ), "
+                        "verified in ONNX Runtime here, built into an engine where TensorRT is installed",
+            options=TENSORRT_ONNX_OPTIONS,
+            tools=("torch", "onnx", "onnxslim", "onnxruntime"),
+            container="onnx_file",
+            pipeline_precisions=("fp32", "fp16", "int8"),
+            proxy_runtimes=("onnxruntime",),
+            searched=(("fp16", Search(None)), ("int8", _INT8_SEARCH)),
+        ),
+        Format(
+            name="tensorrt",
+            suffixes=(".engine", ".plan"),
+            variants=("fp32", "fp16", "int8"),
+            backends=(("tensorrt", "modnet_edge.runtimes.tensorrt_backend:TensorRTBackend"),),
+            converter="modnet_edge.export.tensorrt_build:convert_tensorrt_engine",
+            export_requires=("torch", "onnx", "tensorrt"),
+            runtime_requires=("tensorrt",),
+            export_extra="tensorrt",
+            run_extra="tensorrt",
+            description="TensorRT engine (tied to the TensorRT version and GPU that built it), from the "
+                        "TensorRT-ready ONNX",
+            options=TENSORRT_OPTIONS,
+            tools=("tensorrt",),
+            container="engine_file",
+            pipeline_precisions=("fp16", "int8"),
+            on_request_why="an fp32 engine is the float baseline, not a deployment choice",
+        ),
+        Format(
+            name="coreml",
+            suffixes=(".mlpackage",),
+            variants=("fp16", "fp32", "int8-weights", "palettized-6bit", "palettized-4bit"),
+            backends=(("coreml", "modnet_edge.runtimes.coreml_backend:CoreMLBackend"),
+                     ("reference", "modnet_edge.runtimes.coreml_reference:CoreMLReferenceBackend")),
+            converter="modnet_edge.export.coreml_export:convert_coreml",
+            export_requires=("torch", "coremltools"),
+            runtime_requires=("coremltools",),
+            export_extra="coreml",
+            run_extra="coreml",
+            description="Core ML ML Program (.mlpackage, iOS 16 / macOS 13+); Core ML runs it on macOS, the NumPy "
+                        "reference execution of its program anywhere (runtime 'reference')",
+            options=COREML_OPTIONS,
+            tools=("torch", "coremltools", "scikit-learn"),
+            is_dir=True,
+            container="coreml_file",
+            pipeline_precisions=("fp16", "int8-weights"),
+            searched=(("fp16", Search("io")),),
+            on_request_why="fp32 runs on a phone's CPU and GPU only (the Neural Engine computes in fp16) at "
+                           "twice the size; the palettized variants are size experiments (k-means, needs "
+                           "scikit-learn)",
+        ),
     )
 }
 
