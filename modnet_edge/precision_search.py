@@ -349,8 +349,9 @@ class _Search:
         if self.trial(0).passed or self.out_of_time():  # a healthy artifact needs no ranking
             return []
         ranking = rank()
-        keepable = search_groups(self.fmt, self.precision)  # the twin ranks groups some formats keep already
-        self.order = [g for g, _ in ranking if g in keepable]
+        # the twin ranks groups some formats keep already (a TensorRT-ready FP16 graph's float32 I/O)
+        settled = set(search_groups(_twin().name, self.precision)) - set(search_groups(self.fmt, self.precision))
+        self.order = [g for g, _ in ranking if g not in settled]
         lo, hi, step = 0, None, 1
         while hi is None and not self.out_of_time():  # invariant: lo fails
             k = min(step, len(self.order))

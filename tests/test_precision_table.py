@@ -83,5 +83,24 @@ def test_parts_are_named_once_in_the_model_package() -> None:
         for variant in ("se", "e-aspp"):
             selectors = preset_selectors(preset, {"lr_block": variant})
             assert selectors and all(selector_path(s) in module_names({"lr_block": variant}) for s in selectors)
-    assert len(preset_selectors("instance-norm")) == 16  # the IBNorm blocks' instance norms
+    norms = preset_selectors("instance-norm")  # the IBNorm blocks' instance norms, wherever they are
+    assert norms == [f"module:{n}" for n in module_names() if n.endswith(".inorm")] and len(norms) > 10
     assert ONNX_PRESETS == TFLITE_PRESETS == ("image-concat", *PRESETS)
+
+
+def test_a_format_never_searches_a_group_it_keeps_already() -> None:
+    """The shared FP16 ranking (measured on the twin) ranks 'io'; TensorRT-ready FP16 keeps float32 I/O
+    already, so its search order leaves 'io' out while the twin's keeps it."""
+    from modnet_edge.precision_search import _Search
+
+    ranking = [("io", 3.0), ("backbone/2x", 2.0), ("hr/2x", 1.0)]
+    orders = {}
+    for fmt in ("tensorrt-onnx", "onnx", "coreml"):
+        search = _Search.__new__(_Search)
+        search.fmt, search.precision, search.tried, search.deadline, search.note = fmt, "fp16", {}, None, ""
+        search.order = []
+        search.trial = lambda k, s=search: s.tried.setdefault(k, type("C", (), {"passed": k >= 1})())
+        search.bisect(lambda: ranking)
+        orders[fmt] = search.order
+    assert orders["tensorrt-onnx"] == ["backbone/2x", "hr/2x"]
+    assert orders["onnx"] == orders["coreml"] == ["io", "backbone/2x", "hr/2x"]
