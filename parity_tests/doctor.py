@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from modnet_edge.core import PRECISION_TABLE, atomic_write_text, precision_row
+from modnet_edge.core import FORMATS, PRECISION_TABLE, atomic_write_text, precision_row
 from modnet_edge.core.errors import ConfigError
 
 from modnet_edge.export.module_scopes import module_of_scope
@@ -213,8 +213,9 @@ def diagnose(artifact: str | Path, images: Any = None, *, reference: str | Path 
     artifact = Path(artifact)
     with load(artifact) as predictor:  # the loader's checks: metadata, manifest, integrity
         meta = predictor.metadata
-    if meta.format not in ("onnx", "tensorrt-onnx"):
-        raise ConfigError(f"the doctor localises drift in ONNX artifacts (onnx, tensorrt-onnx), not {meta.format}: "
+    graphs = [f.name for f in FORMATS.values() if f.container == "onnx_file"]  # it reads ONNX graphs' tensors
+    if meta.format not in graphs:
+        raise ConfigError(f"the doctor localises drift in ONNX artifacts ({', '.join(graphs)}), not {meta.format}: "
                           "export the same checkpoint and precision to ONNX to see where it drifts")
     from modnet_edge.model.weights import find_reference
     from modnet_edge.parity_tests.parity import load_images
