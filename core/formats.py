@@ -545,7 +545,7 @@ FORMATS: dict[str, Format] = {
             suffixes=(".mlpackage",),
             variants=("fp16", "fp32", "int8-weights", "palettized-6bit", "palettized-4bit"),
             backends=(("coreml", "modnet_edge.runtimes.coreml_backend:CoreMLBackend"),
-                     ("reference", "modnet_edge.runtimes.coreml_reference:CoreMLReferenceBackend")),
+                      ("reference", "modnet_edge.runtimes.coreml_reference:CoreMLReferenceBackend")),
             converter="modnet_edge.export.coreml_export:convert_coreml",
             export_requires=("torch", "coremltools"),
             runtime_requires=("coremltools",),
