@@ -52,7 +52,6 @@ from modnet_edge.model.parts import GROUPS
 from modnet_edge.core.errors import ConfigError
 from modnet_edge.search_record import Candidate, SearchResult, Verdict, next_photo_bound
 
-# (format, precision) -> how a kept set becomes exporter options
 # (format, precision) pairs the search covers: the format rows say (``Format.searched``)
 SEARCHABLE = {(f.name, p) for f in FORMATS.values() for p, _ in f.searched}
 TIE = 0.05  # candidates within 5 % of the fastest count as equally fast
@@ -114,9 +113,9 @@ _RANKINGS: dict[tuple[str, str, str, str], list[tuple[str, float]]] = {}
 
 def rank_groups(checkpoint: Any, precision: str, images: list[Path], options: dict[str, Any],
                 work: Path, progress: bool = True) -> list[tuple[str, float]]:
-    """Groups by the drift (MSE) the twin (the ONNX export) shows when *only* that group runs at ``precision`` and
-    every other group is kept in higher precision: most sensitive first (measured once per process
-    for the same weights, precision, twin options and images).
+    """Groups by the drift (MSE) the twin (the ONNX export) shows when *only* that group runs at
+    ``precision`` and every other group is kept in higher precision: most sensitive first (measured once
+    per process for the same weights, precision, twin options and images).
 
     Why not the doctor's per-layer "added" error summed over a group: normalisation layers amplify
     whatever relative error reaches them, so blocks full of InstanceNorms collect the most "added"
