@@ -40,6 +40,11 @@ COMPRESS_THRESHOLD = 65536
 # The most recent (checkpoint weights, size) -> torch.export program: exporting several precisions of
 # one checkpoint (the pipeline does) converts the same program; tracing it again costs ~10 s each.
 _SOURCE_CACHE: dict[tuple[Any, ...], tuple[Any, str]] = {}
+# The most recent plain (fixed-shape, no FP32 islands) conversion, by everything it was converted from:
+# the weight-compressed variants compress exactly that model, so int8-weights after the FP16 search's
+# plain candidate skips a second conversion (~8 s).  Compression builds a new model from its spec; the
+# fields this module and the container write are set again on every export.
+_CONVERTED: dict[tuple[Any, ...], Any] = {}
 
 
 def convert_coreml(checkpoint: Checkpoint, precision: str, output: Path, *,
@@ -102,11 +107,18 @@ def convert_coreml(checkpoint: Checkpoint, precision: str, output: Path, *,
         expanded = [s for i in islands_items for s in (preset_selectors(i, checkpoint.model_config)
                                                        if i in PRESETS else [i])]
         islands = Fp32Islands(expanded, node_modules(program))
+    plain = (_source_key(checkpoint, size_hw), input_type, compute, deployment_target, image_scale,
+             tuple(image_bias)) if shapes == "fixed" and islands is None else None
     with quiet_tool():  # coremltools draws a tqdm bar per MIL pass pipeline (five per export)
-        model = convert(program, ct=ct, input_type=input_type, shapes=shapes, size=size_hw,
-                        enumerated=enumerated, size_range=bounds, compute_precision=compute,
-                        deployment_target=deployment_target, image_scale=image_scale, image_bias=image_bias,
-                        islands=islands)
+        model = _CONVERTED.get(plain) if plain is not None else None
+        if model is None:
+            model = convert(program, ct=ct, input_type=input_type, shapes=shapes, size=size_hw,
+                            enumerated=enumerated, size_range=bounds, compute_precision=compute,
+                            deployment_target=deployment_target, image_scale=image_scale, image_bias=image_bias,
+                            islands=islands)
+            if plain is not None:
+                _CONVERTED.clear()
+                _CONVERTED[plain] = model
         if islands is not None and not islands.kept_ops:
             raise ConfigError(f"keep_float {islands_items} matched no operation of the program")
         model, weights = _compress(ct, model, precision, threshold)
@@ -139,7 +151,7 @@ def _default_shape(shapes: str, fixed: Sequence[int] | None, sizes: list[tuple[i
 def _source(checkpoint: Checkpoint, size: tuple[int, int], flexible: bool) -> tuple[Any, str]:
     if flexible:  # traces are cheap (~1 s); not cached
         return source_program(checkpoint, size, flexible=True)
-    key = (checkpoint.source_info()["weights_sha256"], tuple(sorted(checkpoint.model_config.to_dict().items())), size)
+    key = _source_key(checkpoint, size)
     if key not in _SOURCE_CACHE:
         _SOURCE_CACHE.clear()
         _SOURCE_CACHE[key] = source_program(checkpoint, size, flexible=False)
@@ -184,3 +196,9 @@ def _describe(model: Any, src: dict[str, Any], precision: str, compute: str, inp
     else:
         model.input_description["input"] = "RGB image as (1, 3, H, W) float32 normalised to [-1, 1]"
     model.output_description["matte"] = "alpha matte (1, 1, H, W) in [0, 1]"
+
+
+def _source_key(checkpoint: Checkpoint, size: tuple[int, int]) -> tuple[Any, ...]:
+    """What a fixed-shape source program depends on: the weights, the network's configuration, the size."""
+    return (checkpoint.source_info()["weights_sha256"], tuple(sorted(checkpoint.model_config.to_dict().items())),
+            tuple(size))

@@ -241,6 +241,7 @@ def test_failed_export_leaves_nothing_behind(random_ckpt, tmp_path, monkeypatch)
     model = HalfWriter(user_defined_metadata={}, input_description={}, output_description={})
     monkeypatch.setattr(coreml_export, "convert", lambda *a, **k: model)
     monkeypatch.setattr(coreml_export, "_source", lambda *a, **k: (None, "stub"))
+    monkeypatch.setattr(coreml_export, "_CONVERTED", {})  # neither a remembered conversion nor this stub kept
     with pytest.raises(OSError, match="disk full"):
         modnet_edge.export(random_ckpt, "coreml", "fp16", tmp_path / "m.mlpackage", static_shape=SIZE)
     assert list(tmp_path.iterdir()) == []
@@ -356,3 +357,31 @@ def test_coremltools_progress_bars_are_hidden_and_given_back_on_failure(capsys):
             print("what coremltools said before failing", file=sys.stderr)
             raise RuntimeError("conversion failed")
     assert "what coremltools said before failing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_weight_compression_reuses_the_plain_conversion_and_matches_a_fresh_one(random_ckpt, tmp_path: Path) -> None:
+    """int8-weights after a plain fp16 export compresses the remembered conversion: same program and
+    weight bytes as converting afresh, and its own description (nothing of the fp16 export's is left)."""
+    import coremltools as ct
+
+    import modnet_edge
+    import modnet_edge.export.coreml_export as coreml_export
+    from modnet_edge.core import read_manifest
+
+    def program_and_weights(path: Path) -> tuple:
+        spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+        weights = (path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin").read_bytes()
+        return spec.mlProgram.SerializeToString(), weights, spec.description.metadata.shortDescription
+
+    modnet_edge.export(random_ckpt, format="coreml", precision="fp16", output=tmp_path / "a.mlpackage",
+                       static_shape=SIZE)
+    assert coreml_export._CONVERTED, "the plain conversion is remembered"
+    reused = modnet_edge.export(random_ckpt, format="coreml", precision="int8-weights",
+                                output=tmp_path / "b.mlpackage", static_shape=SIZE)
+    coreml_export._CONVERTED.clear()
+    fresh = modnet_edge.export(random_ckpt, format="coreml", precision="int8-weights",
+                               output=tmp_path / "c.mlpackage", static_shape=SIZE)
+    assert program_and_weights(reused) == program_and_weights(fresh)
+    assert "int8-weights" in program_and_weights(reused)[2]
+    assert read_manifest(reused).precision == "int8-weights"
