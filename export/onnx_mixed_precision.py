@@ -18,7 +18,7 @@ from typing import Any
 from modnet_edge.core.errors import ConfigError
 
 from modnet_edge.export.module_scopes import onnx_nodes_in
-from modnet_edge.model.parts import PRESETS, is_module_selector, preset_selectors, selector_module
+from modnet_edge.model.parts import PRESETS, is_module_selector, preset_modules, selector_module
 
 
 def keep_nodes_fp32(model: Any, select: Callable[[Any], bool],
@@ -128,8 +128,8 @@ def select_nodes(model: Any, items: Sequence[str], model_config: Any = None, wha
     selected: set[str] = set()
     for item in items:
         if is_module_selector(item) or item in PRESETS:
-            selectors = [item] if is_module_selector(item) else preset_selectors(item, model_config)
-            found = set(onnx_nodes_in(model, [selector_module(s) for s in selectors], model_config))
+            modules = [selector_module(item)] if is_module_selector(item) else preset_modules(item, model_config)
+            found = set(onnx_nodes_in(model, modules, model_config))
         else:
             try:
                 regex = re.compile(item)

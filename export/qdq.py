@@ -41,7 +41,7 @@ import numpy as np
 
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 from modnet_edge.core.tools import quiet_tool
-from modnet_edge.model.parts import PRESETS, is_module_selector, preset_selectors, selector_module
+from modnet_edge.model.parts import PRESETS, is_module_selector, preset_modules, selector_module
 
 METHODS = ("minmax", "entropy", "percentile")
 ACTIVATION_TYPES = ("uint8", "int8", "uint16")
@@ -201,8 +201,7 @@ def resolve_keep_float(model: Any, keep: Iterable[str], model_config: Any = None
         elif item == "image-concat":
             found = _image_concat_nodes(model)
         elif item in PRESETS:
-            found = onnx_nodes_in(model, [selector_module(s) for s in preset_selectors(item, model_config)],
-                                  model_config)
+            found = onnx_nodes_in(model, preset_modules(item, model_config), model_config)
         else:
             try:
                 pattern = re.compile(item)

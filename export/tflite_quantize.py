@@ -38,14 +38,12 @@ import numpy as np
 
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 from modnet_edge.core.formats import PRECISION_TABLE
-from modnet_edge.model.parts import PRESETS, is_module_selector, preset_selectors, selector_module
+from modnet_edge.model.parts import PRESETS, is_module_selector, preset_modules, selector_module
 from modnet_edge.core.tools import quiet_tool
 
 # the quantiser's modes -> the precisions they make (their names live in the precision table's rows)
 MODES = {p.converter_name("tflite"): p.name for p in PRECISION_TABLE.values() if p.converter_name("tflite")}
 METHODS = ("minmax", "moving-average")
-# Presets of ``keep_float`` besides the structural ``image-concat``: patterns on op output names, which
-# carry the PyTorch module path as litert-torch writes it (class name + attribute).
 KEEP_FLOAT_PRESETS = ("image-concat", *PRESETS)  # the network's presets (model.parts) and the image's Concats
 SIGNATURE = "serving_default"
 
@@ -267,8 +265,9 @@ def _op_outputs(float_model: bytes) -> list[tuple[str, list[str], list[str]]]:
 
 
 def resolve_keep_float(float_model: bytes, keep: Iterable[str], model_config: Any = None) -> list[str]:
-    """Regexes (on op output tensor names) of the ops to leave in float; presets resolved structurally,
-    module selectors (``module:lr_branch.conv_lr16x``) through :func:`~.module_scopes.tflite_pattern`."""
+    """Regexes (on op output tensor names) of the ops to leave in float: ``image-concat`` found in the graph,
+    presets and module selectors (``module:lr_branch.conv_lr16x``) through the modules' tensor-name
+    patterns (:func:`~.module_scopes.tflite_pattern`)."""
     from modnet_edge.export.module_scopes import tflite_pattern
 
     keep = [tflite_pattern(selector_module(k), model_config) if is_module_selector(k) else k for k in keep]
@@ -280,8 +279,7 @@ def resolve_keep_float(float_model: bytes, keep: Iterable[str], model_config: An
         if item == "image-concat":
             found = [op_scope_pattern(n) for n in _image_concat_outputs(float_model, ops)]
         elif item in PRESETS:
-            found = [p for p in (tflite_pattern(selector_module(s), model_config)
-                                 for s in preset_selectors(item, model_config))
+            found = [p for p in (tflite_pattern(m, model_config) for m in preset_modules(item, model_config))
                      if any(re.search(p, o) for _, _, outs in ops for o in outs)]
         else:
             try:

@@ -50,16 +50,19 @@ PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def preset_selectors(name: str, model_config: Any = None) -> list[str]:
-    """The module selectors preset ``name`` stands for, in the network ``model_config`` describes."""
+def preset_modules(name: str, model_config: Any = None) -> list[str]:
+    """The module paths preset ``name`` stands for, in the network ``model_config`` describes (what the
+    exporters' resolvers take)."""
     names = module_names(model_config)
     out: list[str] = []
     for path in PRESETS[name]:
-        if path.startswith("*."):
-            out += [f"{MODULE_PREFIX}{n}" for n in names if n.endswith(path[1:])]
-        else:
-            out.append(f"{MODULE_PREFIX}{path}")
+        out += [n for n in names if n.endswith(path[1:])] if path.startswith("*.") else [path]
     return out
+
+
+def preset_selectors(name: str, model_config: Any = None) -> list[str]:
+    """The module selectors preset ``name`` stands for (``module:<path>`` each)."""
+    return [f"{MODULE_PREFIX}{m}" for m in preset_modules(name, model_config)]
 
 
 def describe_kept(items: Sequence[str]) -> list[str]:

@@ -307,7 +307,7 @@ def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path
                           f"{[str(c) for c in candidates]}); pass reference=/--reference", artifact)
 
 
-# checkpoints find_reference read, by file identity (path, size, modification time): a precision search
+# checkpoints find_reference read, by file identity (path, size, modification time, inode): a precision search
 # runs parity about 60 times against one reference, and each read (torch.load and the weights hash) was
 # 0.15 s; a file written again is read again
 _READ_MEMO: dict[tuple[str, int, int, int], Checkpoint] = {}

@@ -277,6 +277,12 @@ def parity_all(entries: list[ArtifactEntry], opts: PipelineOptions, images: Path
     return report
 
 
+def proxied_here(e: ArtifactEntry) -> bool:
+    """Whether the entry's format runs here only through a runtime that stands in for its numerics (a
+    TensorRT-ready ONNX in ONNX Runtime's CPU): the main job verifies it but does not time it."""
+    return e.format in FORMATS and bool(FORMATS[e.format].proxy_runtimes)
+
+
 def bench_all(entries: list[ArtifactEntry], ckpt_path: Path, opts: PipelineOptions) -> list[Any]:
     """One interleaved run over every artifact that ran parity, plus the PyTorch FP32 reference."""
     from modnet_edge.benchmarks.runner import run_benchmarks, subject_for_path
@@ -287,8 +293,8 @@ def bench_all(entries: list[ArtifactEntry], ckpt_path: Path, opts: PipelineOptio
     for e in entries:
         if e.status != "ok" or e.drift is None:
             continue
-        proxies = FORMATS[e.format].proxy_runtimes if e.format in FORMATS else ()
-        if proxies:  # its runtime here only verifies numerics: a timing would say nothing of its device's speed
+        if proxied_here(e):  # its runtime here only verifies numerics: a timing would say nothing of its device's speed
+            proxies = FORMATS[e.format].proxy_runtimes
             e.speed_note = (f"not timed here: {e.format} runs here only through {', '.join(proxies)}, which verifies "
                             "its numerics but says nothing of its speed where it is deployed; time it there and "
                             "ingest the result (modnet-edge bench --results)")

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modnet_edge.main_job import PipelineOptions, run_pipeline, summary_table
+    from modnet_edge.main_job import PipelineOptions, proxied_here, run_pipeline, summary_table
     from modnet_edge.benchmarks.runner import BenchConfig
 
     t0 = time.perf_counter()
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if shaky:
         print(f"speed not judged for {', '.join(shaky)}: the machine was not quiet while they or their baseline "
               "ran (see summary.json); rerun on a quiet machine for a speed verdict")
-    untimed = [e.name for e in manifest["entries"] if (e.speed_note or "").startswith("not timed here")]
+    untimed = [e.name for e in manifest["entries"] if e.status == "ok" and e.fps is None and proxied_here(e)]
     if untimed:
         print(f"speed not measured for {', '.join(untimed)}: their runtime here only verifies their numerics "
               "(a TensorRT-ready ONNX in ONNX Runtime on this CPU); time them as engines on their GPU")
