@@ -2,7 +2,7 @@
 
 The model runs through the same predictor every deployment uses (:func:`modnet_edge.runtimes.load`),
 at each image's own resolution, so the numbers describe what users get from that artifact.  The
-metric definitions and scaling are those of :mod:`modnet_edge.train.metrics` (standard matting
+metric definitions and scaling are those of :mod:`modnet_edge.training.metrics` (standard matting
 benchmark conventions, whole image evaluated).
 """
 
@@ -20,9 +20,9 @@ from modnet_edge.core import atomic_write_text
 from modnet_edge.core.errors import DataError
 from modnet_edge.core.images import read_image, read_matte
 from modnet_edge.core.preprocess import area_resize
-from modnet_edge.train.datasets import check_matte_header, find_layout, pair_by_stem
-from modnet_edge.train.imaging import fit_matte
-from modnet_edge.train.metrics import METRIC_NAMES, matting_metrics, mean_metrics
+from modnet_edge.training.datasets import check_matte_header, find_layout, pair_by_stem
+from modnet_edge.training.imaging import fit_matte
+from modnet_edge.training.metrics import METRIC_NAMES, matting_metrics, mean_metrics
 
 
 def evaluation_pairs(data_dir: str | Path, kind: str | None = None) -> list[tuple[Path, Path]]:
@@ -82,7 +82,7 @@ def evaluate(artifact_or_checkpoint: str | Path, data_dir: str | Path, json_path
         report = {"artifact": str(artifact_or_checkpoint), "format": meta.format, "precision": meta.precision,
                   "data": str(data_dir), "images": len(per_image), "metrics": result, "per_image": per_image,
                   "definitions": "mse, mad: per-pixel means; sad, grad, conn: sums / 1000 (whole image); "
-                                 "averaged over images; see modnet_edge.train.metrics",
+                                 "averaged over images; see modnet_edge.training.metrics",
                   "host": platform.node()}
         atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
     return result

@@ -143,7 +143,7 @@ def _ort_case(checkpoint: Any, variant: str, batch: int, size: tuple[int, int], 
     import numpy as np
     import onnxruntime as ort
 
-    from modnet_edge.export import export
+    from modnet_edge.exporters.skeleton import export_artifact as export
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise BackendUnavailableError("ONNX Runtime here has no CUDAExecutionProvider (install onnxruntime-gpu "
@@ -170,7 +170,7 @@ def _ort_case(checkpoint: Any, variant: str, batch: int, size: tuple[int, int], 
 def _tensorrt_case(checkpoint: Any, batch: int, size: tuple[int, int], device: str, workdir: Path) -> _Case:
     import numpy as np
 
-    from modnet_edge.export import export
+    from modnet_edge.exporters.skeleton import export_artifact as export
     from modnet_edge.runtimes.tensorrt_backend import TensorRTBackend
 
     index = int(device.split(":")[1]) if ":" in device else 0

@@ -281,7 +281,7 @@ def _write_jpeg(rgb: np.ndarray, path: Path) -> None:
 
 
 def _default_image() -> np.ndarray:
-    from modnet_edge.train.synthetic import synthetic_portraits
+    from modnet_edge.training.synthetic import synthetic_portraits
 
     return next(iter(synthetic_portraits(1).values()))
 

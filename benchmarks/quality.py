@@ -138,7 +138,7 @@ def _predictor(subject: Compared, scratch: Path) -> Any:
 
 
 def matting_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    from modnet_edge.train.metrics import matting_metrics
+    from modnet_edge.training.metrics import matting_metrics
 
     scores = matting_metrics(pred, gt)
     scores["unsure"] = float(np.mean((pred > UNSURE[0]) & (pred < UNSURE[1])))

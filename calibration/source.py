@@ -173,7 +173,7 @@ class CalibrationSource:
     @classmethod
     def from_synthetic(cls, size: int = DEFAULT_SIZE, seed: int = 0,
                        image_size: tuple[int, int] = (512, 512)) -> CalibrationSource:
-        """The built-in synthetic portraits (:mod:`modnet_edge.train.synthetic`): samples 0..size-1."""
+        """The built-in synthetic portraits (:mod:`modnet_edge.training.synthetic`): samples 0..size-1."""
         _check_size(size, seed)
         h, w = int(image_size[0]), int(image_size[1])
         items = [_Item(f"synthetic[{i}]", i) for i in range(size)]
@@ -335,7 +335,7 @@ def _synthetic_rgb(seed: int, index: int, height: int, width: int) -> np.ndarray
     """One generated portrait, drawn once per process (read-only): every INT8 candidate of a precision
     search opens a new source over the same samples, and drawing them again for each one's cache key was
     56 s of a pipeline run (16 samples, 22 exports)."""
-    from modnet_edge.train.synthetic import render_portrait
+    from modnet_edge.training.synthetic import render_portrait
 
     rgb = render_portrait(seed, index, height, width).rgb
     rgb.setflags(write=False)

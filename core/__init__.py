@@ -6,10 +6,7 @@ format table and imported lazily, so the table can say which formats exist witho
 onnxruntime or any converter.
 """
 
-
 from __future__ import annotations
-
-from typing import Any
 
 from modnet_edge.core.errors import ArtifactError, ConfigError, MetadataError  # noqa: F401
 from modnet_edge.core.files import (RECORD_NAME, TEMP_MARK, AppendOutput, LogFile, atomic_output,  # noqa: F401
@@ -24,19 +21,3 @@ from modnet_edge.core.metadata import (INTEGRITY_PLACEHOLDER, METADATA_KEY, META
                                        verify_integrity)
 from modnet_edge.core.spec import PreprocessSpec  # noqa: F401
 
-
-def make_module_callable(module_name: str, func: Any) -> None:
-    """Let ``modnet_edge.export(...)`` / ``modnet_edge.train(...)`` be called although they are packages.
-
-    The public API promises functions with the same names as the stage packages; once a submodule such
-    as ``modnet_edge.export.onnx_export`` is imported, Python binds the *package* to that attribute.
-    Making the package itself callable keeps both spellings working.
-    """
-    import sys
-    import types
-
-    class _CallableModule(types.ModuleType):
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            return func(*args, **kwargs)
-
-    sys.modules[module_name].__class__ = _CallableModule

@@ -24,11 +24,11 @@ import numpy as np
 
 from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 from modnet_edge.core.formats import PRECISION_TABLE
-from modnet_edge.export.skeleton import Converted
+from modnet_edge.exporters.skeleton import Converted
 from modnet_edge.model.checkpoint import Checkpoint
 
 from modnet_edge.core.tools import import_coremltools, quiet_tool
-from modnet_edge.export.coreml_convert import DEFAULT_ENUMERATED, DEFAULT_RANGE, convert, source_program, validate_sizes
+from modnet_edge.exporters.coreml_convert import DEFAULT_ENUMERATED, DEFAULT_RANGE, convert, source_program, validate_sizes
 
 # Weight tensors with fewer elements than this stay FP16/FP32 (``compress_threshold`` overrides).  MODNet's
 # small high-resolution and fusion convolutions carry the matte's detail and suffer most from coarse
@@ -96,7 +96,7 @@ def convert_coreml(checkpoint: Checkpoint, precision: str, output: Path, *,
     program, route = _source(checkpoint, size_hw, shapes != "fixed")
     islands = None
     if islands_items:
-        from modnet_edge.export.coreml_convert import Fp32Islands, node_modules
+        from modnet_edge.exporters.coreml_convert import Fp32Islands, node_modules
 
         from modnet_edge.model.parts import PRESETS, is_module_selector, preset_selectors
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from modnet_edge.core.errors import ConfigError
-from modnet_edge.export.onnx_graph import float_graph, fp32_twin_weights
-from modnet_edge.export.skeleton import Converted
+from modnet_edge.exporters.onnx_graph import float_graph, fp32_twin_weights
+from modnet_edge.exporters.skeleton import Converted
 from modnet_edge.model.checkpoint import Checkpoint
 
 
@@ -29,10 +29,10 @@ def convert_onnx(checkpoint: Checkpoint, precision: str, output: Path | None = N
     folded into it exactly (:mod:`modnet_edge.model.pixel_input`).
     INT8 variants are quantised from the FP32 graph by :mod:`.onnx_int8`.
     """
-    from modnet_edge.export.onnx_int8 import input_record, input_spec
+    from modnet_edge.exporters.onnx_int8 import input_record, input_spec
 
     if precision in ("int8", "int8-a16"):
-        from modnet_edge.export.onnx_int8 import convert_onnx_int8
+        from modnet_edge.exporters.onnx_int8 import convert_onnx_int8
 
         return convert_onnx_int8(checkpoint, precision, output, opset=opset, static_shape=static_shape, batch=batch,
                                  keep_float=keep_float, input_type=input_type, **int8_options)
@@ -45,7 +45,7 @@ def convert_onnx(checkpoint: Checkpoint, precision: str, output: Path | None = N
                              "io_dtype": "float32" if (precision == "fp32" or keep_io_types) else "float16",
                              **input_record(input_type)}
     if keep_float:
-        from modnet_edge.export.onnx_mixed_precision import keep_matching_fp32
+        from modnet_edge.exporters.onnx_mixed_precision import keep_matching_fp32
 
         twins = fp32_twin_weights(checkpoint, opset, static_shape=static_shape, batch=batch)
         extra["fp32_nodes"] = {"patterns": list(keep_float),

@@ -118,7 +118,7 @@ def float_graph(checkpoint: Checkpoint, precision: str = "fp32", *, opset: int =
 def fp32_twin_weights(checkpoint: Checkpoint, opset: int, **shape_args: Any) -> dict[str, dict[int, Any]]:
     """The FP32 weights of every node, from an FP32 export of the same network (for FP32 islands in
     an FP16 graph, which would otherwise compute with FP16-rounded weights)."""
-    from modnet_edge.export.onnx_mixed_precision import twin_weights
+    from modnet_edge.exporters.onnx_mixed_precision import twin_weights
 
     key = (checkpoint.source_info()["weights_sha256"], json.dumps(checkpoint.model_config.to_dict(), sort_keys=True),
            opset, json.dumps(shape_args, sort_keys=True, default=str))

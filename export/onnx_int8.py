@@ -19,9 +19,9 @@ from typing import Any
 from modnet_edge.core import PreprocessSpec
 from modnet_edge.core.errors import ConfigError
 from modnet_edge.core.spec import INPUT_DTYPES
-from modnet_edge.export.onnx_graph import float_graph
-from modnet_edge.export.qdq import QdqScheme, quantize, resolve_keep_float
-from modnet_edge.export.skeleton import Converted
+from modnet_edge.exporters.onnx_graph import float_graph
+from modnet_edge.exporters.qdq import QdqScheme, quantize, resolve_keep_float
+from modnet_edge.exporters.skeleton import Converted
 from modnet_edge.model.checkpoint import Checkpoint
 from modnet_edge.model.pixel_input import MASK, OFFSET
 

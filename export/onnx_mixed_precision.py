@@ -17,7 +17,7 @@ from typing import Any
 
 from modnet_edge.core.errors import ConfigError
 
-from modnet_edge.export.module_scopes import onnx_nodes_in
+from modnet_edge.exporters.module_scopes import onnx_nodes_in
 from modnet_edge.model.parts import PRESETS, is_module_selector, preset_modules, selector_module
 
 

@@ -191,7 +191,7 @@ def check_method(method: str, percentile: float) -> None:
 def resolve_keep_float(model: Any, keep: Iterable[str], model_config: Any = None) -> list[str]:
     """Node names to leave in float: presets (see the module docstring), module selectors
     (``module:lr_branch.conv_lr16x``, see :mod:`.module_scopes`) or regexes on node names."""
-    from modnet_edge.export.module_scopes import onnx_nodes_in
+    from modnet_edge.exporters.module_scopes import onnx_nodes_in
 
     nodes = list(model.graph.node)
     names: list[str] = []

@@ -2,7 +2,7 @@
 
 Runs only where TensorRT and an NVIDIA GPU are present; everything it consumes (the TensorRT-ready
 ONNX with its recorded profile) is produced and parity-checked on any machine by
-:mod:`modnet_edge.export.tensorrt_onnx`, so a CPU box can export and a GPU box only builds.
+:mod:`modnet_edge.exporters.tensorrt_onnx`, so a CPU box can export and a GPU box only builds.
 
 Build path: ``trt.Builder`` -> network (strongly typed unless the weakly typed ``fp16-flag`` mode is
 asked for) -> ``trt.OnnxParser`` with the native InstanceNormalization layer -> builder config (TF32
@@ -29,9 +29,9 @@ from modnet_edge.core.errors import ArtifactError, ConfigError
 from modnet_edge.model.checkpoint import Checkpoint
 
 from modnet_edge.core.tools import gpu_environment, import_tensorrt, make_logger
-from modnet_edge.export.skeleton import Converted, write_artifact
-from modnet_edge.export.tensorrt_onnx import BUILD_MODES, DEFAULT_BUILD_MODE, FORMAT_NAME, trtexec_command
-from modnet_edge.export.tensorrt_profile import ShapeProfile
+from modnet_edge.exporters.skeleton import Converted, write_artifact
+from modnet_edge.exporters.tensorrt_onnx import BUILD_MODES, DEFAULT_BUILD_MODE, FORMAT_NAME, trtexec_command
+from modnet_edge.exporters.tensorrt_profile import ShapeProfile
 
 ENGINE_FORMAT = "tensorrt"
 
@@ -262,7 +262,7 @@ def convert_tensorrt_engine(checkpoint: Checkpoint, precision: str, output: Path
     (TensorRT 10 only).  Options of the TensorRT-ready ONNX go to its converter, the rest to
     :func:`build_plan`.
     """
-    from modnet_edge.export.skeleton import export_artifact
+    from modnet_edge.exporters.skeleton import export_artifact
 
     onnx_names = {o.name for o in get_format("tensorrt-onnx").options}
     onnx_options = {k: v for k, v in options.items() if k in onnx_names}

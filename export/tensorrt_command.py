@@ -52,11 +52,11 @@ def cuda_index(device: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modnet_edge.export.tensorrt_build import build_engine, read_onnx_metadata
+    from modnet_edge.exporters.tensorrt_build import build_engine, read_onnx_metadata
     from modnet_edge.core.errors import ConfigError
 
-    from modnet_edge.export.tensorrt_onnx import BUILD_MODES, DEFAULT_BUILD_MODE, trtexec_command
-    from modnet_edge.export.tensorrt_profile import ShapeProfile
+    from modnet_edge.exporters.tensorrt_onnx import BUILD_MODES, DEFAULT_BUILD_MODE, trtexec_command
+    from modnet_edge.exporters.tensorrt_profile import ShapeProfile
 
     index = cuda_index(args.device)
     meta = read_onnx_metadata(args.onnx)

@@ -1,6 +1,6 @@
 """TensorRT-ready ONNX: what a TensorRT builder takes, produced and verified on any machine.
 
-Built on :func:`modnet_edge.export.onnx_graph.float_graph` (no second exporter); this module adds
+Built on :func:`modnet_edge.exporters.onnx_graph.float_graph` (no second exporter); this module adds
 what TensorRT needs on top of a plain ONNX file:
 
 - **Shapes**: a static shape, or a min/opt/max profile recorded in the metadata (``extra.tensorrt.
@@ -14,9 +14,9 @@ what TensorRT needs on top of a plain ONNX file:
   variance of a feature map is a sum of squares that FP16 can overflow, and TensorRT honours the
   types written in a strongly typed graph, so the graph itself must say FP32 there.  Input and
   output stay float32 by default (cast inside); ``keep_float`` adds further FP32 islands by node
-  name (:mod:`modnet_edge.export.onnx_mixed_precision`).
+  name (:mod:`modnet_edge.exporters.onnx_mixed_precision`).
 - **INT8** (``precision="int8"``): explicit quantization (Q/DQ) from the shared calibration source,
-  see :mod:`modnet_edge.export.tensorrt_qdq`.  TensorRT >= 10 deprecates implicit calibration.
+  see :mod:`modnet_edge.exporters.tensorrt_qdq`.  TensorRT >= 10 deprecates implicit calibration.
 
 InstanceNormalization: TensorRT's ONNX parser maps it to the native ``INormalizationLayer`` since
 TensorRT 8.6 (parser flag ``NATIVE_INSTANCENORM``, on by default in 10.x); before 8.6 it used the
@@ -39,10 +39,10 @@ from modnet_edge.core import tool_versions
 from modnet_edge.core.errors import ArtifactError, ConfigError
 from modnet_edge.model.checkpoint import Checkpoint
 
-from modnet_edge.export.onnx_graph import float_graph, fp32_twin_weights
-from modnet_edge.export.skeleton import Converted
-from modnet_edge.export.onnx_mixed_precision import keep_matching_fp32, keep_nodes_fp32
-from modnet_edge.export.tensorrt_profile import ShapeProfile
+from modnet_edge.exporters.onnx_graph import float_graph, fp32_twin_weights
+from modnet_edge.exporters.skeleton import Converted
+from modnet_edge.exporters.onnx_mixed_precision import keep_matching_fp32, keep_nodes_fp32
+from modnet_edge.exporters.tensorrt_profile import ShapeProfile
 
 FORMAT_NAME = "tensorrt-onnx"
 MIN_TENSORRT = "10.0"
@@ -238,12 +238,12 @@ def convert_tensorrt_onnx(checkpoint: Checkpoint, precision: str, output: Path, 
     unrounded (measured: MSE 8.95e-07 with vs 1.03e-06 without, interim checkpoint, 256x256).
     ``keep_float``: FP16 -- FP32 islands (regexes on node names, which carry the module path, or module
     selectors), honoured by strongly typed builds; INT8 -- nodes left unquantised (see
-    :func:`modnet_edge.export.tensorrt_qdq.quantize_for_tensorrt`, as are ``int8_options``).
+    :func:`modnet_edge.exporters.tensorrt_qdq.quantize_for_tensorrt`, as are ``int8_options``).
     ``input_type="uint8"`` (fp32, int8): the graph reads the 8-bit image as uint8 (TensorRT takes UINT8
     network inputs into a Cast), the normalisation folded in exactly; in INT8 its stem ``[p - 128,
     127 * inside]`` is int8 at scale 1 and zero point 0 (:mod:`modnet_edge.model.pixel_input`).
     """
-    from modnet_edge.export.onnx_int8 import input_record, input_spec
+    from modnet_edge.exporters.onnx_int8 import input_record, input_spec
 
     keep_io_types = precision == "fp16" if keep_io_types is None else keep_io_types
     prof = ShapeProfile.resolve(static_shape, batch, profile)
@@ -260,7 +260,7 @@ def convert_tensorrt_onnx(checkpoint: Checkpoint, precision: str, output: Path, 
                                                              fp32_twin_weights(checkpoint, opset,
                                                                                **prof.onnx_export_args()))}
     if precision == "int8":
-        from modnet_edge.export.tensorrt_qdq import quantize_for_tensorrt
+        from modnet_edge.exporters.tensorrt_qdq import quantize_for_tensorrt
 
         model, details["quantization"] = quantize_for_tensorrt(
             model, checkpoint, prof, calibration, calibration_method=calibration_method, keep_float=keep_float,

@@ -24,13 +24,13 @@ this module is the TensorRT scheme and the rewiring after it.
 Why ONNX Runtime's quantiser and not NVIDIA ModelOpt: ModelOpt is not installed here and is a heavy
 dependency (its ONNX PTQ pulls CUDA-specific packages); ONNX Runtime is already a dependency, writes
 standard ONNX Q/DQ that TensorRT's parser reads, and the placement above is enforced afterwards by
-:func:`~modnet_edge.export.tensorrt_onnx.check_tensorrt_ready`.  In ONNX Runtime (CPU) such a graph is
+:func:`~modnet_edge.exporters.tensorrt_onnx.check_tensorrt_ready`.  In ONNX Runtime (CPU) such a graph is
 evaluated as float with quantize/dequantize rounding at exactly those points, i.e. the numerics
 TensorRT's INT8 kernels implement, which is what the parity check measures.
 
 Calibration data comes only from :mod:`modnet_edge.calibration` (the shared source, bound to this
 artifact's preprocessing, through its ONNX Runtime reader and its cache).  ``keep_float`` presets and
-regexes are those of :func:`modnet_edge.export.qdq.resolve_keep_float`.
+regexes are those of :func:`modnet_edge.exporters.qdq.resolve_keep_float`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from typing import Any
 
 from modnet_edge.model.checkpoint import Checkpoint
 
-from modnet_edge.export.qdq import QdqScheme, ort_version, pixel_stem, quantize, resolve_keep_float
-from modnet_edge.export.tensorrt_profile import ShapeProfile
+from modnet_edge.exporters.qdq import QdqScheme, ort_version, pixel_stem, quantize, resolve_keep_float
+from modnet_edge.exporters.tensorrt_profile import ShapeProfile
 
 QUANTIZED_OPS = ("Conv",)
 # Measured (parity_tests/test_tensorrt_onnx_parity.py, 256x256, 10 real portraits, trained checkpoint):

@@ -28,8 +28,8 @@ from modnet_edge.core.formats import PRECISION_TABLE
 from modnet_edge.core.tools import quiet_tool
 from modnet_edge.model.checkpoint import Checkpoint, build_from_checkpoint
 
-from modnet_edge.export.skeleton import Converted
-from modnet_edge.export.tflite_quantize import MODES, PIXEL_SCOPE, quantize_tflite
+from modnet_edge.exporters.skeleton import Converted
+from modnet_edge.exporters.tflite_quantize import MODES, PIXEL_SCOPE, quantize_tflite
 
 DEFAULT_SHAPE = (512, 512)
 _FLOAT_MEMO: dict[tuple[Any, ...], bytes] = {}
@@ -177,7 +177,7 @@ def convert_tflite(checkpoint: Checkpoint, precision: str, output: Path, *,
     scale 1, zero point 0.
     """
     from modnet_edge.core.console import progress
-    from modnet_edge.export.onnx_int8 import input_record, input_spec
+    from modnet_edge.exporters.onnx_int8 import input_record, input_spec
 
     del output  # the skeleton writes the file
     check_threads(threads)
@@ -230,7 +230,7 @@ def _known_ranges(spec: Any) -> dict[str, tuple[float, float]]:
 def _stem_range(float_model: bytes) -> dict[str, tuple[float, float]]:
     """The exact range of an 8-bit-input model's stem input (``[p - 128, 127 * inside]``: [-128, 127]), by
     tensor name: the concatenation in the :class:`~modnet_edge.model.pixel_input.PixelInput` scope."""
-    from modnet_edge.export.tflite_quantize import _op_outputs
+    from modnet_edge.exporters.tflite_quantize import _op_outputs
 
     stems = [outs[0] for op, _, outs in _op_outputs(float_model) if op == "CONCATENATION" and PIXEL_SCOPE in outs[0]]
     if len(stems) != 1:

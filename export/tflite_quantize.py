@@ -268,7 +268,7 @@ def resolve_keep_float(float_model: bytes, keep: Iterable[str], model_config: An
     """Regexes (on op output tensor names) of the ops to leave in float: ``image-concat`` found in the graph,
     presets and module selectors (``module:lr_branch.conv_lr16x``) through the modules' tensor-name
     patterns (:func:`~.module_scopes.tflite_pattern`)."""
-    from modnet_edge.export.module_scopes import tflite_pattern
+    from modnet_edge.exporters.module_scopes import tflite_pattern
 
     keep = [tflite_pattern(selector_module(k), model_config) if is_module_selector(k) else k for k in keep]
     if not keep:

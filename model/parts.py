@@ -5,7 +5,7 @@ search and the doctor.
 A *module selector* ``module:<path>`` names a module of :class:`~modnet_edge.model.network.MODNet` and
 everything inside it (``module:<path>$``: only that module's own ops, none of its children's).  A group
 and a preset are names for sets of modules; exporters resolve module paths into their own graph's node
-or tensor names (:mod:`modnet_edge.export.module_scopes`), so a name means the same part everywhere.
+or tensor names (:mod:`modnet_edge.exporters.module_scopes`), so a name means the same part everywhere.
 """
 
 from __future__ import annotations

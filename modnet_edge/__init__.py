@@ -61,16 +61,17 @@ _LAZY = {
     "report": ("modnet_edge.report_command", "report"),
     "quality": ("modnet_edge.benchmarks.quality", "compare_quality"),
     "info": ("modnet_edge.runtimes.info_command", "describe"),
-    "adapt": ("modnet_edge.train.soc", "adapt"),
-    "tensorrt_build": ("modnet_edge.export.tensorrt_build", "build_engine"),
+    "adapt": ("modnet_edge.training.soc", "adapt"),
+    "tensorrt_build": ("modnet_edge.exporters.tensorrt_build", "build_engine"),
     "gpu_speed": ("modnet_edge.benchmarks.gpu_speed", "measure_gpu_speed"),
     "CalibrationSource": ("modnet_edge.calibration.source", "CalibrationSource"),
+    "train": ("modnet_edge.training", "train"),
 }
-_SUBPACKAGES = ("train", "export", "runtimes", "calibration", "parity_tests", "benchmarks")
+_SUBPACKAGES = ("training", "exporters", "runtimes", "calibration", "parity_tests", "benchmarks")
 
 __all__ = ["FORMATS", "ArtifactMetadata", "PreprocessSpec", "ModnetEdgeError", "InputImageError",
            "CheckpointError", "ArtifactError", "MetadataError", "BackendUnavailableError", "ConfigError",
-           "DataError", "FeedError", "BudgetError", "export", "train", *_LAZY]
+           "DataError", "FeedError", "BudgetError", "export", *_LAZY]
 
 # the API functions the command line mirrors (name -> ``modnet-edge`` subcommand, hyphen for underscore);
 # tests/test_cli.py keeps this and the CLI's COMMANDS equal, up to the exceptions named in the docstring
@@ -81,7 +82,7 @@ MIRRORED = ("export", "predict", "parity", "diagnose", "benchmark", "report", "p
 def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32", output: Any = None,
            budget: Any = None, **options: Any) -> Any:
     """Export a checkpoint to ``format`` at ``precision`` (the export stage's skeleton,
-    :func:`modnet_edge.export.skeleton.export_artifact`); returns the artifact path.
+    :func:`modnet_edge.exporters.skeleton.export_artifact`); returns the artifact path.
 
     ``budget`` ("auto" or an MSE): search for the fastest variant whose matte drift meets it
     (:func:`search_precision`, which also takes ``images=``, ``ranking_images=``, ``limit=``,
@@ -90,7 +91,9 @@ def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32"
     the export stage never imports upward.
     """
     if budget is None:
-        return _export_stage.export(checkpoint, format, precision, output, **options)
+        from modnet_edge.exporters.skeleton import export_artifact
+
+        return export_artifact(checkpoint, format, precision, output, **options)
     from pathlib import Path
 
     from modnet_edge.precision_search import search_precision
@@ -101,15 +104,6 @@ def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32"
     if result.chosen is None:
         raise BudgetError(result.summary())
     return Path(output)
-
-
-# ``modnet_edge.export`` is also the stage package: importing it binds the package to this name, and
-# calling the package calls the function above, so both spellings take ``budget``.
-_export_with_budget = export
-import modnet_edge.export as _export_stage  # noqa: E402  (cheap: the skeleton imports no converter)
-from modnet_edge.core import make_module_callable  # noqa: E402
-
-make_module_callable("modnet_edge.export", _export_with_budget)
 
 
 def __getattr__(name: str) -> Any:

@@ -115,7 +115,7 @@ def _default_stem(checkpoint: str | None) -> str:
 
 def _search(args: argparse.Namespace, options: dict) -> int:
     from modnet_edge.core import get_format, path_size
-    from modnet_edge.export.skeleton import check_export_output
+    from modnet_edge.exporters.skeleton import check_export_output
     from modnet_edge.precision_search import search_precision
 
     from modnet_edge.precision_search import resolve_budget

@@ -166,7 +166,7 @@ def export_all(ckpt_path: Path, opts: PipelineOptions, images: Path | None) -> t
 def export_one(ckpt: Any, fmt: Format, precision: str, opts: PipelineOptions, images: Path | None) -> ArtifactEntry:
     """One artifact into ``DIR/artifacts`` (searched where the precision has a budget to meet), logged in
     one line; any failure is recorded on the entry."""
-    from modnet_edge.export import export
+    from modnet_edge import export
 
     out = opts.output / "artifacts" / f"modnet.{precision}{fmt.suffixes[0]}"
     entry = ArtifactEntry(fmt.name, precision, str(out))

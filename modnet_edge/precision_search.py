@@ -125,7 +125,7 @@ def rank_groups(checkpoint: Any, precision: str, images: list[Path], options: di
     """
     from modnet_edge.core import sha256_path
     from modnet_edge.core.console import progress as bar
-    from modnet_edge.export import export
+    from modnet_edge import export
     from modnet_edge.parity_tests.parity import run_parity
 
     twin = _twin()  # the same precision variant in the twin format, with the options the twin shares
@@ -314,7 +314,7 @@ class _Search:
 
     def trial(self, k: int) -> Candidate:
         """Export the candidate keeping the ``k`` most sensitive groups higher; judge it on the choose images."""
-        from modnet_edge.export import export
+        from modnet_edge import export
         from modnet_edge.parity_tests.parity import run_parity
 
         if k not in self.tried:

@@ -36,7 +36,7 @@ import numpy as np
 from modnet_edge.core import FORMATS, PRECISION_TABLE, atomic_write_text, precision_row
 from modnet_edge.core.errors import ConfigError
 
-from modnet_edge.export.module_scopes import module_of_scope
+from modnet_edge.exporters.module_scopes import module_of_scope
 
 from modnet_edge.parity_tests.parity import Drift
 

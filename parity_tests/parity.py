@@ -37,7 +37,7 @@ from modnet_edge.core.images import list_images, read_image, unseen_images
 from modnet_edge.model.weights import find_reference, seen_images
 from modnet_edge.parity_tests.drift import (BAND_RADIUS, BUDGETS, Budget, Drift, boundary_band, budget_for,
                                             parse_budget)
-from modnet_edge.train.synthetic import synthetic_portraits
+from modnet_edge.training.synthetic import synthetic_portraits
 
 # drift and budgets live in .drift; parity is where users look for them
 __all__ = ["ArtifactParity", "BAND_RADIUS", "BUDGETS", "Budget", "Drift", "ParityReport", "boundary_band", "budget_for",

@@ -16,7 +16,7 @@ SIZE = (128, 128)
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
-    from modnet_edge.export import export
+    from modnet_edge import export
     from modnet_edge.model.checkpoint import random_checkpoint, save_checkpoint, build_from_checkpoint
 
     folder = tmp_path_factory.mktemp("iso")

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A saved random-init checkpoint and its 64x64 static ONNX exports (fp32 and fp16)."""
-    from modnet_edge.export import export
+    from modnet_edge import export
     from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
 
     folder = tmp_path_factory.mktemp("bench-models")
@@ -130,7 +130,7 @@ def test_edge_runner_needs_neither_torch_nor_the_toolkit(models, tmp_path):
 
 def test_edge_runner_size_the_model_cannot_take_is_one_line(tmp_path):
     """A dynamic model at 250x250 (not a multiple of 32): one line naming the shape, exit 2, no traceback."""
-    from modnet_edge.export import export
+    from modnet_edge import export
     from modnet_edge.model.checkpoint import random_checkpoint
 
     dyn = export(random_checkpoint(1), "onnx", "fp32", tmp_path / "dyn.onnx")

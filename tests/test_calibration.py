@@ -186,7 +186,7 @@ def test_datasets_factories_and_synthetic(folder: Path) -> None:
         list(short.inputs())
     with pytest.raises(DataError, match="len\\(\\) and indexing"):
         CalibrationSource.from_dataset(iter(images))
-    synthetic = pytest.importorskip("modnet_edge.train.synthetic", reason="synthetic set not installed")
+    synthetic = pytest.importorskip("modnet_edge.training.synthetic", reason="synthetic set not installed")
     syn = as_source("synthetic", size=2, seed=5).bind(SPEC)
     first = next(syn.inputs())
     np.testing.assert_array_equal(first, preprocess(synthetic.render_portrait(5, 0, 512, 512).rgb, SPEC))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,12 @@ def test_api_functions_stay_callable_after_their_modules_are_imported() -> None:
         if target:
             importlib.import_module(target[0])
         assert callable(getattr(modnet_edge, name)), name
+    # the stage packages behind export() and train() are named apart from them: plain functions, no
+    # module made callable, whatever was imported before
+    importlib.import_module("modnet_edge.exporters.onnx_export")
+    importlib.import_module("modnet_edge.training.trainer")
+    assert isinstance(modnet_edge.export, types.FunctionType)
+    assert isinstance(modnet_edge.train, types.FunctionType)
 
 
 def test_old_command_names_still_work(capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,8 +133,8 @@ def test_help_does_not_import_torch() -> None:
 
 
 def test_tensorrt_build_mode_names_match_the_builder() -> None:
-    from modnet_edge.export.tensorrt_command import BUILD_MODE_NAMES, cuda_index
-    from modnet_edge.export.tensorrt_onnx import BUILD_MODES
+    from modnet_edge.exporters.tensorrt_command import BUILD_MODE_NAMES, cuda_index
+    from modnet_edge.exporters.tensorrt_onnx import BUILD_MODES
 
     assert set(BUILD_MODE_NAMES) == set(BUILD_MODES)
     assert (cuda_index("cuda"), cuda_index("cuda:2"), cuda_index("1")) == (0, 2, 1)

@@ -187,7 +187,7 @@ def test_exact_downsampling_rewrite_matches_interpolate(random_ckpt):
     ``interpolate``; the two kernels sum in different orders (and, with 2+ threads at 256 px and up,
     differ by one float step in ~30% of elements), so the comparison allows float rounding only --
     a wrong window or offset moves the matte by orders of magnitude more."""
-    from modnet_edge.export.coreml_convert import ExactDownsampling
+    from modnet_edge.exporters.coreml_convert import ExactDownsampling
     from modnet_edge.model.checkpoint import build_from_checkpoint
 
     net = build_from_checkpoint(random_ckpt).eval()
@@ -230,7 +230,7 @@ def test_export_option_errors(random_ckpt, tmp_path):
 def test_failed_export_leaves_nothing_behind(random_ckpt, tmp_path, monkeypatch):
     """The package is written to a temporary directory first: a failure mid-save leaves no package."""
     import modnet_edge
-    from modnet_edge.export import coreml_export
+    from modnet_edge.exporters import coreml_export
 
     class HalfWriter(SimpleNamespace):
         def save(self, path: str) -> None:
@@ -366,7 +366,7 @@ def test_weight_compression_reuses_the_plain_conversion_and_matches_a_fresh_one(
     import coremltools as ct
 
     import modnet_edge
-    import modnet_edge.export.coreml_export as coreml_export
+    import modnet_edge.exporters.coreml_export as coreml_export
     from modnet_edge.core import read_manifest
 
     def program_and_weights(path: Path) -> tuple:

@@ -49,7 +49,7 @@ def _tiny_model(weight: float = 0.0):
 
 def tiny_artifact(path: Path, weight: float = 0.0) -> Path:
     """A sealed ONNX artifact with its manifest, written by the real writer (milliseconds)."""
-    from modnet_edge.export.skeleton import write_artifact
+    from modnet_edge.exporters.skeleton import write_artifact
 
     meta = ArtifactMetadata(format="onnx", precision="fp32", model={"arch": "tiny"},
                             preprocessing=PreprocessSpec(fixed_size=(SIDE, SIDE)), input_shape=[1, 3, SIDE, SIDE])
@@ -164,7 +164,7 @@ def test_train_refuses_a_run_folder_without_resume_and_never_a_users_file(tmp_pa
 
 
 def test_a_users_log_jsonl_is_never_appended_to(tmp_path) -> None:
-    from modnet_edge.train.logs import RunLog
+    from modnet_edge.training.logs import RunLog
 
     (tmp_path / "log.jsonl").write_text("my log\n")
     with pytest.raises(ArtifactError, match="log.jsonl"):
@@ -372,7 +372,7 @@ def _ort_entry(scale: float = 1.0, lowest: float = -1.0) -> bytes:
 def test_a_bad_cache_entry_is_recalculated_with_a_note(tmp_path, capsys, case) -> None:
     from modnet_edge.calibration import CacheKey, CalibrationCache
     from modnet_edge.core import sha256_path
-    from modnet_edge.export.qdq import ort_cache_check
+    from modnet_edge.exporters.qdq import ort_cache_check
 
     cache = CalibrationCache(tmp_path / "cache")
     key = CacheKey.make("onnxruntime-x", "m" * 64, "d" * 64, "minmax")

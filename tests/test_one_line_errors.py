@@ -106,7 +106,7 @@ def test_a_replaced_reference_checkpoint_is_named_as_replaced(files, tmp_path) -
 
 def test_an_unreadable_image_in_a_data_folder_is_named(tmp_path) -> None:
     from modnet_edge.core.errors import DataError
-    from modnet_edge.train.datasets import check_matte_header
+    from modnet_edge.training.datasets import check_matte_header
 
     (tmp_path / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")

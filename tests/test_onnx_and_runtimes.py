@@ -207,7 +207,7 @@ def test_static_fp16_graph_traced_small_then_fixed_is_the_static_trace() -> None
 
     import onnxruntime as ort
 
-    from modnet_edge.export import onnx_graph
+    from modnet_edge.exporters import onnx_graph
     from modnet_edge.model.weights import resolve_checkpoint
 
     ck = resolve_checkpoint("starter")

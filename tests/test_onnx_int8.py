@@ -17,7 +17,7 @@ import modnet_edge
 from modnet_edge.calibration import CalibrationSource
 from modnet_edge.core import PreprocessSpec, read_manifest
 from modnet_edge.core.errors import ConfigError, DataError
-from modnet_edge.export.qdq import graph_sha256, resolve_keep_float
+from modnet_edge.exporters.qdq import graph_sha256, resolve_keep_float
 from modnet_edge.model.checkpoint import random_checkpoint
 
 SHAPE = (64, 64)
@@ -202,7 +202,7 @@ def test_cli_int8_export(int8_model: tuple[Path, Path], tmp_path: Path, capsys: 
 def test_reduce_range_follows_the_target_cpu() -> None:
     """7-bit weights only where ONNX Runtime's u8s8 kernels would saturate (x86 without VNNI)."""
     from modnet_edge.core.errors import ConfigError
-    from modnet_edge.export.onnx_int8 import resolve_reduce_range
+    from modnet_edge.exporters.onnx_int8 import resolve_reduce_range
 
     assert resolve_reduce_range(None, "x86-avx2")[1] is True
     assert resolve_reduce_range(None, "x86-vnni")[1] is False

@@ -42,7 +42,7 @@ def test_built_wheel_has_one_namespace_and_runs(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"modnet_edge", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
-    for stage in ("train", "export", "runtimes", "calibration", "parity_tests", "benchmarks"):
+    for stage in ("training", "exporters", "runtimes", "calibration", "parity_tests", "benchmarks"):
         assert f"modnet_edge/{stage}/__init__.py" in names
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:

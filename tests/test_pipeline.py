@@ -28,7 +28,7 @@ SUMMARY_KEYS = {"format", "precision", "path", "size_bytes", "drift", "pass", "l
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from modnet_edge.train.synthetic import synthetic_portraits
+    from modnet_edge.training.synthetic import synthetic_portraits
     from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, save_checkpoint
 
     folder = tmp_path_factory.mktemp("pipeline")
@@ -116,7 +116,7 @@ def test_pipeline_names_what_it_leaves_out_and_why() -> None:
 def test_parity_reuses_an_artifacts_mattes_by_its_bytes(setup, tmp_path, monkeypatch) -> None:
     import shutil
 
-    from modnet_edge.export import export
+    from modnet_edge import export
     from modnet_edge.parity_tests.parity import run_parity
     from modnet_edge.runtimes.predictor import MattingPredictor
 

@@ -222,8 +222,8 @@ def test_onnx_int8_reads_8bit_pixels_with_an_exact_stem(starter, calib, tmp_path
 
 
 def test_image_concat_preset_does_not_take_the_8bit_stem(starter, calib, tmp_path: Path) -> None:
-    from modnet_edge.export.onnx_graph import float_graph
-    from modnet_edge.export.qdq import pixel_stem, resolve_keep_float
+    from modnet_edge.exporters.onnx_graph import float_graph
+    from modnet_edge.exporters.qdq import pixel_stem, resolve_keep_float
 
     model = float_graph(starter, static_shape=(64, 64), pixel_input=True)
     nodes = resolve_keep_float(model, ["image-concat"])
@@ -235,7 +235,7 @@ def test_image_concat_preset_does_not_take_the_8bit_stem(starter, calib, tmp_pat
 
 
 def test_tensorrt_ready_int8_reads_uint8_through_a_cast(starter, calib, tmp_path: Path) -> None:
-    from modnet_edge.export.tensorrt_onnx import check_tensorrt_ready
+    from modnet_edge.exporters.tensorrt_onnx import check_tensorrt_ready
 
     path = modnet_edge.export(starter, "tensorrt-onnx", "int8", tmp_path / "m.int8.trt.onnx", static_shape=(64, 64),
                               input_type="uint8", keep_float=[], calibration=calib, calibration_cache="off")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modnet_edge.export.module_scopes import module_of_scope, tflite_pattern
+from modnet_edge.exporters.module_scopes import module_of_scope, tflite_pattern
 from modnet_edge.model.parts import module_names
 
 PLANTED = "hr_branch.conv_hr2x.1.layers.0"  # a convolution followed by IBNorm (not folded into anything)
@@ -84,7 +84,7 @@ def test_module_scopes_resolve_exporter_names() -> None:
 
 
 def test_doctor_points_at_the_planted_layer(planted: Path, small_images: Path, tmp_path: Path) -> None:
-    from modnet_edge.export import export
+    from modnet_edge import export
     from modnet_edge.parity_tests.doctor import diagnose
 
     art = export(planted, "onnx", "fp16", tmp_path / "p.fp16.onnx", static_shape=SHAPE)
@@ -144,7 +144,7 @@ def test_search_refuses_ranking_on_the_held_out_images(small_images: Path, tmp_p
 
 def test_cli_doctor_and_budget_errors(planted: Path, small_images: Path, tmp_path: Path, capsys) -> None:
     from modnet_edge.cli import main
-    from modnet_edge.export import export
+    from modnet_edge import export
 
     art = export(planted, "onnx", "fp16", tmp_path / "c.fp16.onnx", static_shape=SHAPE)
     assert main(["doctor", str(art), "--images", str(small_images), "--limit", "1", "--rows", "5"]) == 0
@@ -159,7 +159,7 @@ def test_coreml_fp32_islands_rescue_the_planted_overflow(planted: Path, small_im
     """Core ML FP16 overflows at the plant; keeping that block in FP32 (ops chosen by the module they came
     from) meets the FP16 budget in the reference execution, which honours each op's declared type."""
     pytest.importorskip("coremltools")
-    from modnet_edge.export import export
+    from modnet_edge import export
     from modnet_edge.parity_tests.parity import run_parity
 
     plain = export(planted, "coreml", "fp16", tmp_path / "p.fp16.mlpackage", static_shape=SHAPE)
@@ -191,7 +191,7 @@ def _random_bn_checkpoint(path: Path) -> Path:
 def test_official_architecture_random_bn_fp16_drift_starts_in_the_backbone(small_images: Path, tmp_path: Path) -> None:
     """The doctor places the start of FP16 drift in the backbone, and FP32 islands there (with the FP32
     input) bring the matte within the FP16 budget, as measured at 512 px in the closing note."""
-    from modnet_edge.export import export
+    from modnet_edge import export
     from modnet_edge.parity_tests.doctor import diagnose
     from modnet_edge.parity_tests.parity import run_parity
 

@@ -10,7 +10,7 @@ from modnet_edge.core.errors import ConfigError
 
 def test_every_stage_reads_the_row() -> None:
     from modnet_edge.benchmarks.targets import _precision_matches
-    from modnet_edge.export.tflite_quantize import MODES
+    from modnet_edge.exporters.tflite_quantize import MODES
     from modnet_edge.parity_tests.doctor import threshold_for
     from modnet_edge.parity_tests.drift import BUDGETS, budget_for
 
@@ -72,8 +72,8 @@ def test_search_facts_live_in_the_format_rows() -> None:
 def test_parts_are_named_once_in_the_model_package() -> None:
     """Groups and presets name modules that exist in both low-resolution variants (or in one, for the
     variant's own block), and the exporters' preset lists are the model's."""
-    from modnet_edge.export.qdq import KEEP_FLOAT_PRESETS as ONNX_PRESETS
-    from modnet_edge.export.tflite_quantize import KEEP_FLOAT_PRESETS as TFLITE_PRESETS
+    from modnet_edge.exporters.qdq import KEEP_FLOAT_PRESETS as ONNX_PRESETS
+    from modnet_edge.exporters.tflite_quantize import KEEP_FLOAT_PRESETS as TFLITE_PRESETS
     from modnet_edge.model.parts import GROUPS, PRESETS, module_names, preset_selectors, selector_path
 
     both = set(module_names({"lr_block": "se"})) | set(module_names({"lr_block": "e-aspp"}))

@@ -15,8 +15,8 @@ import modnet_edge
 from modnet_edge.cli import main
 from modnet_edge.core.errors import ConfigError, DataError
 from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint, read_checkpoint, save_checkpoint
-from modnet_edge.train.soc import adapt
-from modnet_edge.train.synthetic import render_portrait
+from modnet_edge.training.soc import adapt
+from modnet_edge.training.synthetic import render_portrait
 from modnet_edge.core.videos import VideoWriter
 
 

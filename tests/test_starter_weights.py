@@ -79,8 +79,8 @@ def _portrait_folder(root: Path, n: int = 3) -> Path:
 
 
 def test_composites_are_valid_deterministic_and_hold_out_validation(tmp_path) -> None:
-    from modnet_edge.train.composites import background_region
-    from modnet_edge.train.datasets import build_datasets
+    from modnet_edge.training.composites import background_region
+    from modnet_edge.training.datasets import build_datasets
 
     root = _portrait_folder(tmp_path / "d")
     _, train, val = build_datasets(root, 64, compose=True, val_fraction=0.34, samples_per_epoch=6,
@@ -104,7 +104,7 @@ def test_composites_are_valid_deterministic_and_hold_out_validation(tmp_path) ->
 
 
 def test_staged_preset_chains_stages_and_resumes(tmp_path, monkeypatch) -> None:
-    from modnet_edge.train import config as config_mod
+    from modnet_edge.training import config as config_mod
     from modnet_edge.model.checkpoint import read_checkpoint
 
     tiny = {"size": 64, "batch_size": 2, "epochs": 1, "samples_per_epoch": 2, "compose": True, "val_fraction": 0.34,

@@ -25,10 +25,10 @@ import modnet_edge  # noqa: E402
 from modnet_edge.core import ArtifactMetadata, read_manifest  # noqa: E402
 from modnet_edge.core.errors import ArtifactError, FeedError, MetadataError  # noqa: E402
 from modnet_edge.core.tools import gpu_environment  # noqa: E402
-from modnet_edge.export.tensorrt_build import build_engine  # noqa: E402
+from modnet_edge.exporters.tensorrt_build import build_engine  # noqa: E402
 from modnet_edge.core.containers.engine_file import (  # noqa: E402
     EngineMismatchError, export_raw_plan, read_engine_file, write_engine_file)
-from modnet_edge.export.skeleton import export_artifact  # noqa: E402
+from modnet_edge.exporters.skeleton import export_artifact  # noqa: E402
 from modnet_edge.runtimes.tensorrt_backend import TensorRTBackend  # noqa: E402
 from modnet_edge.model.checkpoint import random_checkpoint, read_checkpoint  # noqa: E402
 

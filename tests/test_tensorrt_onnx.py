@@ -20,8 +20,8 @@ import modnet_edge
 from modnet_edge.cli import main as cli_main
 from modnet_edge.core import FORMATS, read_manifest
 from modnet_edge.core.errors import ArtifactError, BackendUnavailableError, ConfigError
-from modnet_edge.export.tensorrt_onnx import check_tensorrt_ready, keep_normalization_fp32, trtexec_command
-from modnet_edge.export.tensorrt_profile import ShapeProfile
+from modnet_edge.exporters.tensorrt_onnx import check_tensorrt_ready, keep_normalization_fp32, trtexec_command
+from modnet_edge.exporters.tensorrt_profile import ShapeProfile
 from modnet_edge.runtimes.loader import detect_format
 from modnet_edge.model.checkpoint import random_checkpoint
 
@@ -130,7 +130,7 @@ def test_fp16_with_fp32_islands_and_fp16_io(exported: dict[str, Path]) -> None:
         assert pred.backend.inputs[0].dtype == np.float16
         assert np.isfinite(pred.predict(np.full((64, 64, 3), 90, np.uint8))).all()
     with pytest.raises(ConfigError, match="matches no node"):
-        from modnet_edge.export.onnx_mixed_precision import keep_matching_fp32
+        from modnet_edge.exporters.onnx_mixed_precision import keep_matching_fp32
 
         keep_matching_fp32(model, ["/no_such_branch/"])
 
@@ -242,7 +242,7 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
 
 def test_plain_onnx_is_not_accepted_by_the_builder(tmp_path: Path) -> None:
     plain = modnet_edge.export(random_checkpoint(0), "onnx", "fp32", tmp_path / "p.onnx", static_shape=(64, 64))
-    from modnet_edge.export.tensorrt_build import read_onnx_metadata
+    from modnet_edge.exporters.tensorrt_build import read_onnx_metadata
 
     with pytest.raises(ArtifactError, match="not a TensorRT-ready one"):
         read_onnx_metadata(plain)
@@ -271,7 +271,7 @@ def test_fp32_islands_compose_without_fp16_round_trips() -> None:
     and back between FP32 nodes, no duplicate names, results as computed in FP32."""
     import onnxruntime as ort
 
-    from modnet_edge.export.onnx_mixed_precision import keep_nodes_fp32
+    from modnet_edge.exporters.onnx_mixed_precision import keep_nodes_fp32
 
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["r"], name="a"),

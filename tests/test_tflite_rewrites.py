@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from modnet_edge.core.tools import quiet_tool
-from modnet_edge.export.tflite_export import (CONVERTER_QUIET, ConvIBNormReLU, IBNormReLU, InstanceNormByMoments,
+from modnet_edge.exporters.tflite_export import (CONVERTER_QUIET, ConvIBNormReLU, IBNormReLU, InstanceNormByMoments,
                                               converter_friendly)
 from modnet_edge.model.checkpoint import build_from_checkpoint, random_checkpoint
 from modnet_edge.model.network import IBNorm, ModelConfig

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from modnet_edge.core.errors import DataError, InputImageError
-from modnet_edge.train.datasets import build_datasets, find_layout
-from modnet_edge.train.soc import load_unlabeled
-from modnet_edge.train.synthetic import render_portrait
+from modnet_edge.training.datasets import build_datasets, find_layout
+from modnet_edge.training.soc import load_unlabeled
+from modnet_edge.training.synthetic import render_portrait
 
 
 def _write_pairs(root: Path, n: int = 3, size=(80, 64), target: str = "matte") -> Path:

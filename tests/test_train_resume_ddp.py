@@ -38,7 +38,7 @@ def _records(folder: Path) -> list[dict]:
 # a training run that dies by SIGKILL (no cleanup of any kind) just after checkpointing epoch 1, batch 1
 _KILL_AFTER_CHECKPOINT = """
 import os, signal, sys
-from modnet_edge.train import trainer
+from modnet_edge.training import trainer
 from modnet_edge.cli import main
 
 save_last = trainer.Trainer.save_last

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from modnet_edge.core.errors import ConfigError
-from modnet_edge.train import metrics
-from modnet_edge.train.config import PRESETS, TrainConfig, build_config, parse_overrides
-from modnet_edge.train.losses import (LOSS_PRESETS, band_kernel, modnet_loss, semantic_target, soc_losses,
+from modnet_edge.training import metrics
+from modnet_edge.training.config import PRESETS, TrainConfig, build_config, parse_overrides
+from modnet_edge.training.losses import (LOSS_PRESETS, band_kernel, modnet_loss, semantic_target, soc_losses,
                                       transition_band)
-from modnet_edge.train.synthetic import render_portrait
+from modnet_edge.training.synthetic import render_portrait
 
 
 # ---------------------------------------------------------------------------------------- synthetic
@@ -190,7 +190,7 @@ def test_config_files_overrides_and_unknown_keys(tmp_path):
                                        ("scale_range", [0.5, "NaN"])])
 def test_nonsense_training_settings_are_refused_up_front(key, value, tmp_path) -> None:
     from modnet_edge.cli import main
-    from modnet_edge.train.config import build_config, parse_overrides
+    from modnet_edge.training.config import build_config, parse_overrides
 
     with pytest.raises(ConfigError, match=key):
         build_config("quick", parse_overrides([f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]))

@@ -108,6 +108,6 @@ def test_the_starter_preset_trains_the_default_weights() -> None:
     """``train starter`` reproduces what ``starter`` names (the default stays v1 until a version beats it on
     held-out portraits, person masks and person-free photos: modnet_edge/assets/weights/README.md)."""
     from modnet_edge.model.weights import ALIASES
-    from modnet_edge.train.config import STAGED_PRESETS
+    from modnet_edge.training.config import STAGED_PRESETS
 
     assert STAGED_PRESETS["starter"] == STAGED_PRESETS[ALIASES["starter"]]

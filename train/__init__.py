@@ -1,9 +1,11 @@
-"""train: the training stage (datasets, losses, the training loop, SOC adaptation, metrics).
+"""training (the ``train/`` folder): the training stage (datasets, losses, the training loop, SOC
+adaptation, metrics).
 
 The network and its checkpoints live in :mod:`modnet_edge.model`; training writes checkpoints of it.
 
-``modnet_edge.train(config_or_path, data=None, output=DIR) -> Path`` trains and returns the best
-checkpoint; the package itself is callable so that spelling works although ``train`` is a package.
+``modnet_edge.train(config_or_path, data=None, output=DIR) -> Path`` (this package's :func:`train`)
+trains and returns the best checkpoint; the package is imported as ``modnet_edge.training`` so that name
+and the function's never meet.
 Names are imported lazily, so the CLI can list commands without importing torch.
 """
 
@@ -20,8 +22,8 @@ __all__ = [*_LAZY, "train"]
 
 def train(config_or_path: Any = None, data: str | Path | None = None, output: str | Path = "runs/modnet",
           resume: bool | str | Path = False, **overrides: Any) -> Path:
-    """Train MODNet and return the best checkpoint (see :func:`modnet_edge.train.trainer.train`)."""
-    from modnet_edge.train.trainer import train as _train
+    """Train MODNet and return the best checkpoint (see :func:`modnet_edge.training.trainer.train`)."""
+    from modnet_edge.training.trainer import train as _train
 
     return _train(config_or_path, data=data, output=output, resume=resume, **overrides)
 
@@ -32,8 +34,3 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-from modnet_edge.core import make_module_callable  # noqa: E402
-
-make_module_callable(__name__, train)

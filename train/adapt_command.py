@@ -1,4 +1,4 @@
-"""``modnet-edge adapt``: SOC adaptation of a checkpoint on unlabeled images or videos (mirrors :func:`~modnet_edge.train.soc.adapt`)."""
+"""``modnet-edge adapt``: SOC adaptation of a checkpoint on unlabeled images or videos (mirrors :func:`~modnet_edge.training.soc.adapt`)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modnet_edge.train.config import parse_overrides
-    from modnet_edge.train.soc import adapt
+    from modnet_edge.training.config import parse_overrides
+    from modnet_edge.training.soc import adapt
 
     overrides = parse_overrides(args.set)
     for key in ("steps", "size", "lr", "frame_every", "max_frames", "device"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modnet_edge.train.imaging import resize
+from modnet_edge.training.imaging import resize
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 

@@ -21,7 +21,7 @@ _HELP = {"size": "training crop size: N or NxN (square)", "device": DEVICE_HELP 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from modnet_edge.train.config import PRESETS
+    from modnet_edge.training.config import PRESETS
 
     parser.add_argument("config", nargs="?", default=None,
                         help=f"preset ({', '.join(PRESETS)}) or a JSON/YAML config file; default: 'paper' "
@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modnet_edge.train.config import parse_overrides
-    from modnet_edge.train.trainer import train
+    from modnet_edge.training.config import parse_overrides
+    from modnet_edge.training.trainer import train
 
     overrides = parse_overrides(args.set)
     overrides.update({k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None})

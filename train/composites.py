@@ -21,7 +21,7 @@ background:
 Mixed in at ``synthetic_mix``: samples of the procedural synthetic set (true fg/bg known).
 The true alpha, foreground and background of every composite are known, so the compositional loss
 uses the real composition.  Every random choice comes from the per-(seed, epoch, index) generator of
-:class:`~modnet_edge.train.datasets._Base`, so resume stays exact.
+:class:`~modnet_edge.training.datasets._Base`, so resume stays exact.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from PIL import Image
 
 from modnet_edge.core.images import read_image, read_matte
 
-from modnet_edge.train.augment import AugmentConfig, apply_jitter, jitter_params
-from modnet_edge.train.imaging import fit_matte, gaussian_blur, resize
-from modnet_edge.train.synthetic import _background, render_portrait
+from modnet_edge.training.augment import AugmentConfig, apply_jitter, jitter_params
+from modnet_edge.training.imaging import fit_matte, gaussian_blur, resize
+from modnet_edge.training.synthetic import _background, render_portrait
 
 # Working resolution of the in-memory portraits (short side); samples are drawn at <= this size.
 _STORE_SIDE = 640

@@ -25,11 +25,11 @@ from modnet_edge.core.errors import DataError, InputImageError
 from modnet_edge.core.images import list_images, read_image, read_matte
 from modnet_edge.core.preprocess import preprocess
 
-from modnet_edge.train.augment import AugmentConfig, augment, fit_crop
-from modnet_edge.train.composites import (CompositeAugment, compose_sample, composite_description, load_backgrounds,
+from modnet_edge.training.augment import AugmentConfig, augment, fit_crop
+from modnet_edge.training.composites import (CompositeAugment, compose_sample, composite_description, load_backgrounds,
                                           load_portraits, synthetic_sample)
-from modnet_edge.train.imaging import fit_matte, same_aspect
-from modnet_edge.train.synthetic import SYNTHETIC_LABEL, render_portrait
+from modnet_edge.training.imaging import fit_matte, same_aspect
+from modnet_edge.training.synthetic import SYNTHETIC_LABEL, render_portrait
 
 _MATTE_MODES = {"L", "1", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"}
 

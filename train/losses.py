@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from modnet_edge.train.config import LOSS_PRESETS, LossWeights
+from modnet_edge.training.config import LOSS_PRESETS, LossWeights
 
 __all__ = ["LOSS_PRESETS", "LossWeights", "modnet_loss", "segmentation_loss", "soc_losses", "semantic_target",
            "transition_band"]

@@ -3,7 +3,7 @@
 Following the paper ("SOC for real-world data"): the trained network M is copied to a frozen M';
 BatchNorm is frozen (running statistics and affine parameters kept) and the convolutions of M are
 fine-tuned with Adam (lr 1e-4) on unlabeled frames to minimise L_cons + L_dd (see
-:func:`~modnet_edge.train.losses.soc_losses`): the semantic, detail and matte outputs must agree with
+:func:`~modnet_edge.training.losses.soc_losses`): the semantic, detail and matte outputs must agree with
 each other while the details stay close to M'.  Frames are resized by the inference rule of the
 checkpoint (so SOC adapts at the resolution the model will run at).
 
@@ -34,11 +34,11 @@ from modnet_edge.core.videos import is_video, read_frames
 
 from modnet_edge.model.checkpoint import build_from_checkpoint, read_checkpoint, save_checkpoint
 from modnet_edge.model.network import MODNet
-from modnet_edge.train.config import _coerce, check_keys, read_config_file
-from modnet_edge.train.logs import RunLog
-from modnet_edge.train.losses import soc_losses
+from modnet_edge.training.config import _coerce, check_keys, read_config_file
+from modnet_edge.training.logs import RunLog
+from modnet_edge.training.losses import soc_losses
 from modnet_edge.model.device import pick_device
-from modnet_edge.train.runstate import seed_everything
+from modnet_edge.training.runstate import seed_everything
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modnet_edge.train.imaging import gaussian_blur, smooth_noise
+from modnet_edge.training.imaging import gaussian_blur, smooth_noise
 
 SYNTHETIC_LABEL = "synthetic (built-in procedural portraits; not real data)"
 

@@ -28,16 +28,16 @@ from modnet_edge.core import (PreprocessSpec, atomic_output, atomic_write_text, 
 from modnet_edge.core.errors import CheckpointError, ConfigError, DataError
 
 from modnet_edge.model.checkpoint import check_state_dict, read_checkpoint, save_checkpoint
-from modnet_edge.train.config import STAGED_PRESETS, TrainConfig, build_config
-from modnet_edge.train.composites import CompositeAugment
-from modnet_edge.train.datasets import build_datasets
-from modnet_edge.train.logs import RunLog
-from modnet_edge.train.losses import modnet_loss, segmentation_loss, transition_band
-from modnet_edge.train.metrics import grad, mad, mse, sad
+from modnet_edge.training.config import STAGED_PRESETS, TrainConfig, build_config
+from modnet_edge.training.composites import CompositeAugment
+from modnet_edge.training.datasets import build_datasets
+from modnet_edge.training.logs import RunLog
+from modnet_edge.training.losses import modnet_loss, segmentation_loss, transition_band
+from modnet_edge.training.metrics import grad, mad, mse, sad
 from modnet_edge.model.network import InvertedResidual, MattingHeads, MODNet, ModelConfig, build_modnet
 from modnet_edge.model.device import pick_device
 from modnet_edge.model.weights import resolve_checkpoint
-from modnet_edge.train.runstate import Dist, capture_rng, optimizer_to, restore_rng, seed_everything, setup_distributed
+from modnet_edge.training.runstate import Dist, capture_rng, optimizer_to, restore_rng, seed_everything, setup_distributed
 
 
 class SemanticPath(nn.Module):
