@@ -37,7 +37,7 @@ from modnet_edge.core.errors import BackendUnavailableError, ConfigError
 
 from modnet_edge.benchmarks.device_info import describe_device, gpu_memory_mb, runtime_versions
 from modnet_edge.benchmarks.results import BenchResult, LatencyStats, new_run_id, write_jsonl
-from modnet_edge.benchmarks.measure import BenchConfig, time_interleaved
+from modnet_edge.benchmarks.measure import BenchConfig, time_interleaved, timed_turn
 from modnet_edge.core.console import size_arg
 
 HELP = "GPU fps of PyTorch CUDA (fp32/fp16/channels-last/CUDA graph/compile), ONNX Runtime CUDA and TensorRT"
@@ -65,6 +65,9 @@ class _Case:
 
     def done(self, cfg: BenchConfig) -> bool:
         return cfg.finished(len(self.samples_ms), self.timed_s)
+
+    def turn(self, n: int) -> list[float]:
+        return timed_turn(self.step, n)
 
 
 def _synced(case: _Case, device: str) -> _Case:

@@ -6,9 +6,9 @@ this project's 2-core machines, PyTorch fp32 at 512x512 took 4,248 ms p50 beside
 LiteRT in one process and ~420 ms alone.  So every subject is opened in a fresh interpreter (no
 inherited thread pools), warmed up there, and then timed in rounds: the parent asks one worker at a
 time for a chunk of iterations, so only one subject runs at any moment and a load spike still falls
-on every subject alike.  Each turn starts with one untimed call: after another subject's turn, the first
-call pays for waking this process's thread pool and refilling caches, which is the switch, not the model.  Workers are plain ``python -m`` subprocesses speaking length-prefixed pickles
-over their stdin/stdout, not ``multiprocessing`` children: spawning those re-imports the caller's main
+on every subject alike (the one timing loop, :func:`.measure.time_interleaved`; each turn starts with one
+untimed call, :func:`.measure.timed_turn`).  Workers are plain ``python -m`` subprocesses speaking
+length-prefixed pickles over their stdin/stdout, not ``multiprocessing`` children: spawning those re-imports the caller's main
 module, which breaks any script that calls :func:`modnet_edge.benchmark` without a ``__main__`` guard.
 
 Stability: while the subjects run, the parent reads the machine's busy CPU time (``/proc/stat``) and
@@ -27,7 +27,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -126,7 +125,7 @@ def worker_main() -> None:
 def _serve(channel: Channel, spec: tuple, cfg: Any, image: Any, run_id: str) -> None:
     """One subject: open, warm up, then run chunks on request; finally send its BenchResults."""
     from modnet_edge.benchmarks.device_info import gpu_memory_mb
-    from modnet_edge.benchmarks.measure import _result, open_and_warm, subject_from_spec
+    from modnet_edge.benchmarks.measure import _result, open_and_warm, subject_from_spec, timed_turn
 
     handle = None
     try:
@@ -138,12 +137,7 @@ def _serve(channel: Channel, spec: tuple, cfg: Any, image: Any, run_id: str) -> 
                 msg = channel.recv()
                 if msg[0] == "run":
                     _, j, n = msg
-                    jobs[j].step()  # untimed: the turn's first call pays for waking this process's threads
-                    samples = []
-                    for _ in range(n):
-                        t = time.perf_counter()
-                        jobs[j].step()
-                        samples.append((time.perf_counter() - t) * 1000.0)
+                    samples = timed_turn(jobs[j].step, n)
                     jobs[j].samples_ms += samples
                     channel.send(("samples", samples))
                 elif msg[0] == "finish":
@@ -208,9 +202,28 @@ class _Worker:
             self.proc.wait()
 
 
+class _RemoteJob:
+    """One subject x mode x size served by a worker process, as the timing loop sees it: a turn is a
+    request to the worker, with the machine's load metered around it."""
+
+    def __init__(self, worker: _Worker, index: int, meter: LoadMeter) -> None:
+        self.worker, self.index, self.meter = worker, index, meter
+        self.samples_ms: list[float] = []
+        self.timed_s = 0.0
+
+    def done(self, cfg: Any) -> bool:
+        return cfg.finished(len(self.samples_ms), self.timed_s)
+
+    def turn(self, n: int) -> list[float]:
+        with self.meter:
+            self.worker.channel.send(("run", self.index, n))
+            return self.worker.receive()[1]
+
+
 def run_isolated(subjects: list[Any], cfg: Any, image: Any, run_id: str, progress: bool = True) -> list[Any]:
     """Time every subject in its own process, in interleaved rounds; returns their BenchResults with
     ``extra["stability"]`` (foreign load, p90/p50, and whether the figures can be trusted)."""
+    from modnet_edge.benchmarks.measure import time_interleaved
     from modnet_edge.core.console import progress as progress_bar
 
     workers: list[_Worker] = []
@@ -219,34 +232,14 @@ def run_isolated(subjects: list[Any], cfg: Any, image: Any, run_id: str, progres
             workers.append(_Worker(subject, (subject.spec, cfg, image, run_id)))
         counts = [w.receive()[1] for w in progress_bar(workers, desc="open + warm up (one process each)",
                                                          disable=not progress, leave=False)]
-        done = {(w, j): 0 for w, n in enumerate(counts) for j in range(n)}
-        timed = {key: 0.0 for key in done}
         pids = [os.getpid()] + [w.pid for w in workers]
-        meters = {key: LoadMeter(pids) for key in done}
-        chunk = max(1, -(-cfg.iterations // max(1, cfg.rounds)))
-
-        def finished(key: tuple[int, int]) -> bool:
-            return cfg.finished(done[key], timed[key])
-
-        with progress_bar(total=cfg.iterations * len(done), desc="benchmark (isolated, interleaved)",
-                          disable=not progress, leave=False) as bar:
-            while not all(finished(k) for k in done):
-                for key in done:
-                    if finished(key):
-                        continue
-                    w, j = key
-                    n = min(chunk, cfg.iterations - done[key])
-                    with meters[key]:
-                        workers[w].channel.send(("run", j, n))
-                        samples = workers[w].receive()[1]
-                    done[key] += len(samples)
-                    timed[key] += sum(samples) / 1000.0
-                    bar.update(len(samples))
+        jobs = {(w, j): _RemoteJob(workers[w], j, LoadMeter(pids)) for w, n in enumerate(counts) for j in range(n)}
+        time_interleaved(list(jobs.values()), cfg, "benchmark (isolated, interleaved)", progress)
         results: list[Any] = []
         for w, worker in enumerate(workers):
             worker.channel.send(("finish",))
             for j, r in enumerate(worker.receive()[1]):
-                r.extra["stability"] = stability(r, meters[(w, j)].share)
+                r.extra["stability"] = stability(r, jobs[(w, j)].meter.share)
                 r.config["isolated"] = True
                 results.append(r)
         return results

@@ -175,28 +175,42 @@ class _Job:
     def done(self, cfg: BenchConfig) -> bool:
         return cfg.finished(len(self.samples_ms), self.timed_s)
 
+    def turn(self, n: int) -> list[float]:
+        return timed_turn(self.step, n)
+
+
+def timed_turn(step: Callable[[], Any], n: int) -> list[float]:
+    """One subject's turn: an untimed call, then ``n`` timed ones (milliseconds).  After another
+    subject's turn the first call pays for waking this subject's thread pool and refilling caches, which
+    is the switch, not the model; every timing loop (in-process, isolated worker, GPU) takes turns so."""
+    step()
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        step()
+        samples.append((time.perf_counter() - t) * 1000.0)
+    return samples
+
 
 def time_interleaved(jobs: Sequence[Any], cfg: BenchConfig, desc: str = "benchmark (interleaved)",
                      progress: bool = True) -> None:
-    """Time every job's ``step()`` in rounds of a few calls each until each is ``done(cfg)``, appending
-    milliseconds to ``samples_ms`` and seconds to ``timed_s``: interleaving, so that a load spike or a
-    clock change hits every job alike.  Jobs are anything with those four members (the GPU benchmark's
-    cases too: their ``step`` ends with a device synchronisation, so the wall clock covers the work)."""
+    """The one timing loop: jobs take turns of a few calls each (``job.turn(n)``, see :func:`timed_turn`)
+    until each is ``done(cfg)`` (:meth:`BenchConfig.finished`), their milliseconds appended to
+    ``samples_ms`` and seconds to ``timed_s``.  Interleaving, so that a load spike or a clock change hits
+    every job alike.  A job is anything with those members: an in-process subject, a worker process's
+    subject (:mod:`.isolation`), a GPU case (its step ends with a device synchronisation)."""
     from modnet_edge.core.console import progress as progress_bar
 
     chunk = max(1, -(-cfg.iterations // max(1, cfg.rounds)))
     with progress_bar(total=cfg.iterations * len(jobs), desc=desc, disable=not progress, leave=False) as bar:
         while not all(j.done(cfg) for j in jobs):
             for job in jobs:
-                for _ in range(chunk):
-                    if job.done(cfg):
-                        break
-                    t = time.perf_counter()
-                    job.step()
-                    dt = time.perf_counter() - t
-                    job.samples_ms.append(dt * 1000.0)
-                    job.timed_s += dt
-                    bar.update(1)
+                if job.done(cfg):
+                    continue
+                samples = job.turn(min(chunk, cfg.iterations - len(job.samples_ms)))
+                job.samples_ms += samples
+                job.timed_s += sum(samples) / 1000.0
+                bar.update(len(samples))
 
 
 def open_and_warm(subject: Subject, cfg: BenchConfig, image: np.ndarray, tmp: Path) -> tuple[Any, list[_Job],
