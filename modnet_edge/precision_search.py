@@ -191,17 +191,7 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
     among those it judged (the record says so).
     The search record is written beside the artifact as ``<output>.search.json``.
     """
-    from modnet_edge.model.weights import resolve_checkpoint
-
-    if prefer not in ("speed", "fewest"):
-        raise ConfigError(f"prefer must be 'speed' or 'fewest', not {prefer!r}")
-    _facts(format, precision)  # a pair the search covers
-    if "keep_float" in options:
-        raise ConfigError("keep_float is what the precision search chooses; leave it out when a budget is given")
-    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
-        raise ConfigError(f"max_seconds must be a positive number of seconds, not {max_seconds!r}")
-    limit_budget = resolve_budget(budget, precision)
-    ckpt = resolve_checkpoint(checkpoint)
+    limit_budget, ckpt = _checked_request(checkpoint, format, precision, budget, prefer, max_seconds, options)
     choose_files, verify_files = _image_sets(images, verify_images, ranking_images, options.get("calibration"), limit)
     output = Path(output)
     for path in (output, Path(f"{output}.search.json")):  # free or ours, before minutes of search
@@ -210,19 +200,10 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
         search = _Search(ckpt, format, precision, limit_budget, choose_files, Path(td), options, progress, max_seconds)
         ranking = search.bisect(lambda: rank_groups(ckpt, precision, search.ranking_files(ranking_images, limit),
                                                     options, Path(td), progress))
-        chosen = search.choose(prefer)
-        verify = search.verdict(verify_files, chosen)
-        if chosen is not None:
-            status(f"search {format} {precision}: the choice ({len(chosen.kept)} group{'' if len(chosen.kept) == 1 else 's'}"
-                   " higher) verified on "
-                   f"{len(verify.images)} photos it never looked at: MSE {verify.mse:.2e}, worst image "
-                   f"{verify.worst_mse:.2e}: {'PASS' if verify.passed else 'FAIL'}")
-        failed = None
-        if chosen is not None and not verify.passed:
-            failed, chosen = chosen, None
-        chosen_opts = {**options, **kept_options(format, precision, chosen.kept)} if chosen is not None else {}
+        chosen, verify, failed = search.settle(prefer, verify_files)
         if chosen is not None:  # the very bytes judged, with their manifest: no second export
-            copy_artifact(search.path(next(k for k, c in search.tried.items() if c is chosen)), output)
+            copy_artifact(search.path_of(chosen), output)
+    chosen_opts = {**options, **kept_options(format, precision, chosen.kept)} if chosen is not None else {}
     result = SearchResult(format, precision, asdict(limit_budget), ranking, search.candidates(), chosen,
                           str(output) if chosen else None, search.verdict_of_choose(), verify,
                           _ranking_note(ranking_images), {k: v for k, v in chosen_opts.items()
@@ -230,6 +211,21 @@ def search_precision(checkpoint: Any, format: str, precision: str, output: str |
                           search.note)
     atomic_write_text(Path(f"{output}.search.json"), json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     return result
+
+
+def _checked_request(checkpoint: Any, fmt: str, precision: str, budget: Any, prefer: str, max_seconds: Any,
+                     options: dict[str, Any]) -> tuple[Any, Any]:
+    """(the budget, the checkpoint) of a search request, or a ConfigError before any work starts."""
+    from modnet_edge.model.weights import resolve_checkpoint
+
+    if prefer not in ("speed", "fewest"):
+        raise ConfigError(f"prefer must be 'speed' or 'fewest', not {prefer!r}")
+    _facts(fmt, precision)  # a pair the search covers
+    if "keep_float" in options:
+        raise ConfigError("keep_float is what the precision search chooses; leave it out when a budget is given")
+    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+        raise ConfigError(f"max_seconds must be a positive number of seconds, not {max_seconds!r}")
+    return resolve_budget(budget, precision), resolve_checkpoint(checkpoint)
 
 
 def _image_sets(images: Any, verify_images: Any, ranking_images: Any, calibration: Any,
@@ -402,6 +398,23 @@ class _Search:
             if prefer == "speed" and len(passing) > 1:
                 self.note = "; ".join(filter(None, [self.note, f"fewest kept groups chosen, untimed: {self.why_untimed}"]))
         return self.tried[chosen_k]
+
+    def settle(self, prefer: str, verify_files: list[Path]) -> tuple[Candidate | None, Verdict,
+                                                                       Candidate | None]:
+        """(the choice, its verdict on the verify images, the choice those images rejected): a choice
+        stands only when photos the search never looked at pass it too."""
+        chosen = self.choose(prefer)
+        verify = self.verdict(verify_files, chosen)
+        if chosen is None:
+            return None, verify, None
+        status(f"search {self.fmt} {self.precision}: the choice ({len(chosen.kept)} "
+               f"group{'' if len(chosen.kept) == 1 else 's'} higher) verified on {len(verify.images)} photos it "
+               f"never looked at: MSE {verify.mse:.2e}, worst image {verify.worst_mse:.2e}: "
+               f"{'PASS' if verify.passed else 'FAIL'}")
+        return (chosen, verify, None) if verify.passed else (None, verify, chosen)
+
+    def path_of(self, candidate: Candidate) -> Path:
+        return self.path(next(k for k, c in self.tried.items() if c is candidate))
 
     def verdict(self, files: list[Path], candidate: Candidate | None) -> Verdict:
         """The candidate judged on ``files`` with the budget (pooled, as parity judges); without a
