@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modnet_edge.core import get_format
 from modnet_edge.core.images import list_images, unseen_images
 from modnet_edge.parity_tests.parity import BUDGETS, exposure, run_parity
 
@@ -29,7 +30,7 @@ def test_fp16_choice_holds_on_other_unseen_photos(fmt: str, trained_checkpoint: 
                                                   record_parity, record_text) -> None:
     from modnet_edge.precision_search import search_precision
 
-    suffix = ".trt.onnx" if fmt == "tensorrt-onnx" else ".onnx"
+    suffix = get_format(fmt).suffixes[0]
     out = tmp_path / f"searched.fp16{suffix}"
     result = search_precision(trained_checkpoint, fmt, "fp16", out, progress=False)
     assert result.chosen is not None, result.summary()
