@@ -94,15 +94,17 @@ def progress(iterable: Iterable[Any] | None = None, *, total: float | None = Non
         return tqdm(iterable, total=total, desc=desc, leave=leave, **kw)
     if disable or SETTINGS.quiet or not SETTINGS.progress:
         return tqdm(iterable, total=total, desc=desc, leave=leave, disable=True, **kw)
-    return _PlainProgress(iterable, total, desc)
+    return _PlainProgress(iterable, total, desc, int(kw.get("initial") or 0))
 
 
 class _PlainProgress:
     """What :func:`progress` returns where no bar is drawn: counts like ``tqdm`` (``update``, ``n``,
     ``set_postfix_str`` ...), draws nothing, and keeps the heartbeat told which loop runs and how far."""
 
-    def __init__(self, iterable: Iterable[Any] | None, total: float | None, desc: str | None) -> None:
-        self.iterable, self.desc, self.n, self.postfix = iterable, desc or "working", 0, ""
+    def __init__(self, iterable: Iterable[Any] | None, total: float | None, desc: str | None,
+                 initial: int = 0) -> None:
+        # initial: where a resumed loop starts counting (tqdm's ``initial``), so a line says 310/900, not 10/900
+        self.iterable, self.desc, self.n, self.postfix = iterable, desc or "working", initial, ""
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.total = total

@@ -104,6 +104,9 @@ def test_a_loop_without_a_bar_is_told_in_lines(monkeypatch: pytest.MonkeyPatch,
         manual.set_postfix_str("export float graph")
         manual.update()
         assert manual.describe() == "quantise 1/2 (export float graph)"
+    with console.progress(total=900, initial=300, desc="qat") as resumed:  # a resumed loop counts on
+        resumed.update()
+        assert resumed.describe() == "qat 301/900"
     assert list(console.progress(range(3), desc="quick")) == [0, 1, 2]
     assert capsys.readouterr().err == ""
     monkeypatch.setattr(console.SETTINGS, "quiet", True)
