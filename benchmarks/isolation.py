@@ -31,6 +31,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from modnet_edge.benchmarks.measure import Turns, time_interleaved, timed_turn
+
 FOREIGN_LIMIT = 0.15  # share of all cores used by other processes while timing
 SPREAD_LIMIT = 1.3  # p75 / p25: robust to one slow call among ten (PyTorch has such calls on a quiet machine)
 
@@ -125,7 +127,7 @@ def worker_main() -> None:
 def _serve(channel: Channel, spec: tuple, cfg: Any, image: Any, run_id: str) -> None:
     """One subject: open, warm up, then run chunks on request; finally send its BenchResults."""
     from modnet_edge.benchmarks.device_info import gpu_memory_mb
-    from modnet_edge.benchmarks.measure import _result, open_and_warm, subject_from_spec, timed_turn
+    from modnet_edge.benchmarks.measure import _result, open_and_warm, subject_from_spec
 
     handle = None
     try:
@@ -202,17 +204,13 @@ class _Worker:
             self.proc.wait()
 
 
-class _RemoteJob:
+class _RemoteJob(Turns):
     """One subject x mode x size served by a worker process, as the timing loop sees it: a turn is a
     request to the worker, with the machine's load metered around it."""
 
     def __init__(self, worker: _Worker, index: int, meter: LoadMeter) -> None:
+        super().__init__()
         self.worker, self.index, self.meter = worker, index, meter
-        self.samples_ms: list[float] = []
-        self.timed_s = 0.0
-
-    def done(self, cfg: Any) -> bool:
-        return cfg.finished(len(self.samples_ms), self.timed_s)
 
     def turn(self, n: int) -> list[float]:
         with self.meter:
@@ -223,7 +221,6 @@ class _RemoteJob:
 def run_isolated(subjects: list[Any], cfg: Any, image: Any, run_id: str, progress: bool = True) -> list[Any]:
     """Time every subject in its own process, in interleaved rounds; returns their BenchResults with
     ``extra["stability"]`` (foreign load, p90/p50, and whether the figures can be trusted)."""
-    from modnet_edge.benchmarks.measure import time_interleaved
     from modnet_edge.core.console import progress as progress_bar
 
     workers: list[_Worker] = []

@@ -162,18 +162,29 @@ def artifact_info(path: str | Path, fmt: str | None = None) -> dict[str, Any]:
             "bytes": path_size(path), "sha256": sha256_path(path)}
 
 
-class _Job:
-    """One subject x mode x size: a callable timed step and its samples."""
+class Turns:
+    """What the timing loop (:func:`time_interleaved`) needs of a job: its samples so far, the stop rule,
+    and ``turn(n)``: one turn of ``n`` timed calls."""
 
-    def __init__(self, subject: Subject, handle: Any, mode: str, size: tuple[int, int], step: Callable[[], None],
-                 batch: int, model_size: tuple[int, int] | None, notes: list[str]) -> None:
-        self.subject, self.handle, self.mode, self.size, self.step = subject, handle, mode, size, step
-        self.batch, self.model_size, self.notes = batch, model_size, notes
+    def __init__(self) -> None:
         self.samples_ms: list[float] = []
         self.timed_s = 0.0
 
     def done(self, cfg: BenchConfig) -> bool:
         return cfg.finished(len(self.samples_ms), self.timed_s)
+
+    def turn(self, n: int) -> list[float]:
+        raise NotImplementedError
+
+
+class _Job(Turns):
+    """One subject x mode x size in this process: a callable timed step and its samples."""
+
+    def __init__(self, subject: Subject, handle: Any, mode: str, size: tuple[int, int], step: Callable[[], None],
+                 batch: int, model_size: tuple[int, int] | None, notes: list[str]) -> None:
+        super().__init__()
+        self.subject, self.handle, self.mode, self.size, self.step = subject, handle, mode, size, step
+        self.batch, self.model_size, self.notes = batch, model_size, notes
 
     def turn(self, n: int) -> list[float]:
         return timed_turn(self.step, n)
