@@ -23,6 +23,12 @@ from modnet_edge.runtimes.coreml_ops import CONSTANT_OPS, KERNELS, OpInputs
 from modnet_edge.runtimes.coreml_program import MIL_DTYPES, MLProgram, Operation
 
 
+# Operations whose result, given float16 inputs, is one of those inputs' values (or a float16 bound):
+# rounding it to float16 again changes nothing, so the reference execution skips it (bit for bit the
+# same output; a test compares both ways).
+EXACT_OPS = frozenset({"relu", "clip", "concat", "slice_by_index", "reshape", "expand_dims", "squeeze", "tile"})
+
+
 class UnsupportedOperation(ArtifactError):
     """The program uses an operation the reference execution does not implement."""
 
@@ -48,10 +54,30 @@ class ProgramExecutor:
             else:
                 self.steps.append(op)
         self._last_use = self._last_uses()
+        self._declared = {var.name: var.dtype for var in program.function_inputs}
+        for op in program.operations:
+            self._declared.update((var.name, var.dtype) for var in op.outputs)
+        self._exact = [self._is_exact(op) for op in self.steps]
         # Largest |x - mean| seen entering an FP16 instance_norm: above 256 its square (the variance
         # term) overflows float16, so hardware computing the statistics in FP16 would break while
         # this float32-statistics emulation would not.  Parity reports can quote it.
         self.fp16_instance_norm_peak = 0.0
+
+    def _is_exact(self, op: Operation) -> bool:
+        """True when ``op``'s FLOAT16 result needs no rounding: it only selects, moves or clamps values of
+        FLOAT16 inputs (already on the float16 grid) -- :data:`EXACT_OPS` with every float input FLOAT16."""
+        if op.type not in EXACT_OPS or any(var.dtype != "FLOAT16" for var in op.outputs):
+            return False
+        for args in op.inputs.values():
+            for arg in args:
+                if arg.name is not None:
+                    dtype = self._declared.get(arg.name)
+                    if dtype is None or (dtype.startswith("FLOAT") and dtype != "FLOAT16"):
+                        return False
+                elif isinstance(arg.value, np.ndarray) and arg.value.dtype.kind == "f" \
+                        and arg.value.dtype != np.float16:
+                    return False
+        return True
 
     def _last_uses(self) -> dict[str, int]:
         """Index of the last step reading each variable, so intermediates are freed early."""
@@ -73,7 +99,7 @@ class ProgramExecutor:
                 raise ArtifactError(f"no value for program input '{var.name}'", self.program.path)
             env[var.name] = _as_declared(np.asarray(feeds[var.name]), var.dtype)
         for i, op in enumerate(self.steps):
-            for out, value in zip(op.outputs, self._execute(op, env)):
+            for out, value in zip(op.outputs, self._execute(op, env, self._exact[i])):
                 env[out.name] = value
             for args in op.inputs.values():
                 for arg in args:
@@ -84,7 +110,7 @@ class ProgramExecutor:
             raise ArtifactError(f"program outputs {missing} are never computed", self.program.path)
         return {n: env[n] for n in self.program.function_outputs}
 
-    def _execute(self, op: Operation, env: dict[str, Any]) -> list[np.ndarray]:
+    def _execute(self, op: Operation, env: dict[str, Any], exact: bool = False) -> list[np.ndarray]:
         values: dict[str, list[Any]] = {}
         for key, args in op.inputs.items():
             resolved = []
@@ -109,7 +135,9 @@ class ProgramExecutor:
         results = result if isinstance(result, (list, tuple)) else [result]
         out = []
         for var, value in zip(op.outputs, results):
-            value = _as_declared(np.asarray(value), var.dtype)
+            value = np.asarray(value)
+            if not (exact and value.dtype == np.float32):
+                value = _as_declared(value, var.dtype)
             if var.shape is not None and (len(var.shape) != value.ndim or any(
                     d is not None and d != s for d, s in zip(var.shape, value.shape))):
                 raise ArtifactError(f"operation {op.type} '{op.name}' produced shape {value.shape}, the program "

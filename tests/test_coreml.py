@@ -109,6 +109,24 @@ def test_fp16_program_is_executed_in_fp16(packages, random_ckpt):
     assert 0 < err.max() < 0.1  # rounded to fp16 along the way, yet the same network
 
 
+def test_fp16_ops_that_only_move_values_skip_rounding_bit_for_bit(packages):
+    """relu/concat/reshape... of float16 values are float16 values: the executor skips their rounding,
+    and the output is the same bits as when every FLOAT16 result is rounded."""
+    from modnet_edge.runtimes.coreml_reference import CoreMLReferenceBackend
+
+    x = np.random.default_rng(3).uniform(-1, 1, (1, 3, *SIZE)).astype(np.float32)
+    with CoreMLReferenceBackend(packages["fp16"]) as backend:
+        executor = backend.executor
+        skipped = {op.type for op, exact in zip(executor.steps, executor._exact) if exact}
+        assert {"relu", "concat"} <= skipped and "conv" not in skipped
+        fast = backend.run({"input": x})["matte"]
+        executor._exact = [False] * len(executor.steps)
+        every = backend.run({"input": x})["matte"]
+    np.testing.assert_array_equal(fast, every)
+    with CoreMLReferenceBackend(packages["fp32"]) as backend:  # FLOAT32 programs: nothing is FLOAT16
+        assert not any(backend.executor._exact)
+
+
 @pytest.mark.slow
 def test_load_runs_core_ml_on_macos_and_reference_everywhere(packages):
     import modnet_edge
