@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if drift:
         b, a = drift["before"]["int8"], drift["after"]["int8"]
         print(f"{args.format} int8 drift against the initial float network on {len(a['images'])} photos: "
-              f"MSE {b['mse']:.2e} -> {a['mse']:.2e}, band {b['band_mse']:.2e} -> {a['band_mse']:.2e}")
+              f"MSE {b['mse']:.2e} -> {a['mse']:.2e}, band {b['band_mse']:.2e} -> {a['band_mse']:.2e}, "
+              f"pixels > 4/255 {b['over_4']:.2%} -> {a['over_4']:.2%} (run {drift['after']['measured_as']})")
     print(f"fine-tuned checkpoint: {path}")
     return 0

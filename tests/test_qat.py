@@ -229,3 +229,22 @@ def test_top_floor_refuses_calibration_images_as_drift_images(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="calibration images too"):
         modnet_edge.qat("starter", tmp_path / "run", calibration=str(photos), images=photos, steps=1, size=64,
                         static_shape=SHAPE, progress=False)
+
+
+@pytest.mark.parametrize("host, target, exact", [({"avx2"}, "x86-vnni", True), ({"avx2"}, "x86-avx2", False),
+                                                 ({"avx2", "avx512_vnni"}, "x86-vnni", False),
+                                                 ({"avx2", "avx512_vnni"}, None, False), ({"avx2"}, None, False)])
+def test_int8_drift_is_measured_as_the_target_cpu_computes(monkeypatch, host, target, exact) -> None:
+    """8-bit weights made for VNNI, judged on a CPU without it: ONNX Runtime's saturating u8s8 kernels are
+    this host's arithmetic, not the target's, so the verdict runs the Q/DQ graph exactly instead."""
+    import platform
+
+    from modnet_edge.core import cpu_features
+    from modnet_edge.quant_aware import _as_the_target_computes
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu_features, "cpu_features", lambda: sorted(host))
+    options, said = _as_the_target_computes("onnx", {"target_cpu": target} if target else {})
+    assert (options == {"optimization": "none"}) is exact
+    assert ("exact Q/DQ" in said) is exact and ("x86-avx2" in said) is exact
+    assert _as_the_target_computes("tflite", {}) == ({}, "as exported, in this machine's runtime")
