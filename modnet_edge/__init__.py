@@ -23,6 +23,7 @@ underscore, with options named like the keywords)::
     info(artifact)                               -> dict (format, runtime, inputs/outputs, metadata)
     train(config, data=None, output=DIR)         -> Path of the best checkpoint
     adapt(checkpoint, data, output)              -> Path of the SOC-adapted checkpoint
+    qat(init, output, calibration=, format=)     -> Path of the INT8-robust fine-tuned checkpoint
     tensorrt_build(onnx, output)                 -> Path of the TensorRT engine
     gpu_speed(checkpoint=None, variants=...)     -> list[BenchResult] (PyTorch CUDA / ORT CUDA / TensorRT)
     search_precision(checkpoint, format, precision, output, budget) -> SearchResult
@@ -63,6 +64,7 @@ _LAZY = {
     "info": ("modnet_edge.runtimes.info_command", "describe"),
     "adapt": ("modnet_edge.training.soc", "adapt"),
     "tensorrt_build": ("modnet_edge.exporters.tensorrt_build", "build_engine"),
+    "qat": ("modnet_edge.quant_aware", "qat"),
     "gpu_speed": ("modnet_edge.benchmarks.gpu_speed", "measure_gpu_speed"),
     "CalibrationSource": ("modnet_edge.calibration.source", "CalibrationSource"),
     "train": ("modnet_edge.training", "train"),
@@ -76,7 +78,7 @@ __all__ = ["FORMATS", "ArtifactMetadata", "PreprocessSpec", "ModnetEdgeError", "
 # the API functions the command line mirrors (name -> ``modnet-edge`` subcommand, hyphen for underscore);
 # tests/test_cli.py keeps this and the CLI's COMMANDS equal, up to the exceptions named in the docstring
 MIRRORED = ("export", "predict", "parity", "diagnose", "benchmark", "report", "pipeline", "evaluate", "quality",
-            "info", "train", "adapt", "tensorrt_build", "gpu_speed")
+            "info", "train", "adapt", "qat", "tensorrt_build", "gpu_speed")
 
 
 def export(checkpoint: Any = None, format: str = "onnx", precision: str = "fp32", output: Any = None,

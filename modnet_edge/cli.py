@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "info": "modnet_edge.runtimes.info_command",
     "train": "modnet_edge.training.command",
     "adapt": "modnet_edge.training.adapt_command",
+    "qat": "modnet_edge.qat_command",
     "evaluate": "modnet_edge.benchmarks.evaluate_command",
     "quality": "modnet_edge.benchmarks.quality_command",
     "weights": "modnet_edge.model.weights_command",
