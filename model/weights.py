@@ -307,10 +307,13 @@ def find_reference(meta: ArtifactMetadata, artifact: Path, reference: str | Path
                           f"{[str(c) for c in candidates]}); pass reference=/--reference", artifact)
 
 
-# checkpoints find_reference read, by file identity (path, size, modification time, inode): a precision search
-# runs parity about 60 times against one reference, and each read (torch.load and the weights hash) was
-# 0.15 s; a file written again is read again
-_READ_MEMO: dict[tuple[str, int, int, int], Checkpoint] = {}
+# checkpoints find_reference read, by file identity (path, size, modification time, inode) and reader: a
+# precision search runs parity about 60 times against one reference, and each read (torch.load and the
+# weights hash) was 0.15 s; a file written again is read again.  The reader is part of the key because two
+# readers of one file differ: built-in weights are stored in fp16 and loaded as fp32 by name, but a path
+# to the same file reads as stored (a QAT run's reference did that, and parity then refused every
+# artifact of the built-in weights in that process: "weights hash differs")
+_READ_MEMO: dict[tuple[tuple[str, int, int, int], str], Checkpoint] = {}
 
 
 def _remembered(path: Path, read: Any) -> Checkpoint:
@@ -320,7 +323,7 @@ def _remembered(path: Path, read: Any) -> Checkpoint:
 
     from modnet_edge.core.files import file_identity
 
-    key = file_identity(path)
+    key = (file_identity(path), f"{read.__module__}.{read.__qualname__}")
     if key not in _READ_MEMO:
         if len(_READ_MEMO) >= 4:
             _READ_MEMO.pop(next(iter(_READ_MEMO)))

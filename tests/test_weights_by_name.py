@@ -111,3 +111,16 @@ def test_the_starter_preset_trains_the_default_weights() -> None:
     from modnet_edge.training.config import STAGED_PRESETS
 
     assert STAGED_PRESETS["starter"] == STAGED_PRESETS[ALIASES["starter"]]
+
+
+def test_a_path_to_the_weights_file_as_reference_leaves_the_named_weights_intact(tmp_path: Path,
+                                                                                photo: Path) -> None:
+    """The built-in file read by path (as stored, fp16) and by name (loaded as fp32) are two readings: the
+    first must not stand in for the second later in the process (parity then refused every artifact of
+    the built-in weights: "weights hash differs")."""
+    from modnet_edge.model.weights import weights_file
+
+    artifact = modnet_edge.export(None, "onnx", "fp32", tmp_path / "m.onnx", static_shape=(64, 64))
+    by_path = modnet_edge.parity([artifact], images=[photo], reference=weights_file("starter-v1"), progress=False)
+    by_record = modnet_edge.parity([artifact], images=[photo], progress=False)
+    assert by_path.results[0].passed and by_record.results[0].passed
