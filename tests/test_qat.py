@@ -248,3 +248,16 @@ def test_int8_drift_is_measured_as_the_target_cpu_computes(monkeypatch, host, ta
     assert (options == {"optimization": "none"}) is exact
     assert ("exact Q/DQ" in said) is exact and ("x86-avx2" in said) is exact
     assert _as_the_target_computes("tflite", {}) == ({}, "as exported, in this machine's runtime")
+
+
+def test_levers_table_measures_each_row_and_keeps_what_it_measured(tmp_path: Path) -> None:
+    """The INT8 levers tool: one export and one exact-Q/DQ parity run per row, written after every row."""
+    from modnet_edge.parity_tests import int8_levers
+
+    out = tmp_path / "levers.json"
+    assert int8_levers.main(["--size", "64", "--calibration-size", "2", "--only", "baseline", "per-tensor",
+                             "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["lever"].split(":")[0] for r in rows] == ["baseline", "per-tensor weights"]
+    assert all(np.isfinite(r["mse"]) and r["mse"] > 0 and r["images"] for r in rows)
+    assert rows[1]["options"]["per_channel"] is False and "per_channel" not in rows[0]["options"]
