@@ -20,7 +20,7 @@ HELP = ("quantisation-aware fine-tuning by self-distillation on unlabeled images
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from modnet_edge.export_command import _TYPES, _help, export_options
-    from modnet_edge.quant_aware import _SCHEMES, _SHARED
+    from modnet_edge.quant_aware import SIMULATED, _SHARED
 
     parser.add_argument("init", nargs="?", help="checkpoint or built-in weights name to fine-tune; omitted: the "
                         "built-in 'starter' weights")
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "log.jsonl, epochs.csv, qat_summary.json)")
     parser.add_argument("--calibration", required=True, metavar="DATA", help="unlabeled images: a folder, a video or "
                         "'synthetic' (they also calibrate the measured artifacts)")
-    parser.add_argument("--format", default="onnx", choices=sorted(_SCHEMES), help="the INT8 format to fine-tune for")
+    parser.add_argument("--format", default="onnx", choices=sorted(SIMULATED), help="the INT8 format to fine-tune for")
     parser.add_argument("--images", metavar="DIR", help="photos the drift is measured on (default: the package's "
                         "unseen photos); never calibration images")
     parser.add_argument("--steps", type=int, help="optimizer steps (default 300)")
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, rows in export_options().items():
         if name not in _SHARED or name == "calibration":
             continue
-        rows = [(f, o) for f, o in rows if f in _SCHEMES and o.applies_to("int8")]
+        rows = [(f, o) for f, o in rows if f in SIMULATED and o.applies_to("int8")]
         if not rows:
             continue
         opt = rows[0][1]

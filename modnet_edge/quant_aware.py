@@ -17,14 +17,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from modnet_edge.core import atomic_write_text, get_format
+from modnet_edge.core import FORMATS, atomic_write_text, get_format
 from modnet_edge.core.errors import ConfigError
 
-# format -> (quant_sim scheme, by activation type where the format has a choice)
-_SCHEMES = {"onnx": {"uint8": "onnx", "int8": "onnx-int8"}, "tflite": {None: "tflite"},
-            "tensorrt-onnx": {None: "tensorrt-onnx"}}
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """How QAT simulates one format's INT8 exporter, and how that format's artifact is judged: the one
+    place that knows the formats QAT covers (nothing below compares format names)."""
+
+    schemes: dict[str | None, str]  # quant_sim scheme by the export's activation_type (None: no choice)
+    default_activation: str | None = None  # the exporter's activation_type when none is given
+    weights_for_target_cpu: bool = False  # 7- or 8-bit weights chosen for the target CPU (ONNX Runtime's u8s8)
+    keep_float_default: str | None = None  # "module:attr" of the exporter's own default keep-float set
+
+    def scheme(self, options: dict[str, Any]) -> str:
+        key = options.get("activation_type", self.default_activation) if self.default_activation else None
+        return self.schemes[key]
+
+
+SIMULATED = {
+    "onnx": Simulated({"uint8": "onnx", "int8": "onnx-int8"}, default_activation="uint8",
+                      weights_for_target_cpu=True),
+    "tflite": Simulated({None: "tflite"}),
+    "tensorrt-onnx": Simulated({None: "tensorrt-onnx"},
+                               keep_float_default="modnet_edge.exporters.tensorrt_qdq:DEFAULT_KEEP_FLOAT"),
+}
 # export options that only shape the artifact, not what the fine-tuning simulates
 _SHARED = ("static_shape", "keep_float", "input_type", "calibration_size", "calibration_seed", "calibration_cache",
            "calibration_method", "percentile", "activation_type", "per_channel", "reduce_range", "target_cpu",
@@ -53,8 +75,8 @@ def qat(init: Any = None, output: str | Path = "runs/qat", *, calibration: Any =
     from modnet_edge.training.qat import fine_tune, qat_config
 
     fmt = get_format(format)
-    if format not in _SCHEMES:
-        raise ConfigError(f"quantisation-aware training covers the INT8 of {sorted(_SCHEMES)}, not {format!r}")
+    if format not in SIMULATED:
+        raise ConfigError(f"quantisation-aware training covers the INT8 of {sorted(SIMULATED)}, not {format!r}")
     unknown = sorted(set(options) - set(_SHARED))
     if unknown:
         raise ConfigError(f"qat takes the INT8 export options {sorted(_SHARED)}; not {unknown}")
@@ -96,13 +118,12 @@ def qat(init: Any = None, output: str | Path = "runs/qat", *, calibration: Any =
 
 
 def _scheme(format: str, options: dict[str, Any]) -> str:
-    choices = _SCHEMES[format]
-    return choices.get(options.get("activation_type", "uint8") if format == "onnx" else None)  # type: ignore[return-value]
+    return SIMULATED[format].scheme(options)
 
 
 def _weight_max(format: str, options: dict[str, Any]) -> int:
-    """7-bit weights (64) where the ONNX exporter will choose them for the target CPU, else 8-bit (127)."""
-    if format != "onnx":
+    """7-bit weights (64) where the exporter chooses them for the target CPU, else 8-bit (127)."""
+    if not SIMULATED[format].weights_for_target_cpu:
         return 127
     from modnet_edge.exporters.onnx_int8 import resolve_reduce_range
 
@@ -111,12 +132,15 @@ def _weight_max(format: str, options: dict[str, Any]) -> int:
 
 
 def _default_keep_float(format: str) -> tuple[str, ...]:
-    """The exporter's own default keep-float set (TensorRT-ready INT8 keeps the backbone float)."""
-    if format == "tensorrt-onnx":
-        from modnet_edge.exporters.tensorrt_qdq import DEFAULT_KEEP_FLOAT
+    """The exporter's own default keep-float set (TensorRT-ready INT8 keeps the backbone float), in the
+    network's part names."""
+    where = SIMULATED[format].keep_float_default
+    if where is None:
+        return ()
+    import importlib
 
-        return tuple("backbone" if k == "/backbone/" else k for k in DEFAULT_KEEP_FLOAT)
-    return ()
+    module, attr = where.split(":")
+    return tuple("backbone" if k == "/backbone/" else k for k in getattr(importlib.import_module(module), attr))
 
 
 def _held_out(images: Any, source: Any) -> list[Path]:
@@ -165,7 +189,8 @@ def _measure(ckpt: Any, ckpt_path: Path | None, fmt: Any, options: dict[str, Any
     row["int8"] = _drift(report.results[0])
     if ckpt_path is not None:  # the fine-tuned float network itself, against the original
         fp32_opts = {k: v for k, v in options.items() if k in ("static_shape",)}
-        fp32 = export(ckpt_path, "onnx", "fp32", folder / "model.fp32.onnx", **fp32_opts)
+        twin = next(f for f in FORMATS.values() if f.search_twin)  # the float yardstick every search uses
+        fp32 = export(ckpt_path, twin.name, "fp32", folder / f"model.fp32{twin.suffixes[0]}", **fp32_opts)
         row["float_vs_original"] = _drift(run_parity([fp32], images=files, reference=reference,
                                                      progress=progress).results[0])
         row["int8_vs_own_float"] = _drift(run_parity([int8], images=files, progress=progress,
@@ -180,7 +205,7 @@ def _as_the_target_computes(format: str, options: dict[str, Any]) -> tuple[dict[
     MODNet), which is this machine's arithmetic, not the target's: then the artifact is run with graph
     optimisations off, each Q/DQ step exact and every operator in float, which is what the target
     computes up to float rounding."""
-    if format != "onnx":
+    if not SIMULATED[format].weights_for_target_cpu:
         return {}, "as exported, in this machine's runtime"
     from modnet_edge.exporters.onnx_int8 import resolve_reduce_range
 
