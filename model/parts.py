@@ -83,6 +83,16 @@ def describe_kept(items: Sequence[str]) -> list[str]:
     return out
 
 
+def group_of(path: str) -> str | None:
+    """The group of :data:`GROUPS` module ``path`` belongs to (None: outside every group)."""
+    for group, modules in GROUPS.items():
+        for m in modules:
+            module, own = own_only(m)
+            if path == module if own else within(path, module):
+                return group
+    return None
+
+
 def is_module_selector(item: str) -> bool:
     return isinstance(item, str) and item.startswith(MODULE_PREFIX)
 

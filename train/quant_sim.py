@@ -225,7 +225,7 @@ def prepare(net: MODNet, scheme: QuantScheme | str = "onnx", *, weight_max: int 
     gm = fx.symbolic_trace(net)
     graph = gm.graph
     modules = dict(gm.named_modules())
-    path = {n: _module_path(n) for n in graph.nodes}
+    path = {n: module_path(n) for n in graph.nodes}
     kept = {n for n in graph.nodes if any(_within(path[n], m, own) for m, own in float_modules)}
     if "instance-norm" in float_ops:
         kept |= {n for n in graph.nodes if _is_module(n, modules, nn.InstanceNorm2d)}
@@ -280,7 +280,8 @@ def prepare(net: MODNet, scheme: QuantScheme | str = "onnx", *, weight_max: int 
     return Prepared(gm, net, activations, weights)
 
 
-def _module_path(node: fx.Node) -> str:
+def module_path(node: fx.Node) -> str:
+    """The module a traced node belongs to ("" for the network's own forward)."""
     if node.op == "call_module":
         return str(node.target)
     stack = node.meta.get("nn_module_stack") or {}
