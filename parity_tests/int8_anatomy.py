@@ -18,7 +18,10 @@ exported artifacts (the precision search, ``parity``).  Each row is one pass ove
 10 minutes for starter-v1 at 512x512 on 2 cores.
 
 Two figures bound what any activation-range or rounding trick can reach: *weights only* (activations
-exact) and *activations only* (weights exact).  README "INT8: what each lever buys" has starter-v1's.
+exact) and *activations only* (weights exact).  A third is a yardstick for the network itself: its
+drift when the input photo is dithered by up to half an 8-bit level (uniform, seeded), which is the
+rounding any 8-bit image pipeline applies; a network whose matte moves more than the INT8 budget under
+that noise amplifies every 8-bit rounding inside it as much.  README "INT8: what each lever buys" has starter-v1's.
 The photos default to the package's unseen photos; calibration to the generated portraits, as the
 exporters' default.  A tensor named ``image`` is the normalised network input itself.
 """
@@ -65,6 +68,7 @@ class Anatomy:
     total: float  # every rounding on: the INT8 artifact's drift
     weights_only: float
     activations_only: float
+    half_level_noise: float  # the float network's drift under +-1/2 of an 8-bit level of input noise
     rows: list[Contribution] = field(default_factory=list)
 
     def by_group(self) -> dict[str, float]:
@@ -122,6 +126,11 @@ def int8_anatomy(checkpoint: Any = "starter", *, scheme: str = "onnx", weight_bi
     sim.set_enabled(False)
     with torch.no_grad():
         reference = torch.cat([sim.model(x[i:i + 1]) for i in range(len(x))])
+        clean = x
+        noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        x = clean + noise / 255.0  # +-1/2 level: one 8-bit level is 2/255 of the normalised [-1, 1]
+        half_level_noise = drift()
+        x = clean
     acts, layers = list(sim.activations.values()), list(sim.weights)
     totals = {}
     for label, on in (("total", acts + layers), ("weights_only", layers), ("activations_only", acts)):
@@ -151,7 +160,7 @@ def int8_anatomy(checkpoint: Any = "starter", *, scheme: str = "onnx", weight_bi
     rows.sort(key=lambda r: -r.mse)
     return Anatomy(scheme, weight_bits, input_type, (size, size), [f.name for f in files],
                    getattr(source, "description", str(calibration)), list(keep_float), totals["total"],
-                   totals["weights_only"], totals["activations_only"], rows)
+                   totals["weights_only"], totals["activations_only"], half_level_noise, rows)
 
 
 def _switch(every: Iterable[Any], on: Iterable[Any]) -> None:
@@ -199,6 +208,7 @@ def format_anatomy(a: Anatomy, top: int = 20) -> str:
              f"matte MSE, every rounding on: {a.total:.2e}   weights only: {a.weights_only:.2e} "
              f"(rows sum {sums['weights']:.2e})   activations only: {a.activations_only:.2e} "
              f"(rows sum {sums['activation']:.2e})",
+             f"the float network under +-1/2 level of input noise (no rounding): {a.half_level_noise:.2e}",
              "by group (sum of its rows):"]
     lines += [f"  {g:<16} {v:.2e}  {v / a.total:6.1%} of the total" for g, v in a.by_group().items() if v > 0]
     lines.append(f"the {min(top, len(a.rows))} costliest roundings alone:")
