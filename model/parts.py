@@ -88,7 +88,7 @@ def group_of(path: str) -> str | None:
     for group, modules in GROUPS.items():
         for m in modules:
             module, own = own_only(m)
-            if path == module if own else within(path, module):
+            if (path == module) if own else within(path, module):
                 return group
     return None
 

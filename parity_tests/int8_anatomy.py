@@ -103,7 +103,8 @@ def int8_anatomy(checkpoint: Any = "starter", *, scheme: str = "onnx", weight_bi
     from modnet_edge.core.images import list_images, read_image, unseen_images
     from modnet_edge.model.checkpoint import build_from_checkpoint
     from modnet_edge.model.weights import resolve_checkpoint
-    from modnet_edge.training.quant_sim import prepare
+    from modnet_edge.model.parts import group_of
+    from modnet_edge.training.quant_sim import module_path, prepare
 
     if weight_bits not in (7, 8):
         raise ConfigError(f"weight_bits must be 8 or 7 (reduce_range), not {weight_bits}")
@@ -115,23 +116,22 @@ def int8_anatomy(checkpoint: Any = "starter", *, scheme: str = "onnx", weight_bi
     sim = prepare(net, scheme, weight_max=127 if weight_bits == 8 else 64, keep_float=keep_float,
                   input_type=input_type)
     source = as_source(calibration, calibration_size, 0)
-    x = torch.cat([_network_input(read_image(f), size, input_type) for f in files])
+    photos = torch.cat([_network_input(read_image(f), size, input_type) for f in files])
     sim.calibrate(_network_input(rgb, size, input_type) for _, rgb in source.images())
 
-    def drift() -> float:
+    def matte(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            out = torch.cat([sim.model(x[i:i + 1]) for i in range(len(x))])
-        return float(((out - reference) ** 2).mean())
+            return torch.cat([sim.model(x[i:i + 1]) for i in range(len(x))])
 
-    sim.set_enabled(False)
-    with torch.no_grad():
-        reference = torch.cat([sim.model(x[i:i + 1]) for i in range(len(x))])
-        clean = x
-        noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
-        x = clean + noise / 255.0  # +-1/2 level: one 8-bit level is 2/255 of the normalised [-1, 1]
-        half_level_noise = drift()
-        x = clean
+    def drift(x: torch.Tensor = photos) -> float:
+        return float(((matte(x) - reference) ** 2).mean())
+
     acts, layers = list(sim.activations.values()), list(sim.weights)
+    _switch(acts + layers, [])
+    reference = matte(photos)
+    # +-1/2 level of uniform noise: one 8-bit level is 2/255 of the normalised [-1, 1]
+    noise = torch.rand(photos.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    half_level_noise = drift(photos + noise / 255.0)
     totals = {}
     for label, on in (("total", acts + layers), ("weights_only", layers), ("activations_only", acts)):
         _switch(acts + layers, on)
@@ -149,18 +149,20 @@ def int8_anatomy(checkpoint: Any = "starter", *, scheme: str = "onnx", weight_bi
         _switch(acts + layers, [q])
         if kind == "activation":
             node = made_by[item]
-            module = _module_of(node)
-            name = "image" if node.op == "placeholder" else str(node.name)
-            group = INPUT if node.op == "placeholder" else _group(module)
-            rows.append(Contribution(kind, name, module, group, drift(), float(q.low), float(q.high)))
+            module = module_path(node)
+            image = node.op == "placeholder"
+            grid = q.grid_of[0] if q.grid_of else q  # a resize rounds to its input's grid
+            rows.append(Contribution(kind, "image" if image else str(node.name), module,
+                                     INPUT if image else group_of(module) or "other", drift(),
+                                     float(grid.low), float(grid.high)))
         else:
             module = owner[id(item)]
-            rows.append(Contribution(kind, module, module, _group(module), drift()))
+            rows.append(Contribution(kind, module, module, group_of(module) or "other", drift()))
     _switch(acts + layers, acts + layers)
     rows.sort(key=lambda r: -r.mse)
-    return Anatomy(scheme, weight_bits, input_type, (size, size), [f.name for f in files],
-                   getattr(source, "description", str(calibration)), list(keep_float), totals["total"],
-                   totals["weights_only"], totals["activations_only"], half_level_noise, rows)
+    return Anatomy(scheme, weight_bits, input_type, (size, size), [f.name for f in files], source.description,
+                   list(keep_float), totals["total"], totals["weights_only"], totals["activations_only"],
+                   half_level_noise, rows)
 
 
 def _switch(every: Iterable[Any], on: Iterable[Any]) -> None:
@@ -185,18 +187,6 @@ def _network_input(rgb: np.ndarray, size: int, input_type: str) -> Any:
     else:
         x = preprocess(rgb, spec)
     return torch.from_numpy(x)
-
-
-def _module_of(node: Any) -> str:
-    from modnet_edge.training.quant_sim import module_path
-
-    return module_path(node)
-
-
-def _group(module: str) -> str:
-    from modnet_edge.model.parts import group_of
-
-    return group_of(module) or "other"
 
 
 def format_anatomy(a: Anatomy, top: int = 20) -> str:

@@ -47,6 +47,7 @@ def test_every_rounding_has_one_row_and_the_groups_add_up(anatomy) -> None:
     assert len({r.name for r in layers}) == len(layers)
     assert [r.mse for r in anatomy.rows] == sorted((r.mse for r in anatomy.rows), reverse=True)
     assert all(np.isfinite(r.mse) and r.mse >= 0 for r in anatomy.rows)
+    assert all(r.low <= 0 <= r.high and r.low < r.high for r in acts)  # resizes show their input's grid
     image = [r for r in acts if r.name == "image"]
     assert len(image) == 1 and image[0].group == INPUT and image[0].low < 0 < image[0].high
     assert {r.group for r in anatomy.rows} <= {*GROUPS, INPUT, "other"}
