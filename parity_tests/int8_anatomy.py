@@ -70,6 +70,7 @@ class Anatomy:
     activations_only: float
     half_level_noise: float  # the float network's drift under +-1/2 of an 8-bit level of input noise
     rows: list[Contribution] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)  # photos the network trained on (built-in weights)
 
     def by_group(self) -> dict[str, float]:
         """Sum of the rows of each group, largest first."""
@@ -100,19 +101,20 @@ def int8_anatomy(checkpoint: Any = "starter", *, scheme: str = "onnx", weight_bi
     from modnet_edge.calibration import as_source
     from modnet_edge.core.console import progress as bar
     from modnet_edge.core.errors import ConfigError
-    from modnet_edge.core.images import list_images, read_image, unseen_images
+    from modnet_edge.core.images import read_image
     from modnet_edge.model.checkpoint import build_from_checkpoint
-    from modnet_edge.model.weights import resolve_checkpoint
     from modnet_edge.model.parts import group_of
+    from modnet_edge.model.weights import resolve_checkpoint
+    from modnet_edge.parity_tests.parity import exposure, image_files
     from modnet_edge.training.quant_sim import module_path, prepare
 
     if weight_bits not in (7, 8):
         raise ConfigError(f"weight_bits must be 8 or 7 (reduce_range), not {weight_bits}")
-    folder = Path(images) if images is not None else unseen_images()
-    files = list_images(folder)
-    if not files:
-        raise ConfigError(f"{folder}: no images to measure on")
-    net = build_from_checkpoint(resolve_checkpoint(checkpoint)).eval()
+    files = image_files(images)  # a folder, files, or None: the package's unseen photos
+    if files is None:
+        raise ConfigError("the anatomy is measured on photo files: pass images= a folder or files")
+    ckpt = resolve_checkpoint(checkpoint)
+    net = build_from_checkpoint(ckpt).eval()
     sim = prepare(net, scheme, weight_max=127 if weight_bits == 8 else 64, keep_float=keep_float,
                   input_type=input_type)
     source = as_source(calibration, calibration_size, 0)
@@ -162,7 +164,7 @@ def int8_anatomy(checkpoint: Any = "starter", *, scheme: str = "onnx", weight_bi
     rows.sort(key=lambda r: -r.mse)
     return Anatomy(scheme, weight_bits, input_type, (size, size), [f.name for f in files], source.description,
                    list(keep_float), totals["total"], totals["weights_only"], totals["activations_only"],
-                   half_level_noise, rows)
+                   half_level_noise, rows, exposure(files, ckpt.provenance))
 
 
 def _switch(every: Iterable[Any], on: Iterable[Any]) -> None:
@@ -200,6 +202,9 @@ def format_anatomy(a: Anatomy, top: int = 20) -> str:
              f"(rows sum {sums['activation']:.2e})",
              f"the float network under +-1/2 level of input noise (no rounding): {a.half_level_noise:.2e}",
              "by group (sum of its rows):"]
+    if a.seen:
+        lines.insert(1, "the network learned from some of these photos, so the figures understate its drift on "
+                        "photos it never saw: " + ", ".join(f"{k} ({v})" for k, v in a.seen.items()))
     lines += [f"  {g:<16} {v:.2e}  {v / a.total:6.1%} of the total" for g, v in a.by_group().items() if v > 0]
     lines.append(f"the {min(top, len(a.rows))} costliest roundings alone:")
     for r in a.rows[:top]:

@@ -53,9 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the rows here too")
     args = p.parse_args(argv)
 
+    from modnet_edge.core import atomic_write_text, check_output_path
     from modnet_edge.exporters.skeleton import export_artifact
     from modnet_edge.model.weights import resolve_checkpoint, weights_file
     from modnet_edge.parity_tests.parity import run_parity
+
+    if args.json:
+        from modnet_edge.core.errors import ModnetEdgeError
+
+        try:
+            check_output_path(args.json)  # free or ours, before minutes of exports (a user's file is refused)
+        except ModnetEdgeError as e:
+            print(f"{p.prog}: error: {e}", file=sys.stderr)
+            return 2
 
     base = {"static_shape": (args.size, args.size), "calibration": args.calibration,
             "calibration_size": args.calibration_size, "target_cpu": args.target_cpu}
@@ -89,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<58} MSE {r.drift.mse:.2e}  band {r.drift.band_mse:.2e}  >4/255 {r.drift.over_4:.2%}"
                   f"  worst {r.worst_image}", flush=True)
             if args.json:  # after every row: a long run keeps what it measured
-                args.json.parent.mkdir(parents=True, exist_ok=True)
-                args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+                atomic_write_text(args.json, json.dumps(results, indent=2, default=str) + "\n")
     return 0
 
 

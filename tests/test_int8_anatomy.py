@@ -13,7 +13,7 @@ import pytest
 from modnet_edge.model.checkpoint import build_from_checkpoint
 from modnet_edge.model.parts import GROUPS, group_of
 from modnet_edge.model.weights import resolve_checkpoint
-from modnet_edge.parity_tests.int8_anatomy import INPUT, int8_anatomy, main
+from modnet_edge.parity_tests.int8_anatomy import INPUT, format_anatomy, int8_anatomy, main
 from modnet_edge.training.quant_sim import prepare
 
 SIZE = 128
@@ -55,7 +55,7 @@ def test_every_rounding_has_one_row_and_the_groups_add_up(anatomy) -> None:
     sums = anatomy.by_group()
     assert sum(sums.values()) == pytest.approx(sum(r.mse for r in anatomy.rows))
     assert 0 < anatomy.weights_only < anatomy.total and 0 < anatomy.activations_only < anatomy.total * 1.5
-    assert anatomy.images == ["astronaut.png", "sunset.png"]
+    assert anatomy.images == ["astronaut.png", "sunset.png"] and anatomy.seen == {}  # never trained on
     assert 0 < anatomy.half_level_noise < 1e-2  # the float network, dithered input: a yardstick, not a rounding
 
 
@@ -102,3 +102,11 @@ def test_command_writes_its_rows_and_never_replaces_a_users_file(photos: Path, t
     assert mine.read_text() == "a user's notes\n"
     assert "mine.json" in capsys.readouterr().err
     assert main(["--size", str(SIZE), "--images", str(tmp_path / "nowhere")]) == 2
+
+
+def test_the_table_says_when_the_photos_were_trained_on(anatomy) -> None:
+    import dataclasses
+
+    seen = dataclasses.replace(anatomy, seen={"astronaut.png": "trained on"})
+    assert "the network learned from some of these photos" in format_anatomy(seen)
+    assert "learned from" not in format_anatomy(anatomy)

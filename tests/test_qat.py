@@ -261,3 +261,7 @@ def test_levers_table_measures_each_row_and_keeps_what_it_measured(tmp_path: Pat
     assert [r["lever"].split(":")[0] for r in rows] == ["baseline", "per-tensor weights"]
     assert all(np.isfinite(r["mse"]) and r["mse"] > 0 and r["images"] for r in rows)
     assert rows[1]["options"]["per_channel"] is False and "per_channel" not in rows[0]["options"]
+    mine = tmp_path / "mine.json"
+    mine.write_text("a user's notes\n")
+    assert int8_levers.main(["--size", "64", "--json", str(mine)]) == 2  # refused before any export
+    assert mine.read_text() == "a user's notes\n"
